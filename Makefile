@@ -1,0 +1,39 @@
+# Two commands: `make demo` (the main job on built-in data) and `make test` (the whole suite).
+# Each builds .venv first when it is missing or requirements.txt / the environment hook changed.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= demo-output
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test clean help
+.DEFAULT_GOAL := help
+
+help:  ## List the targets
+	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
+
+setup: $(STAMP)  ## Build the environment only (.venv from the pinned lock, no resolver)
+
+$(STAMP): requirements.txt envsetup/music_retrieval_env.py envsetup/install_hook.py
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11" >&2; exit 1; }
+	@echo "setup: building $(VENV) from requirements.txt (a few minutes on a fresh machine; log in $(VENV)/install.log)"
+	@rm -rf $(VENV)
+	@$(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --no-deps --progress-bar off -r requirements.txt > $(VENV)/install.log 2>&1 \
+		|| { grep -v 'is ignored: it is neither' $(VENV)/install.log | tail -n 30 >&2; echo "error: pip install failed, full log in $(VENV)/install.log" >&2; exit 1; }
+	@$(PY) envsetup/install_hook.py
+	@$(PY) -c "import os, tfx, tensorflow_data_validation, tensorflow_recommenders, scann; assert os.environ['TF_USE_LEGACY_KERAS'] == '1'" 2>/dev/null \
+		|| { echo "error: the environment installed but does not import; see $(VENV)/install.log" >&2; exit 1; }
+	@touch $(STAMP)
+	@echo "setup: $(VENV) ready"
+
+demo: $(STAMP)  ## Simulate a small listening log and run the pipeline on it (output in $(DEMO_DIR)/)
+	$(PY) -m pipeline.demo --out $(DEMO_DIR)
+
+test: $(STAMP)  ## Run the whole test suite
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+clean:  ## Remove the environment and demo output
+	rm -rf $(VENV) $(DEMO_DIR)

@@ -1,0 +1,1 @@
+"""Environment set-up that has to happen before any project code runs (see install_hook.py)."""

@@ -1,0 +1,1 @@
+"""Listening logs in the project's contract: a simulator with ground truth, adapters for public logs."""

@@ -1,0 +1,95 @@
+"""Every knob of the pipeline, with its default, in one place; runners override them with `--set key=value`."""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any, Iterable
+
+PIPELINE_NAME = "music_retrieval"
+METADATA_FILE = "metadata.sqlite"
+PIPELINE_ROOT_DIR = "pipeline"
+SPAN_PATTERN_DIR = "span-{SPAN}"
+SPAN_DIR_GLOB = "span-*"
+LATEST_SPAN = "latest"
+INPUT_FORMATS = ("csv", "parquet")
+BEAM_RUNNING_MODES = ("in_memory", "multi_threading", "multi_processing")
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """The pipeline's settings. Field names are the `--set` keys."""
+
+    spans: str = LATEST_SPAN
+    """Which daily spans ExampleGen reads: 'latest', one span 'N', or an inclusive range 'A-B'."""
+    input_format: str = "auto"
+    """'csv', 'parquet', or 'auto' (decided by the files in the span folders)."""
+    fail_on_anomalies: bool = False
+    """Anomalies are always reported; with True the runner exits non-zero when ExampleValidator found any."""
+    enable_cache: bool = True
+    """TFX caching: a re-run with the same inputs and settings reuses finished steps."""
+    beam_direct_running_mode: str = "in_memory"
+    """DirectRunner mode when no other Beam runner is given: in_memory, multi_threading or multi_processing."""
+    beam_direct_num_workers: int = 1
+    """DirectRunner workers (processes in multi_processing mode)."""
+
+    def __post_init__(self) -> None:
+        parse_spans(self.spans)
+        if self.input_format not in ("auto",) + INPUT_FORMATS:
+            raise ValueError(f"input_format must be auto, csv or parquet, got {self.input_format!r}")
+        if self.beam_direct_running_mode not in BEAM_RUNNING_MODES:
+            raise ValueError(f"beam_direct_running_mode must be one of {BEAM_RUNNING_MODES}")
+        if self.beam_direct_num_workers < 1:
+            raise ValueError("beam_direct_num_workers must be >= 1")
+
+    def beam_pipeline_args(self, extra: Iterable[str] = ()) -> list[str]:
+        """DirectRunner settings from this config, then `extra` (which may name another runner entirely)."""
+        return [
+            f"--direct_running_mode={self.beam_direct_running_mode}",
+            f"--direct_num_workers={self.beam_direct_num_workers}",
+            *extra,
+        ]
+
+
+def parse_spans(spec: str) -> tuple[int, int] | None:
+    """None for 'latest', else the inclusive (first, last) span numbers of 'N' or 'A-B'."""
+    if spec == LATEST_SPAN:
+        return None
+    first, _, last = spec.partition("-")
+    try:
+        bounds = (int(first), int(last or first))
+    except ValueError:
+        raise ValueError(f"spans must be 'latest', 'N' or 'A-B' with span numbers, got {spec!r}") from None
+    if bounds[0] < 1 or bounds[1] < bounds[0]:
+        raise ValueError(f"spans range must satisfy 1 <= A <= B, got {spec!r}")
+    return bounds
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _convert(key: str, text: str, kind: Any) -> Any:
+    if kind is bool:
+        lowered = text.lower()
+        if lowered not in _TRUE | _FALSE:
+            raise ValueError(f"--set {key}: expected true or false, got {text!r}")
+        return lowered in _TRUE
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValueError(f"--set {key}: expected {kind.__name__}, got {text!r}") from None
+
+
+def with_overrides(config: PipelineConfig, assignments: Iterable[str]) -> PipelineConfig:
+    """Applies 'key=value' strings; unknown keys and wrong types fail with the list of valid keys."""
+    hints = typing.get_type_hints(PipelineConfig)
+    changes: dict[str, Any] = {}
+    for assignment in assignments:
+        key, sep, value = assignment.partition("=")
+        key = key.strip()
+        if not sep:
+            raise ValueError(f"--set expects key=value, got {assignment!r}")
+        if key not in hints:
+            raise ValueError(f"unknown setting {key!r}; valid keys: {', '.join(sorted(hints))}")
+        changes[key] = _convert(key, value.strip(), hints[key])
+    return dataclasses.replace(config, **changes)
