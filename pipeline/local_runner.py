@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import pathlib
 import sys
-from typing import Sequence
+from typing import Sequence, TextIO
 
 from tfx import v1 as tfx
 
@@ -57,7 +57,8 @@ def run(
     return RunResult(outputs, anomalies)
 
 
-def print_report(result: RunResult, out=sys.stdout) -> None:
+def print_report(result: RunResult, out: TextIO | None = None) -> None:
+    out = out or sys.stdout
     print("Artifacts of this run:", file=out)
     for component, keys in sorted(result.outputs.items()):
         for key, uris in sorted(keys.items()):

@@ -5,6 +5,7 @@ import pathlib
 from typing import Optional, Sequence
 
 from tfx import v1 as tfx
+from tfx.components import FileBasedExampleGen
 from tfx.components.example_gen.custom_executors import parquet_executor
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2, range_config_pb2
@@ -86,7 +87,7 @@ def create_pipeline(
     if input_format == "csv":
         example_gen = tfx.components.CsvExampleGen(**example_gen_args)
     else:
-        example_gen = tfx.components.FileBasedExampleGen(
+        example_gen = FileBasedExampleGen(
             custom_executor_spec=executor_spec.BeamExecutorSpec(parquet_executor.Executor), **example_gen_args
         )
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])

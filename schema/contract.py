@@ -152,7 +152,7 @@ def _text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, bytes):
-        return value.decode("utf-8")
+        return value.decode("utf-8").strip()
     if isinstance(value, float) and math.isnan(value):
         return ""
     return str(value).strip()
