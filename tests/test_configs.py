@@ -63,3 +63,17 @@ def test_input_format_detection(tmp_path):
     spans.write_spans(random_log(50, days=2), tmp_path, fmt="csv")
     with pytest.raises(ValueError, match="only .csv or only .parquet"):
         detect_input_format(tmp_path)
+
+
+def test_demo_refuses_a_folder_it_did_not_write(tmp_path):
+    from pipeline import demo
+
+    (tmp_path / "precious.txt").write_text("keep me")
+    with pytest.raises(SystemExit, match="not written by the demo"):
+        demo.prepare_out_dir(tmp_path)
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
+    fresh = tmp_path / "demo"
+    demo.prepare_out_dir(fresh)
+    (fresh / "data").mkdir()
+    demo.prepare_out_dir(fresh)
+    assert not (fresh / "data").exists() and (fresh / demo.MARKER).is_file()
