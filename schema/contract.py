@@ -238,3 +238,44 @@ def validate_row(raw: Mapping[str, Any]) -> Validation:
         ARTIST_ID: _text(raw.get(ARTIST_ID)),
     }
     return Validation(row, None)
+
+
+# --- Training examples written by FeedbackLabeler (DESIGN §4) -------------------------------------------
+# One tf.train.Example per positive target; the lists are variable-length, oldest to newest for history.
+EX_USER_ID = "user_id"
+EX_STATION_ID = "station_id"
+EX_TARGET_TRACK_ID = "target_track_id"
+EX_TARGET_LABEL = "target_label"
+EX_TARGET_TIMESTAMP_MS = "target_timestamp_ms"
+EX_HISTORY_TRACK_IDS = "history_track_ids"
+EX_HISTORY_LABELS = "history_labels"
+EX_HARD_NEGATIVE_TRACK_IDS = "hard_negative_track_ids"
+EXAMPLE_SCALAR_FEATURES: tuple[str, ...] = (
+    EX_USER_ID, EX_STATION_ID, EX_TARGET_TRACK_ID, EX_TARGET_LABEL, EX_TARGET_TIMESTAMP_MS,
+)
+EXAMPLE_LIST_FEATURES: tuple[str, ...] = (EX_HISTORY_TRACK_IDS, EX_HISTORY_LABELS, EX_HARD_NEGATIVE_TRACK_IDS)
+LABELED_SCHEMA_PATH = pathlib.Path(__file__).resolve().with_name("labeled_examples.pbtxt")
+
+# Splits of the labelled examples: by global time cut-offs, never by hashing.
+TRAIN, EVAL, TEST = "train", "eval", "test"
+SPLITS: tuple[str, ...] = (TRAIN, EVAL, TEST)
+
+# Policies (DESIGN §4): which labels are targets, which enter the history, which are hard negatives.
+POSITIVE_POLICIES: dict[str, tuple[str, ...]] = {"like": (LIKE,), "like+listen": (LIKE, LISTEN)}
+INPUT_POLICIES: dict[str, tuple[str, ...]] = {
+    "positives": (),  # the positive policy's labels only
+    "positives+skips": (SKIP,),
+    "all": (SKIP, DISLIKE),
+}
+"""Labels an input policy adds to the positive policy's labels in the history."""
+NEGATIVE_POLICIES: dict[str, tuple[str, ...]] = {
+    "dislikes": (DISLIKE,),
+    "skips": (SKIP,),
+    "dislikes+skips": (DISLIKE, SKIP),
+    "none": (),
+}
+
+
+def history_labels(positive_policy: str, input_policy: str) -> tuple[str, ...]:
+    """The labels that may enter a history under these policies."""
+    return POSITIVE_POLICIES[positive_policy] + INPUT_POLICIES[input_policy]
