@@ -5,6 +5,9 @@ import dataclasses
 import typing
 from typing import Any, Iterable
 
+from components.feedback_labeler.sequences import LabelingParams
+from schema import contract
+
 PIPELINE_NAME = "music_retrieval"
 METADATA_FILE = "metadata.sqlite"
 PIPELINE_ROOT_DIR = "pipeline"
@@ -32,6 +35,30 @@ class PipelineConfig:
     beam_direct_num_workers: int = 1
     """DirectRunner workers (processes in multi_processing mode)."""
 
+    # --- FeedbackLabeler (DESIGN §4) ---
+    skip_ms: int = contract.DEFAULT_SKIP_MS
+    """A play without thumbs shorter than this is a skip."""
+    skip_fraction: float = contract.DEFAULT_SKIP_FRACTION
+    """...or shorter than this fraction of the track's duration."""
+    positive_policy: str = "like"
+    """Targets: 'like' (thumbs up, the paper's Pandora set-up) or 'like+listen' (implicit positives too)."""
+    input_policy: str = "all"
+    """History tokens: 'positives', 'positives+skips' or 'all' (skips and dislikes too)."""
+    negative_policy: str = "dislikes+skips"
+    """Hard negatives: 'dislikes', 'skips', 'dislikes+skips' or 'none'."""
+    max_history: int = 20
+    """History length per example (most recent plays, same station first)."""
+    max_hard_negatives: int = 5
+    """Hard negatives per example (same station first, nearest in time)."""
+    hard_negative_window_ms: int = 3_600_000
+    """Only skips/dislikes within this time of the target are its hard negatives."""
+    eval_cutoff: str = "0.7"
+    """Targets at or after this are eval: a fraction of the log's time range or an epoch-ms timestamp."""
+    test_cutoff: str = "0.85"
+    """Targets at or after this are test (same forms as eval_cutoff)."""
+    max_events_per_user: int = 5000
+    """Only a listener's most recent plays are kept (bounds memory per listener; the rest are counted)."""
+
     def __post_init__(self) -> None:
         parse_spans(self.spans)
         if self.input_format not in ("auto",) + INPUT_FORMATS:
@@ -40,6 +67,11 @@ class PipelineConfig:
             raise ValueError(f"beam_direct_running_mode must be one of {BEAM_RUNNING_MODES}")
         if self.beam_direct_num_workers < 1:
             raise ValueError("beam_direct_num_workers must be >= 1")
+        self.labeling_params()
+
+    def labeling_params(self) -> LabelingParams:
+        """FeedbackLabeler's parameters (validated on construction)."""
+        return LabelingParams(**{f.name: getattr(self, f.name) for f in dataclasses.fields(LabelingParams)})
 
     def beam_pipeline_args(self, extra: Iterable[str] = ()) -> list[str]:
         """DirectRunner settings from this config, then `extra` (which may name another runner entirely)."""

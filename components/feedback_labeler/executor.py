@@ -1,0 +1,329 @@
+"""FeedbackLabeler's Beam executor: validate, label, group per listener, build sequences, split by time.
+
+The Beam runner comes from the pipeline's `beam_pipeline_args` (`_make_beam_pipeline`), so the same code
+runs on the DirectRunner here and on Dataflow, Flink or Spark.
+
+Memory per listener is bounded: `beam.combiners.Top.PerKey` keeps only the `max_events_per_user` most
+recent plays of each listener (a bounded heap per key, combined before the shuffle), so a heavy
+listener's whole life never sits in one worker's memory. Plays dropped by that cap are counted in
+`feedback_stats` (`capped_users`, `plays_over_user_cap`).
+"""
+from __future__ import annotations
+
+import collections
+import json
+import os
+from typing import Any, Iterable, Iterator
+
+import apache_beam as beam
+import tensorflow as tf
+from tfx import types
+from tfx.dsl.components.base import base_beam_executor
+from tfx.types import artifact_utils
+from tfx.utils import io_utils
+from tensorflow_metadata.proto.v0 import schema_pb2
+
+from components.feedback_labeler import sequences
+from schema import contract
+
+LABELER_VERSION = "1"
+STATS_FILE = "feedback_stats.json"
+METRICS_NAMESPACE = "FeedbackLabeler"
+TFRECORD_PREFIX = "data_tfrecord"
+
+
+def params_from_exec_properties(exec_properties: dict[str, Any]) -> sequences.LabelingParams:
+    names = [field.name for field in sequences.dataclasses.fields(sequences.LabelingParams)]
+    return sequences.LabelingParams(**{name: exec_properties[name] for name in names})
+
+
+def example_to_raw(example: tf.train.Example) -> dict[str, Any]:
+    """The first value of each feature (bytes or int), None when absent or empty."""
+    raw: dict[str, Any] = {}
+    for name, feature in example.features.feature.items():
+        kind = feature.WhichOneof("kind")
+        values = getattr(feature, kind).value if kind else []
+        raw[name] = values[0] if len(values) else None
+    return raw
+
+
+class ValidateAndLabel(beam.DoFn):
+    """Valid plays go out keyed by listener; rejected rows go to the 'quarantine' output with their reason."""
+
+    QUARANTINE = "quarantine"
+
+    def __init__(self, thresholds: contract.LabelThresholds) -> None:
+        self._thresholds = thresholds
+
+    def process(self, example: tf.train.Example) -> Iterator[Any]:
+        raw = example_to_raw(example)
+        extra = sorted(set(raw) - set(contract.COLUMNS))
+        validation = contract.validate_row(raw)
+        if not validation.ok:
+            beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"quarantined_{validation.reason}").inc()
+            yield beam.pvalue.TaggedOutput(self.QUARANTINE, validation.reason)
+            return
+        row = validation.row
+        beam.metrics.Metrics.counter(METRICS_NAMESPACE, "valid_plays").inc()
+        if extra:
+            beam.metrics.Metrics.counter(METRICS_NAMESPACE, "rows_with_unknown_columns").inc()
+        label = contract.label_of(row, self._thresholds)
+        yield row[contract.USER_ID], sequences.Play(
+            row[contract.TIMESTAMP_MS], row[contract.TRACK_ID], row[contract.STATION_ID], label
+        )
+
+
+class BuildExamples(beam.DoFn):
+    """One listener's capped plays -> (split, serialized tf.train.Example) and a Counter of statistics."""
+
+    STATS = "stats"
+
+    def __init__(self, params: sequences.LabelingParams) -> None:
+        self._params = params
+
+    def process(self, element: tuple[str, list[sequences.Play]], bounds: tuple[int, int]) -> Iterator[Any]:
+        user_id, plays = element
+        cutoffs = sequences.resolve_cutoffs(self._params, *bounds)
+        result = sequences.build_user_examples(user_id, plays, self._params, cutoffs)
+        stats: collections.Counter = collections.Counter()
+        stats["users"] += 1
+        for (split, label), count in result.label_counts.items():
+            stats[f"labels/{split}/{label}"] += count
+        for example in result.examples:
+            stats[f"examples/{example.split}"] += 1
+            stats[f"hard_negatives_per_example/{example.split}/{len(example.hard_negative_track_ids)}"] += 1
+            yield example.split, to_tf_example(example).SerializeToString()
+        if result.has_test_target:
+            stats["coverage/users_with_test_targets"] += 1
+            for policy, covered in result.covered_by_policy.items():
+                stats[f"coverage/covered/{policy}"] += int(covered)
+        beam.metrics.Metrics.counter(METRICS_NAMESPACE, "examples").inc(len(result.examples))
+        yield beam.pvalue.TaggedOutput(self.STATS, stats)
+
+
+def to_tf_example(example: sequences.TrainingExample) -> tf.train.Example:
+    def strings(values: Iterable[str]) -> tf.train.Feature:
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode("utf-8") for v in values]))
+
+    features = {
+        contract.EX_USER_ID: strings([example.user_id]),
+        contract.EX_STATION_ID: strings([example.station_id]),
+        contract.EX_TARGET_TRACK_ID: strings([example.target_track_id]),
+        contract.EX_TARGET_LABEL: strings([example.target_label]),
+        contract.EX_TARGET_TIMESTAMP_MS: tf.train.Feature(
+            int64_list=tf.train.Int64List(value=[example.target_timestamp_ms])
+        ),
+        contract.EX_HISTORY_TRACK_IDS: strings(example.history_track_ids),
+        contract.EX_HISTORY_LABELS: strings(example.history_labels),
+        contract.EX_HARD_NEGATIVE_TRACK_IDS: strings(example.hard_negative_track_ids),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=features))
+
+
+class MergeCounters(beam.CombineFn):
+    def create_accumulator(self) -> collections.Counter:
+        return collections.Counter()
+
+    def add_input(self, accumulator: collections.Counter, counter: collections.Counter) -> collections.Counter:
+        accumulator.update(counter)
+        return accumulator
+
+    def merge_accumulators(self, accumulators: Iterable[collections.Counter]) -> collections.Counter:
+        merged: collections.Counter = collections.Counter()
+        for accumulator in accumulators:
+            merged.update(accumulator)
+        return merged
+
+    def extract_output(self, accumulator: collections.Counter) -> collections.Counter:
+        return accumulator
+
+
+def _nest(flat: dict[str, int], prefix: str) -> dict[str, Any]:
+    """{'a/b/c': n} under prefix 'a' -> {'b': {'c': n}}."""
+    nested: dict[str, Any] = {}
+    for key, value in sorted(flat.items()):
+        parts = key.split("/")
+        if parts[0] != prefix:
+            continue
+        node = nested
+        for part in parts[1:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return nested
+
+
+def assemble_stats(
+    counters: collections.Counter,
+    quarantined: dict[str, int],
+    distinct_tracks: int,
+    capped: dict[str, int],
+    bounds: tuple[int, int] | None,
+    params: sequences.LabelingParams,
+) -> dict[str, Any]:
+    """The feedback_stats document (its keys are described in the README)."""
+    flat = dict(counters)
+    users_with_test = flat.get("coverage/users_with_test_targets", 0)
+    coverage = {
+        policy: {
+            "covered_users": flat.get(f"coverage/covered/{policy}", 0),
+            "users_with_test_targets": users_with_test,
+            "share": (flat.get(f"coverage/covered/{policy}", 0) / users_with_test) if users_with_test else 0.0,
+        }
+        for policy in contract.INPUT_POLICIES
+    }
+    histogram = {
+        split: {int(k): v for k, v in sorted(by_count.items(), key=lambda kv: int(kv[0]))}
+        for split, by_count in _nest(flat, "hard_negatives_per_example").items()
+    }
+    cutoffs = sequences.resolve_cutoffs(params, *bounds) if bounds else None
+    return {
+        "labeler_version": LABELER_VERSION,
+        "params": sequences.dataclasses.asdict(params),
+        "time_range_ms": list(bounds) if bounds else None,
+        "cutoffs_ms": cutoffs._asdict() if cutoffs else None,
+        "valid_plays": sum(v for k, v in flat.items() if k.startswith("labels/")) + capped["plays"],
+        "quarantined": dict(sorted(quarantined.items())),
+        "users": flat.get("users", 0),
+        "tracks": distinct_tracks,
+        "labels": _nest(flat, "labels"),
+        "examples": {split: flat.get(f"examples/{split}", 0) for split in contract.SPLITS},
+        "hard_negatives_per_example": histogram,
+        "coverage_by_input_policy": coverage,
+        "capped_users": capped["users"],
+        "plays_over_user_cap": capped["plays"],
+    }
+
+
+class Executor(base_beam_executor.BaseBeamExecutor):
+    """Reads every split of the input Examples and writes train/eval/test labelled sequences + stats."""
+
+    def Do(
+        self,
+        input_dict: dict[str, list[types.Artifact]],
+        output_dict: dict[str, list[types.Artifact]],
+        exec_properties: dict[str, Any],
+    ) -> None:
+        self._log_startup(input_dict, output_dict, exec_properties)
+        params = params_from_exec_properties(exec_properties)
+        check_schema(artifact_utils.get_single_uri(input_dict["schema"]))
+        examples = artifact_utils.get_single_instance(input_dict["examples"])
+        split_names = artifact_utils.decode_split_names(examples.split_names)
+        if not split_names:
+            raise ValueError(f"input Examples at {examples.uri} has no splits")
+        patterns = [os.path.join(artifact_utils.get_split_uri([examples], s), "*") for s in split_names]
+        labeled = artifact_utils.get_single_instance(output_dict["labeled_examples"])
+        labeled.split_names = artifact_utils.encode_split_names(list(contract.SPLITS))
+        stats_uri = artifact_utils.get_single_uri(output_dict["feedback_stats"])
+
+        with self._make_beam_pipeline() as pipeline:
+            raw = (
+                [pipeline | f"Read[{s}]" >> beam.io.ReadFromTFRecord(p, coder=beam.coders.ProtoCoder(tf.train.Example))
+                 for s, p in zip(split_names, patterns)]
+                | "FlattenSplits" >> beam.Flatten()
+            )
+            validated = raw | "ValidateAndLabel" >> beam.ParDo(ValidateAndLabel(params.thresholds())).with_outputs(
+                ValidateAndLabel.QUARANTINE, main="plays"
+            )
+            plays = validated.plays
+            bounds = (
+                plays
+                | "Timestamps" >> beam.Map(lambda kv: kv[1].timestamp_ms)
+                | "TimeRange" >> beam.CombineGlobally(_MinMax()).without_defaults()
+            )
+            capped = plays | "KeepRecentPerUser" >> beam.combiners.Top.PerKey(
+                params.max_events_per_user, key=lambda play: (play.timestamp_ms, play.track_id)
+            )
+            built = capped | "BuildExamples" >> beam.ParDo(
+                BuildExamples(params), bounds=beam.pvalue.AsSingleton(bounds)
+            ).with_outputs(BuildExamples.STATS, main="examples")
+
+            for split in contract.SPLITS:
+                _ = (
+                    built.examples
+                    | f"Select[{split}]" >> beam.Filter(lambda kv, s=split: kv[0] == s)
+                    | f"Bytes[{split}]" >> beam.Map(lambda kv: kv[1])
+                    | f"Write[{split}]" >> beam.io.WriteToTFRecord(
+                        os.path.join(artifact_utils.get_split_uri([labeled], split), TFRECORD_PREFIX),
+                        file_name_suffix=".gz",
+                    )
+                )
+
+            counters = built[BuildExamples.STATS] | "MergeStats" >> beam.CombineGlobally(MergeCounters())
+            quarantined = validated[ValidateAndLabel.QUARANTINE] | "CountReasons" >> beam.combiners.Count.PerElement()
+            tracks = (
+                plays
+                | "Tracks" >> beam.Map(lambda kv: kv[1].track_id)
+                | "DistinctTracks" >> beam.Distinct()
+                | "CountTracks" >> beam.combiners.Count.Globally()
+            )
+            over_cap = (
+                plays
+                | "CountPerUser" >> beam.combiners.Count.PerKey()
+                | "OverCap" >> beam.Map(lambda kv, cap=params.max_events_per_user: max(0, kv[1] - cap))
+                | "NonZero" >> beam.Filter(lambda n: n > 0)
+                | "SumOverCap" >> beam.CombineGlobally(_CountAndSum())
+            )
+            _ = (
+                counters
+                | "WriteStats" >> beam.Map(
+                    _write_stats,
+                    stats_uri=stats_uri,
+                    params=params,
+                    quarantined=beam.pvalue.AsDict(quarantined),
+                    tracks=beam.pvalue.AsSingleton(tracks),
+                    over_cap=beam.pvalue.AsSingleton(over_cap),
+                    bounds=beam.pvalue.AsList(bounds),
+                )
+            )
+        stats = json.loads(io_utils.read_string_file(os.path.join(stats_uri, STATS_FILE)))
+        if stats["valid_plays"] == 0:
+            raise ValueError(
+                f"FeedbackLabeler found no valid play in {examples.uri} (quarantined: {stats['quarantined']}); "
+                "check the input log against schema/contract.py"
+            )
+
+
+def _write_stats(counters, stats_uri, params, quarantined, tracks, over_cap, bounds) -> None:
+    stats = assemble_stats(
+        counters, dict(quarantined), tracks, over_cap, tuple(bounds[0]) if bounds else None, params
+    )
+    io_utils.write_string_file(os.path.join(stats_uri, STATS_FILE), json.dumps(stats, indent=2, sort_keys=True))
+
+
+class _MinMax(beam.CombineFn):
+    def create_accumulator(self):
+        return None
+
+    def add_input(self, accumulator, value):
+        return (value, value) if accumulator is None else (min(accumulator[0], value), max(accumulator[1], value))
+
+    def merge_accumulators(self, accumulators):
+        present = [a for a in accumulators if a is not None]
+        return (min(a[0] for a in present), max(a[1] for a in present)) if present else None
+
+    def extract_output(self, accumulator):
+        return accumulator
+
+
+class _CountAndSum(beam.CombineFn):
+    def create_accumulator(self):
+        return {"users": 0, "plays": 0}
+
+    def add_input(self, accumulator, value):
+        return {"users": accumulator["users"] + 1, "plays": accumulator["plays"] + value}
+
+    def merge_accumulators(self, accumulators):
+        accumulators = list(accumulators)
+        return {key: sum(a[key] for a in accumulators) for key in ("users", "plays")}
+
+    def extract_output(self, accumulator):
+        return accumulator
+
+
+def check_schema(schema_uri: str) -> None:
+    """The imported schema must describe the contract's required columns; anything else is a wiring error."""
+    schema_path = os.path.join(schema_uri, "schema.pbtxt")
+    schema = io_utils.parse_pbtxt_file(schema_path, schema_pb2.Schema())
+    missing = sorted(set(contract.REQUIRED_COLUMNS) - {feature.name for feature in schema.feature})
+    if missing:
+        raise ValueError(f"schema at {schema_path} lacks the contract's required columns {missing}")

@@ -1,0 +1,147 @@
+"""The Transform component's preprocessing_fn: track, station and label ids for the labelled examples.
+
+Used as `Transform(preprocessing_fn="models.preprocessing.preprocessing_fn")`; the output keys, dtypes and
+id conventions are listed in `models.features`. The inputs are what TFXIO parses with
+`schema/labeled_examples.pbtxt`: the scalars as dense [B, 1] tensors, the lists as SparseTensors
+(RaggedTensors are accepted too, and the lists come out in the same kind).
+
+Why it is built this way:
+- One track vocabulary over targets, histories and hard negatives, so a track has the same id wherever it
+  appears, and the counts stored beside it are exact occurrence counts over all three (the Trainer's
+  logQ correction and popularity sampling read them). tf.Transform drops empty tokens and tokens with
+  '\\n' or '\\r' from text vocabularies, and looks frequency files up by splitting lines on ' ', so a
+  track id with any of these would silently lose its count or its id: the analysis fails instead.
+  That check runs only while analysing; at serving such an id is simply out of vocabulary.
+- Labels are ids into the fixed `contract.LABELS` (a static table, not a learned vocabulary, so id i
+  always means LABELS[i]); an unknown label name fails the transform (InvalidArgumentError), in analysis
+  and at serving alike.
+- The station vocabulary leaves '' (no station) out and reserves id 0 for it (see `models.features`).
+
+Serving: the transform graph needs every raw feature an output depends on. Each output depends only on
+its own raw feature (the shared vocabulary is a constant file after analysis), so clients may send a
+subset of the features and ask only for the outputs derived from them.
+"""
+from __future__ import annotations
+
+from typing import Callable, Mapping, Union
+
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from models import features
+from schema import contract
+
+TensorLike = Union[tf.Tensor, tf.SparseTensor, tf.RaggedTensor]
+
+EXACT_TRACK_TOKEN = r"[^ \n\r]+"
+"""Track ids the frequency vocabulary file stores and looks up exactly (see the module docstring)."""
+
+
+def preprocessing_fn(inputs: Mapping[str, TensorLike]) -> dict[str, TensorLike]:
+    """Maps one batch of labelled examples to model inputs (keys in models.features)."""
+    track_vocab = _track_vocabulary([inputs[key] for key in features.TRACK_FEATURES])
+    outputs = {
+        features.transformed_name(key): _track_ids(inputs[key], track_vocab) for key in features.TRACK_FEATURES
+    }
+    outputs[features.TARGET_TRACK_ID_XF] = _scalar(outputs[features.TARGET_TRACK_ID_XF])
+    for key in features.LABEL_FEATURES:
+        outputs[features.transformed_name(key)] = _map_values(_label_ids, inputs[key])
+    outputs[features.TARGET_LABEL_XF] = _scalar(outputs[features.TARGET_LABEL_XF])
+    outputs[features.STATION_ID_XF] = _station_ids(_scalar(inputs[contract.EX_STATION_ID]))
+    outputs[features.USER_ID_XF] = _scalar(inputs[contract.EX_USER_ID])
+    outputs[features.TARGET_TIMESTAMP_MS_XF] = _scalar(inputs[contract.EX_TARGET_TIMESTAMP_MS])
+    return outputs
+
+
+def _scalar(x: tf.Tensor) -> tf.Tensor:
+    """[B, 1] -> [B]; fails if a row holds anything but exactly one value."""
+    return tf.squeeze(x, axis=1)
+
+
+def _values(x: TensorLike) -> tf.Tensor:
+    """All values of a dense, sparse or ragged tensor, flattened."""
+    if isinstance(x, tf.SparseTensor):
+        return x.values
+    if isinstance(x, tf.RaggedTensor):
+        return x.flat_values
+    return tf.reshape(x, [-1])
+
+
+def _map_values(fn: Callable[[tf.Tensor], tf.Tensor], x: TensorLike) -> TensorLike:
+    """Applies `fn` to the values of `x`, keeping its kind and row lengths."""
+    if isinstance(x, tf.SparseTensor):
+        return tf.SparseTensor(x.indices, fn(x.values), x.dense_shape)
+    if isinstance(x, tf.RaggedTensor):
+        return x.with_flat_values(fn(x.flat_values))
+    return fn(x)
+
+
+def _asserted(condition: tf.Tensor, message: str, offenders: tf.Tensor, result: tf.Tensor) -> tf.Tensor:
+    """`result`, computed only if `condition` holds; otherwise an InvalidArgumentError naming the offenders."""
+    check = tf.debugging.Assert(condition, [message, offenders], summarize=20)
+    with tf.control_dependencies([check]):
+        return tf.identity(result)
+
+
+def _track_vocabulary(track_features: list[TensorLike]) -> tf.Tensor:
+    """Analyses one vocabulary, with occurrence counts, over every track id of every feature."""
+    occurrences = tf.concat([_values(x) for x in track_features], axis=0)
+    exact = tf.strings.regex_full_match(occurrences, EXACT_TRACK_TOKEN)
+    occurrences = _asserted(
+        tf.reduce_all(exact),
+        "track ids must be non-empty and contain no space, \\n or \\r; got",
+        tf.boolean_mask(occurrences, tf.logical_not(exact)),
+        occurrences,
+    )
+    return tft.vocabulary(occurrences, vocab_filename=features.TRACK_VOCAB, store_frequency=True)
+
+
+def _frequency_file_lookup(x: TensorLike, vocab_path: tf.Tensor) -> tuple[TensorLike, tf.Tensor]:
+    """Looks tokens up in a "count token" vocabulary file (line number = id), with OOV buckets.
+
+    tft.apply_vocabulary cannot read frequency files by itself; this is the table tf.Transform builds
+    for compute_and_apply_vocabulary(store_frequency=True).
+    """
+    initializer = tf.lookup.TextFileInitializer(
+        vocab_path,
+        key_dtype=tf.string,
+        key_index=1,
+        value_dtype=tf.int64,
+        value_index=tf.lookup.TextFileIndex.LINE_NUMBER,
+        delimiter=" ",
+    )
+    table = tf.lookup.StaticVocabularyTable(initializer, num_oov_buckets=features.NUM_OOV_BUCKETS)
+    return table.lookup(x), table.size()
+
+
+def _track_ids(x: TensorLike, track_vocab: tf.Tensor) -> TensorLike:
+    return tft.apply_vocabulary(
+        x, track_vocab, num_oov_buckets=features.NUM_OOV_BUCKETS, lookup_fn=_frequency_file_lookup
+    )
+
+
+def _station_ids(stations: tf.Tensor) -> tf.Tensor:
+    """NO_STATION -> NO_STATION_ID; real stations -> FIRST_STATION_ID + vocabulary id (OOV last)."""
+    is_station = tf.not_equal(stations, features.NO_STATION)
+    vocab = tft.vocabulary(tf.boolean_mask(stations, is_station), vocab_filename=features.STATION_VOCAB)
+    ids = tft.apply_vocabulary(stations, vocab, num_oov_buckets=features.NUM_OOV_BUCKETS)
+    no_station = tf.fill(tf.shape(ids), tf.constant(features.NO_STATION_ID, tf.int64))
+    return tf.where(is_station, ids + features.FIRST_STATION_ID, no_station)
+
+
+def _label_ids(labels: tf.Tensor) -> tf.Tensor:
+    """Label names -> their index in contract.LABELS; an unknown name is an error."""
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(contract.LABELS), tf.range(len(contract.LABELS), dtype=tf.int64)
+        ),
+        default_value=-1,
+    )
+    ids = table.lookup(labels)
+    known = tf.greater_equal(ids, 0)
+    return _asserted(
+        tf.reduce_all(known),
+        f"labels must be one of {list(contract.LABELS)}; got",
+        tf.boolean_mask(labels, tf.logical_not(known)),
+        ids,
+    )
