@@ -82,6 +82,9 @@ TRACK_VOCAB = "track_vocab"
 STATION_VOCAB = "station_vocab"
 NUM_OOV_BUCKETS = 1
 NUM_LABELS = len(contract.LABELS)
+UNKNOWN_LABEL_ID = -1
+"""A label name outside contract.LABELS. Analysis fails on any, so only serving can produce it (e.g. for a
+label the client did not send, which tf.Transform fills with '')."""
 
 NO_STATION = ""
 """The raw station_id of a play outside any station (labeled_examples.pbtxt)."""

@@ -39,17 +39,18 @@ EXACT_TRACK_TOKEN = r"[^ \n\r]+"
 
 def preprocessing_fn(inputs: Mapping[str, TensorLike]) -> dict[str, TensorLike]:
     """Maps one batch of labelled examples to model inputs (keys in models.features)."""
-    track_vocab = _track_vocabulary([inputs[key] for key in features.TRACK_FEATURES])
+    raw = {key: _scalar(inputs[key]) for key in contract.EXAMPLE_SCALAR_FEATURES}
+    raw.update({key: inputs[key] for key in contract.EXAMPLE_LIST_FEATURES})
+    track_vocab, track_check = _track_vocabulary([raw[key] for key in features.TRACK_FEATURES])
     outputs = {
-        features.transformed_name(key): _track_ids(inputs[key], track_vocab) for key in features.TRACK_FEATURES
+        features.transformed_name(key): _track_ids(_after(track_check, raw[key]), track_vocab)
+        for key in features.TRACK_FEATURES
     }
-    outputs[features.TARGET_TRACK_ID_XF] = _scalar(outputs[features.TARGET_TRACK_ID_XF])
     for key in features.LABEL_FEATURES:
-        outputs[features.transformed_name(key)] = _map_values(_label_ids, inputs[key])
-    outputs[features.TARGET_LABEL_XF] = _scalar(outputs[features.TARGET_LABEL_XF])
-    outputs[features.STATION_ID_XF] = _station_ids(_scalar(inputs[contract.EX_STATION_ID]))
-    outputs[features.USER_ID_XF] = _scalar(inputs[contract.EX_USER_ID])
-    outputs[features.TARGET_TIMESTAMP_MS_XF] = _scalar(inputs[contract.EX_TARGET_TIMESTAMP_MS])
+        outputs[features.transformed_name(key)] = _map_values(_label_ids, raw[key])
+    outputs[features.STATION_ID_XF] = _station_ids(raw[contract.EX_STATION_ID])
+    outputs[features.USER_ID_XF] = raw[contract.EX_USER_ID]
+    outputs[features.TARGET_TIMESTAMP_MS_XF] = raw[contract.EX_TARGET_TIMESTAMP_MS]
     return outputs
 
 
@@ -76,24 +77,35 @@ def _map_values(fn: Callable[[tf.Tensor], tf.Tensor], x: TensorLike) -> TensorLi
     return fn(x)
 
 
-def _asserted(condition: tf.Tensor, message: str, offenders: tf.Tensor, result: tf.Tensor) -> tf.Tensor:
-    """`result`, computed only if `condition` holds; otherwise an InvalidArgumentError naming the offenders."""
-    check = tf.debugging.Assert(condition, [message, offenders], summarize=20)
+def _fail_unless_none_in_analysed_data(bad: tf.Tensor, message: str) -> tf.Operation:
+    """An assertion that the analysed data held no `bad` value, decided once, at analysis.
+
+    The count is an analyzer, so in the saved transform graph it is a constant: a graph analysed from
+    bad data fails on every batch (the Transform component's own pass included), a good one never does.
+    A plain tf.debugging assertion on `bad` would instead also run at serving (tf.function runs every
+    assertion it traced), where tf.Transform fills each raw feature a client did not send with ''.
+    """
+    count = tft.sum(tf.cast(bad, tf.int64), reduce_instance_dims=True)
+    return tf.debugging.assert_equal(count, tf.constant(0, tf.int64), message=message)
+
+
+def _after(check: tf.Operation, x: TensorLike) -> TensorLike:
+    """`x`, computed only once `check` passed."""
     with tf.control_dependencies([check]):
-        return tf.identity(result)
+        return _map_values(tf.identity, x)
 
 
-def _track_vocabulary(track_features: list[TensorLike]) -> tf.Tensor:
-    """Analyses one vocabulary, with occurrence counts, over every track id of every feature."""
+def _track_vocabulary(track_features: list[TensorLike]) -> tuple[tf.Tensor, tf.Operation]:
+    """Analyses one vocabulary, with occurrence counts, over every track id of every feature.
+
+    Returns the deferred vocabulary file and the check that every id could be stored exactly.
+    """
     occurrences = tf.concat([_values(x) for x in track_features], axis=0)
-    exact = tf.strings.regex_full_match(occurrences, EXACT_TRACK_TOKEN)
-    occurrences = _asserted(
-        tf.reduce_all(exact),
-        "track ids must be non-empty and contain no space, \\n or \\r; got",
-        tf.boolean_mask(occurrences, tf.logical_not(exact)),
-        occurrences,
+    check = _fail_unless_none_in_analysed_data(
+        tf.logical_not(tf.strings.regex_full_match(occurrences, EXACT_TRACK_TOKEN)),
+        "analysed data holds track ids that are empty or contain a space, \\n or \\r",
     )
-    return tft.vocabulary(occurrences, vocab_filename=features.TRACK_VOCAB, store_frequency=True)
+    return tft.vocabulary(occurrences, vocab_filename=features.TRACK_VOCAB, store_frequency=True), check
 
 
 def _frequency_file_lookup(x: TensorLike, vocab_path: tf.Tensor) -> tuple[TensorLike, tf.Tensor]:
@@ -130,18 +142,16 @@ def _station_ids(stations: tf.Tensor) -> tf.Tensor:
 
 
 def _label_ids(labels: tf.Tensor) -> tf.Tensor:
-    """Label names -> their index in contract.LABELS; an unknown name is an error."""
+    """Label names -> their index in contract.LABELS; others -> UNKNOWN_LABEL_ID, which analysis forbids."""
     table = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(
-            tf.constant(contract.LABELS), tf.range(len(contract.LABELS), dtype=tf.int64)
+            tf.constant(contract.LABELS), tf.range(features.NUM_LABELS, dtype=tf.int64)
         ),
-        default_value=-1,
+        default_value=features.UNKNOWN_LABEL_ID,
     )
     ids = table.lookup(labels)
-    known = tf.greater_equal(ids, 0)
-    return _asserted(
-        tf.reduce_all(known),
-        f"labels must be one of {list(contract.LABELS)}; got",
-        tf.boolean_mask(labels, tf.logical_not(known)),
-        ids,
+    check = _fail_unless_none_in_analysed_data(
+        tf.equal(ids, features.UNKNOWN_LABEL_ID),
+        f"analysed data holds label names that are not in {list(contract.LABELS)}",
     )
+    return _after(check, ids)
