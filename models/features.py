@@ -10,7 +10,8 @@ its raw column. The outputs (batch size B):
 |                                |        |                 | positives with it)                           |
 | station_id_xf                  | int64  | [B]             | station id, see below                        |
 | target_track_id_xf             | int64  | [B]             | track id in TRACK_VOCAB                      |
-| target_label_xf                | int64  | [B]             | index into contract.LABELS                   |
+| target_label_xf                | int64  | [B]             | index into contract.LABELS (UNKNOWN_LABEL_ID |
+|                                |        |                 | only at serving, see below)                  |
 | target_timestamp_ms_xf         | int64  | [B]             | the raw timestamp                            |
 | history_track_ids_xf           | int64  | sparse [B, None]| track ids, oldest first                      |
 | history_labels_xf              | int64  | sparse [B, None]| indices into contract.LABELS, aligned with   |
@@ -25,6 +26,10 @@ count; id i is line i of the vocabulary file, and every unseen track maps to the
 `track_vocab_size(...)` (NUM_OOV_BUCKETS = 1), so a track table needs `num_track_ids(...)` rows.
 The file stores the occurrence count of each track ("count token" lines), read by
 `read_track_frequencies` for logQ correction and popularity sampling.
+
+Label ids: i means contract.LABELS[i]. Analysis fails on any other label name; the transform graph maps
+one at serving (including the '' tf.Transform feeds for a label the client did not send) to
+UNKNOWN_LABEL_ID (-1), which the model must mask like padding.
 
 Station ids: NO_STATION_ID (0) means "no station" (the raw '' value); a real station on line i of
 STATION_VOCAB has id i + 1; an unseen station gets the OOV id `station_vocab_size(...) + 1`. So a station
@@ -126,7 +131,8 @@ def read_track_frequencies(tf_transform_output: tft.TFTransformOutput) -> tuple[
     """
     path = tf_transform_output.vocabulary_file_by_name(TRACK_VOCAB)
     if path is None:
-        raise FileNotFoundError(f"no vocabulary file {TRACK_VOCAB!r} in {tf_transform_output.transform_savedmodel_dir}")
+        where = tf_transform_output.transform_savedmodel_dir
+        raise FileNotFoundError(f"no vocabulary file {TRACK_VOCAB!r} in {where}")
     with tf.io.gfile.GFile(path, "rb") as vocab_file:
         lines = vocab_file.read().decode("utf-8").split("\n")
     if lines and lines[-1] == "":

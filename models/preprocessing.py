@@ -2,24 +2,28 @@
 
 Used as `Transform(preprocessing_fn="models.preprocessing.preprocessing_fn")`; the output keys, dtypes and
 id conventions are listed in `models.features`. The inputs are what TFXIO parses with
-`schema/labeled_examples.pbtxt`: the scalars as dense [B, 1] tensors, the lists as SparseTensors
-(RaggedTensors are accepted too, and the lists come out in the same kind).
+`schema/labeled_examples.pbtxt`: the scalars as dense [B, 1] tensors, the lists as 2-D SparseTensors,
+which come out as SparseTensors of ids with the same rows. (The helpers also keep RaggedTensors ragged,
+but only the SparseTensor path is exercised by the tests.)
 
 Why it is built this way:
 - One track vocabulary over targets, histories and hard negatives, so a track has the same id wherever it
   appears, and the counts stored beside it are exact occurrence counts over all three (the Trainer's
-  logQ correction and popularity sampling read them). tf.Transform drops empty tokens and tokens with
-  '\\n' or '\\r' from text vocabularies, and looks frequency files up by splitting lines on ' ', so a
-  track id with any of these would silently lose its count or its id: the analysis fails instead.
-  That check runs only while analysing; at serving such an id is simply out of vocabulary.
+  logQ correction and popularity sampling read them). tf.Transform silently drops empty tokens and tokens
+  with '\\n' or '\\r' from text vocabularies, and looks frequency files up by splitting lines on ' ', so
+  such a track id would lose its count or its id: analysing data that holds one fails instead.
 - Labels are ids into the fixed `contract.LABELS` (a static table, not a learned vocabulary, so id i
-  always means LABELS[i]); an unknown label name fails the transform (InvalidArgumentError), in analysis
-  and at serving alike.
+  always means LABELS[i]). Analysing data that holds any other label name fails.
 - The station vocabulary leaves '' (no station) out and reserves id 0 for it (see `models.features`).
 
-Serving: the transform graph needs every raw feature an output depends on. Each output depends only on
-its own raw feature (the shared vocabulary is a constant file after analysis), so clients may send a
-subset of the features and ask only for the outputs derived from them.
+How the failures work, and serving: both checks count the bad values with an analyzer (tft.sum) and
+assert the count is 0. After analysis the count is a constant, so the assertion fails while tf.Transform
+writes the transform graph (AnalyzeDataset's CreateSavedModel step, an InvalidArgumentError naming the
+problem) and can never fire at serving. A plain per-batch tf.debugging assertion would not do: in TF2
+mode every traced assertion runs whichever outputs are asked for, and tf.Transform fills each raw feature
+a client did not send with '' (or 0), which is not a label and not a valid track id. So at serving a
+client may send only some features (say history ids and labels) and read the outputs derived from them;
+unknown tracks and stations get the OOV ids, unknown labels UNKNOWN_LABEL_ID (-1).
 """
 from __future__ import annotations
 
@@ -80,10 +84,10 @@ def _map_values(fn: Callable[[tf.Tensor], tf.Tensor], x: TensorLike) -> TensorLi
 def _fail_unless_none_in_analysed_data(bad: tf.Tensor, message: str) -> tf.Operation:
     """An assertion that the analysed data held no `bad` value, decided once, at analysis.
 
-    The count is an analyzer, so in the saved transform graph it is a constant: a graph analysed from
-    bad data fails on every batch (the Transform component's own pass included), a good one never does.
-    A plain tf.debugging assertion on `bad` would instead also run at serving (tf.function runs every
-    assertion it traced), where tf.Transform fills each raw feature a client did not send with ''.
+    The count is an analyzer, so when tf.Transform traces the final transform graph it is a constant and
+    the assertion is decided right there: bad data fails the analysis, good data leaves an assertion that
+    always holds, also at serving (where a per-batch check would trip over the '' tf.Transform feeds for
+    features a client did not send; see the module docstring).
     """
     count = tft.sum(tf.cast(bad, tf.int64), reduce_instance_dims=True)
     return tf.debugging.assert_equal(count, tf.constant(0, tf.int64), message=message)

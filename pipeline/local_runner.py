@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import pathlib
 import sys
 from typing import Sequence, TextIO
@@ -22,6 +23,14 @@ from pipeline import configs, run_outputs
 from pipeline.pipeline import create_pipeline
 
 EXIT_ANOMALIES = 3
+PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def export_project_path() -> None:
+    """Beam worker processes import our DoFns and preprocessing_fn by module name, whatever their cwd."""
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if str(PROJECT_ROOT) not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), *paths])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +49,7 @@ def run(
     if not data_root.is_dir():
         raise FileNotFoundError(f"--data {data_root} is not a directory")
     root.mkdir(parents=True, exist_ok=True)
+    export_project_path()
     metadata_path = root / configs.METADATA_FILE
     pipeline = create_pipeline(
         pipeline_name=configs.PIPELINE_NAME,
@@ -64,6 +74,10 @@ def print_report(result: RunResult, out: TextIO | None = None) -> None:
         for key, uris in sorted(keys.items()):
             for uri in uris:
                 print(f"  {component}.{key}: {uri}", file=out)
+    for uri in result.outputs.get("FeedbackLabeler", {}).get("feedback_stats", []):
+        print("FeedbackLabeler:", file=out)
+        for line in run_outputs.feedback_stats_summary(run_outputs.read_feedback_stats(uri)):
+            print(f"  {line}", file=out)
     if result.anomalies:
         print(f"ExampleValidator found {len(result.anomalies)} anomalies:", file=out)
         for anomaly in result.anomalies:

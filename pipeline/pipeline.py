@@ -10,10 +10,12 @@ from tfx.components.example_gen.custom_executors import parquet_executor
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2, range_config_pb2
 
+from components.feedback_labeler.component import FeedbackLabeler
 from pipeline import configs
 from schema import contract
 
 FILE_GLOB = "*"
+PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
 
 
 def detect_input_format(data_root: pathlib.Path) -> str:
@@ -76,7 +78,11 @@ def create_pipeline(
     beam_pipeline_args: Sequence[str] = (),
     schema_path: str = str(contract.SCHEMA_PATH),
 ) -> tfx.dsl.Pipeline:
-    """ExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator over the daily spans in `data_root`."""
+    """ExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator -> FeedbackLabeler -> Transform.
+
+    Two curated schemas: the raw log's (`schema_path`) for validation, and the labelled sequences'
+    (`contract.LABELED_SCHEMA_PATH`, imported as `LabeledSchemaGen`) for Transform.
+    """
     input_format = config.input_format
     if input_format == "auto":
         input_format = detect_input_format(pathlib.Path(data_root))
@@ -95,10 +101,26 @@ def create_pipeline(
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
+    feedback_labeler = FeedbackLabeler(
+        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"], params=config.labeling_params()
+    )
+    labeled_schema_gen = tfx.components.ImportSchemaGen(schema_file=str(contract.LABELED_SCHEMA_PATH)).with_id(
+        "LabeledSchemaGen"
+    )
+    transform = tfx.components.Transform(
+        examples=feedback_labeler.outputs["labeled_examples"],
+        schema=labeled_schema_gen.outputs["schema"],
+        preprocessing_fn=PREPROCESSING_FN,
+        splits_config=tfx.proto.SplitsConfig(analyze=[contract.TRAIN], transform=list(contract.SPLITS)),
+        disable_statistics=True,
+    )
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
-        components=[example_gen, statistics_gen, schema_gen, example_validator],
+        components=[
+            example_gen, statistics_gen, schema_gen, example_validator,
+            feedback_labeler, labeled_schema_gen, transform,
+        ],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=list(beam_pipeline_args),

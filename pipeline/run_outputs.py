@@ -2,13 +2,18 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import pathlib
+from typing import Any
 
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 
+from schema import contract
+
 ANOMALIES_FILE = "SchemaDiff.pb"
+FEEDBACK_STATS_FILE = "feedback_stats.json"
 
 
 def sqlite_store(path: pathlib.Path) -> mlmd.MetadataStore:
@@ -66,3 +71,29 @@ def read_anomalies(anomalies_uri: str) -> list[Anomaly]:
             info = proto.dataset_anomaly_info
             found.append(Anomaly(split, "<dataset>", info.short_description, info.description))
     return found
+
+
+def read_feedback_stats(stats_uri: str) -> dict[str, Any]:
+    return json.loads((pathlib.Path(stats_uri) / FEEDBACK_STATS_FILE).read_text())
+
+
+def feedback_stats_summary(stats: dict[str, Any]) -> list[str]:
+    """A few lines a person reads first: plays, labels, examples, coverage by input policy."""
+    totals: dict[str, int] = {}
+    for by_label in stats["labels"].values():
+        for label, count in by_label.items():
+            totals[label] = totals.get(label, 0) + count
+    lines = [
+        f"plays: {stats['valid_plays']} valid, quarantined {sum(stats['quarantined'].values())} "
+        f"{stats['quarantined'] or ''}".rstrip(),
+        "labels: " + ", ".join(f"{label} {count}" for label, count in sorted(totals.items())),
+        "examples: " + ", ".join(f"{split} {count}" for split, count in stats["examples"].items()),
+        "test-user coverage by input policy: " + ", ".join(
+            f"{policy} {c['covered_users']}/{c['users_with_test_targets']} ({c['share']:.1%})"
+            for policy, c in ((p, stats["coverage_by_input_policy"][p]) for p in contract.INPUT_POLICIES)
+        ),
+    ]
+    if stats["capped_users"]:
+        lines.append(f"{stats['plays_over_user_cap']} older plays of {stats['capped_users']} heavy listeners "
+                     "were over max_events_per_user and left out")
+    return lines

@@ -43,13 +43,9 @@ def test_latest_span_in_process(three_day_log, tmp_path):
     assert result.anomalies == []
 
 
-def test_span_range_with_two_worker_processes(three_day_log, tmp_path):
-    """StatisticsGen imports TFDV in the worker processes: this is the environment fix at work."""
+def test_span_range_reads_one_split_per_span(three_day_log, tmp_path):
     data, written = three_day_log
-    config = configs.with_overrides(
-        configs.PipelineConfig(),
-        ["spans=1-3", "beam_direct_running_mode=multi_processing", "beam_direct_num_workers=2"],
-    )
+    config = configs.with_overrides(configs.PipelineConfig(), ["spans=1-3"])
     result = local_runner.run(data, tmp_path / "root", config)
     examples = split_examples(result.outputs["CsvExampleGen"]["examples"][0])
     assert {name: len(rows) for name, rows in examples.items()} == {f"span_{s}": n for s, n in written.items()}
