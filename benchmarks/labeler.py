@@ -229,6 +229,8 @@ def run_labeler(out: pathlib.Path, run_dir: pathlib.Path, workers: int, events: 
     load_before = load_average()
     rss_before = psutil.Process().memory_info().rss
     say(f"labeler: {config.beam_direct_running_mode}, {workers} worker(s), args {pipeline_args} -> {run_dir}")
+    # The sampler thread needs the GIL: while the in-process runner is busy its samples come less often than
+    # asked (rss_sample_interval_effective_s shows how often they came).
     with PeakRssSampler(sample_interval) as sampler:
         began = time.perf_counter()
         executor.Executor(context).Do(
@@ -250,6 +252,7 @@ def run_labeler(out: pathlib.Path, run_dir: pathlib.Path, workers: int, events: 
         "rss_before_mb": round(rss_before / MB, 1),
         "peak_processes": sampler.peak_processes,
         "rss_samples": sampler.samples,
+        "rss_sample_interval_effective_s": round(wall / max(sampler.samples - 1, 1), 3),
         "examples": {split: feedback_stats["examples"][split] for split in contract.SPLITS},
         "valid_plays": feedback_stats["valid_plays"],
         "users": feedback_stats["users"],

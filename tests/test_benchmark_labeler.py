@@ -10,7 +10,8 @@ from schema import contract
 
 RUN_FIELDS = {
     "mode", "workers", "beam_pipeline_args", "wall_s", "events_per_s", "peak_rss_mb", "peak_rss_self_mb",
-    "peak_rss_children_mb", "rss_before_mb", "peak_processes", "rss_samples", "examples", "valid_plays", "users",
+    "peak_rss_children_mb", "rss_before_mb", "peak_processes", "rss_samples",
+    "rss_sample_interval_effective_s", "examples", "valid_plays", "users",
     "quarantined", "capped_users", "loadavg_before", "loadavg_after", "output_dir",
 }
 REPORT_FIELDS = {
