@@ -146,3 +146,11 @@ def read_track_frequencies(tf_transform_output: tft.TFTransformOutput) -> tuple[
         counts.append(int(count))
     return tokens, np.asarray(counts, dtype=np.int64)
 
+
+
+# --- Model inputs after padding (models/inputs.py) -------------------------------------------------------
+# The list features above become dense [B, max_history] / [B, max_hard_negatives] tensors, left-aligned and
+# padded with PAD_ID; these masks say which positions are real.
+PAD_ID = 0
+HISTORY_MASK = "history_mask"
+HARD_NEGATIVE_MASK = "hard_negative_mask"

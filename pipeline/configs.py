@@ -6,6 +6,7 @@ import typing
 from typing import Any, Iterable
 
 from components.feedback_labeler.sequences import LabelingParams
+from models.params import TrainingParams
 from schema import contract
 
 PIPELINE_NAME = "music_retrieval"
@@ -59,6 +60,31 @@ class PipelineConfig:
     max_events_per_user: int = 5000
     """Only a listener's most recent plays are kept (bounds memory per listener; the rest are counted)."""
 
+    # --- Trainer (DESIGN §5); max_history and max_hard_negatives above apply too ---
+    num_random_negatives: int = 64
+    """Catalog tracks sampled per batch as extra negatives (shared by the batch, logQ-corrected)."""
+    sampler: str = "popularity"
+    """How random negatives are drawn: 'uniform' or 'popularity' (count ** sampler_alpha)."""
+    sampler_alpha: float = 0.75
+    """Exponent of the popularity sampler (0 is uniform)."""
+    hard_negatives_in_loss: bool = True
+    """Use each row's own skips/dislikes as negatives in the softmax (False: random + in-batch only)."""
+    hard_negative_weight: float = 1.0
+    """Multiplies each hard negative's share of the softmax denominator."""
+    temperature: float = 0.05
+    """Softmax temperature on cosine scores."""
+    embedding_dim: int = 64
+    num_layers: int = 2
+    """Transformer encoder blocks over the history."""
+    num_heads: int = 2
+    dropout: float = 0.1
+    learning_rate: float = 0.002
+    batch_size: int = 256
+    epochs: int = 10
+    patience: int = 3
+    """Early stopping: epochs without a better eval pairwise accuracy before training stops."""
+    seed: int = 42
+
     def __post_init__(self) -> None:
         parse_spans(self.spans)
         if self.input_format not in ("auto",) + INPUT_FORMATS:
@@ -68,10 +94,15 @@ class PipelineConfig:
         if self.beam_direct_num_workers < 1:
             raise ValueError("beam_direct_num_workers must be >= 1")
         self.labeling_params()
+        self.training_params()
 
     def labeling_params(self) -> LabelingParams:
         """FeedbackLabeler's parameters (validated on construction)."""
         return LabelingParams(**{f.name: getattr(self, f.name) for f in dataclasses.fields(LabelingParams)})
+
+    def training_params(self) -> TrainingParams:
+        """The Trainer's parameters (validated on construction)."""
+        return TrainingParams(**{f.name: getattr(self, f.name) for f in dataclasses.fields(TrainingParams)})
 
     def beam_pipeline_args(self, extra: Iterable[str] = ()) -> list[str]:
         """DirectRunner settings from this config, then `extra` (which may name another runner entirely)."""

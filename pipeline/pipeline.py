@@ -1,6 +1,7 @@
 """The one `create_pipeline()`: the DAG every runner runs (DESIGN §2). Runners only choose where it runs."""
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 from typing import Optional, Sequence
 
@@ -16,6 +17,7 @@ from schema import contract
 
 FILE_GLOB = "*"
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
+RUN_FN = "models.trainer.run_fn"
 
 
 def detect_input_format(data_root: pathlib.Path) -> str:
@@ -78,7 +80,7 @@ def create_pipeline(
     beam_pipeline_args: Sequence[str] = (),
     schema_path: str = str(contract.SCHEMA_PATH),
 ) -> tfx.dsl.Pipeline:
-    """ExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator -> FeedbackLabeler -> Transform.
+    """ExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator -> FeedbackLabeler -> Transform -> Trainer.
 
     Two curated schemas: the raw log's (`schema_path`) for validation, and the labelled sequences'
     (`contract.LABELED_SCHEMA_PATH`, imported as `LabeledSchemaGen`) for Transform.
@@ -114,12 +116,20 @@ def create_pipeline(
         splits_config=tfx.proto.SplitsConfig(analyze=[contract.TRAIN], transform=list(contract.SPLITS)),
         disable_statistics=True,
     )
+    trainer = tfx.components.Trainer(
+        run_fn=RUN_FN,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        train_args=tfx.proto.TrainArgs(splits=[contract.TRAIN]),
+        eval_args=tfx.proto.EvalArgs(splits=[contract.EVAL]),
+        custom_config=dataclasses.asdict(config.training_params()),
+    )
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
         components=[
             example_gen, statistics_gen, schema_gen, example_validator,
-            feedback_labeler, labeled_schema_gen, transform,
+            feedback_labeler, labeled_schema_gen, transform, trainer,
         ],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,

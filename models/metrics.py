@@ -1,0 +1,67 @@
+"""Exact offline metrics (DESIGN §6), in numpy so the Trainer, the evaluator and the baselines share them.
+
+- Pairwise accuracy (the paper's test accuracy): over pairs (positive target, a real negative of the same
+  listener near it), the share where the positive scores higher; ties count half.
+- Ranking metrics against the whole catalog: the target's rank among all tracks except the listener's
+  history tracks (the target itself is never excluded, so a repeat listen can still be found); ties count
+  half, so a model that scores everything alike gets the rank a random order would give.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+
+DEFAULT_KS: tuple[int, ...] = (10, 50, 100)
+
+
+def pairwise_accuracy(positive_scores: np.ndarray, negative_scores: np.ndarray, negative_mask: np.ndarray) -> tuple[float, int]:
+    """(accuracy, number of pairs); NaN accuracy when there is no pair."""
+    positive = np.asarray(positive_scores, dtype=np.float64)[:, None]
+    negative = np.asarray(negative_scores, dtype=np.float64)
+    mask = np.asarray(negative_mask, dtype=bool)
+    pairs = int(mask.sum())
+    if pairs == 0:
+        return float("nan"), 0
+    wins = ((positive > negative) & mask).sum() + 0.5 * ((positive == negative) & mask).sum()
+    return float(wins / pairs), pairs
+
+
+def target_ranks(
+    scores: np.ndarray, targets: np.ndarray, exclude_ids: np.ndarray, exclude_mask: np.ndarray
+) -> np.ndarray:
+    """0-based rank of each row's target among the catalog ([n, V] scores), excluded ids left out."""
+    scores = np.array(scores, dtype=np.float64, copy=True)
+    rows = np.arange(len(targets))
+    target_scores = scores[rows, targets]
+    excluded_rows, excluded_cols = np.nonzero(np.asarray(exclude_mask, dtype=bool))
+    excluded_ids = np.asarray(exclude_ids)[excluded_rows, excluded_cols]
+    keep = excluded_ids != np.asarray(targets)[excluded_rows]
+    scores[excluded_rows[keep], excluded_ids[keep]] = -np.inf
+    greater = (scores > target_scores[:, None]).sum(axis=1)
+    ties = (scores == target_scores[:, None]).sum(axis=1) - 1  # the target ties with itself
+    return greater + 0.5 * ties
+
+
+@dataclasses.dataclass
+class RankingAccumulator:
+    """Collects ranks batch by batch; `result()` gives recall@k, NDCG@k and MRR."""
+
+    ks: Sequence[int] = DEFAULT_KS
+    ranks: list[np.ndarray] = dataclasses.field(default_factory=list)
+
+    def add(self, ranks: np.ndarray) -> None:
+        self.ranks.append(np.asarray(ranks, dtype=np.float64))
+
+    def result(self) -> dict[str, object]:
+        ranks = np.concatenate(self.ranks) if self.ranks else np.zeros(0)
+        if ranks.size == 0:
+            nan = float("nan")
+            return {"recall_at_k": {k: nan for k in self.ks}, "ndcg_at_k": {k: nan for k in self.ks}, "mrr": nan, "queries": 0}
+        return {
+            "recall_at_k": {k: float(np.mean(ranks < k)) for k in self.ks},
+            "ndcg_at_k": {k: float(np.mean(np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0))) for k in self.ks},
+            "mrr": float(np.mean(1.0 / (ranks + 1.0))),
+            "queries": int(ranks.size),
+        }

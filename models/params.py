@@ -1,0 +1,56 @@
+"""The Trainer's settings as one validated object; defaults live in pipeline/configs.py (the one source)."""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any, Mapping
+
+SAMPLERS = ("uniform", "popularity")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingParams:
+    max_history: int
+    max_hard_negatives: int
+    num_random_negatives: int
+    sampler: str
+    sampler_alpha: float
+    hard_negatives_in_loss: bool
+    hard_negative_weight: float
+    temperature: float
+    embedding_dim: int
+    num_layers: int
+    num_heads: int
+    dropout: float
+    learning_rate: float
+    batch_size: int
+    epochs: int
+    patience: int
+    seed: int
+
+    def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
+        positive = ("max_history", "embedding_dim", "num_heads", "batch_size", "epochs", "patience")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("max_hard_negatives", "num_random_negatives", "num_layers", "sampler_alpha"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("temperature", "learning_rate", "hard_negative_weight"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be within [0, 1), got {self.dropout}")
+        if self.embedding_dim % self.num_heads:
+            raise ValueError(f"embedding_dim ({self.embedding_dim}) must be a multiple of num_heads ({self.num_heads})")
+
+    @classmethod
+    def from_custom_config(cls, custom_config: Mapping[str, Any]) -> "TrainingParams":
+        """Rebuilds the params the pipeline passed as the Trainer's custom_config (types restored)."""
+        hints = typing.get_type_hints(cls)
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in custom_config]
+        if missing:
+            raise ValueError(f"Trainer custom_config lacks {missing}; build it with PipelineConfig.training_params()")
+        return cls(**{f.name: hints[f.name](custom_config[f.name]) for f in dataclasses.fields(cls)})

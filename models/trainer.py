@@ -1,0 +1,240 @@
+"""`run_fn` for the TFX Trainer: train the two towers with sampled softmax and real hard negatives, export them.
+
+Writes to the model run directory (`fn_args.model_run_dir`): TensorBoard logs and `training_history.json`
+(one row per epoch: wall seconds, train loss, eval pairwise accuracy, eval recall@10 and @100, ...).
+Writes to the model directory (`fn_args.serving_model_dir`): the query tower as a SavedModel, the candidate
+embeddings of the whole vocabulary, and `model_config.json`; the evaluator and the Pusher start from these.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from typing import Any, Optional
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+import tensorflow_transform as tft
+
+from tfx.utils import path_utils
+
+from models import evaluation, features, inputs, loss
+from models.params import TrainingParams
+from models.towers import TowerConfig, build_towers
+
+TRAINING_HISTORY_FILE = "training_history.json"
+QUERY_MODEL_DIR = "query_model"
+CANDIDATE_EMBEDDINGS_FILE = "candidate_embeddings.npy"
+MODEL_CONFIG_FILE = "model_config.json"
+QUERY_EMBEDDING = "query_embedding"
+"""The query model signature's one output."""
+EARLY_STOPPING_METRIC = "eval_early_stopping_metric"
+"""Eval pairwise accuracy, or eval recall@100 when the eval split has no real negative to pair with."""
+CANDIDATE_BATCH = 8192
+
+log = logging.getLogger(__name__)
+
+
+class RetrievalModel(tfrs.models.Model):
+    """The two towers and the loss of DESIGN §5; `compute_loss` is one training step's objective."""
+
+    def __init__(self, tower_config: TowerConfig, params: TrainingParams, track_counts: np.ndarray) -> None:
+        super().__init__()
+        self.query_tower, self.candidate_tower = build_towers(tower_config)
+        self._params = params
+        self._loss = loss.SampledSoftmaxLoss(
+            temperature=params.temperature, hard_negative_weight=params.hard_negative_weight
+        )
+        self._sampler = loss.CandidateSampler(track_counts, params.sampler, params.sampler_alpha)
+        self._positive_log_q = tf.constant(loss.in_batch_log_q(track_counts, params.batch_size), dtype=tf.float32)
+        self._sample_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="sample_step")
+
+    def compute_loss(self, batch: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        query = self.query_tower(batch, training=training)
+        positive_ids = batch[features.TARGET_TRACK_ID_XF]
+        arguments: dict[str, Any] = dict(
+            query=query,
+            positive=self.candidate_tower(positive_ids, training=training),
+            positive_ids=positive_ids,
+            user_ids=batch[features.USER_ID_XF],
+            positive_log_q=tf.gather(self._positive_log_q, positive_ids),
+        )
+        if self._params.num_random_negatives:
+            step = self._sample_step.assign_add(1)
+            seed = tf.stack([tf.constant(self._params.seed, tf.int64), step])
+            random_ids, random_log_q = self._sampler.sample(self._params.num_random_negatives, seed)
+            arguments.update(
+                random=self.candidate_tower(random_ids, training=training),
+                random_ids=random_ids,
+                random_log_q=random_log_q,
+            )
+        if self._params.hard_negatives_in_loss and self._params.max_hard_negatives:
+            hard_ids = batch[features.HARD_NEGATIVE_TRACK_IDS_XF]
+            arguments.update(
+                hard=self.candidate_tower(hard_ids, training=training),
+                hard_ids=hard_ids,
+                hard_mask=batch[features.HARD_NEGATIVE_MASK],
+            )
+        return self._loss(**arguments)
+
+
+def candidate_embeddings(candidate_tower: tf.keras.Model, num_track_ids: int) -> np.ndarray:
+    """Embeddings of every track id (vocabulary and OOV), [num_track_ids, D] float32."""
+    ids = tf.data.Dataset.range(num_track_ids).batch(CANDIDATE_BATCH)
+    return np.concatenate([candidate_tower(batch, training=False).numpy() for batch in ids]).astype(np.float32)
+
+
+class EvalAndHistory(tf.keras.callbacks.Callback):
+    """After each epoch: exact eval metrics into the logs (for early stopping), TensorBoard and the history file."""
+
+    def __init__(self, model: RetrievalModel, eval_dataset: tf.data.Dataset, num_track_ids: int,
+                 train_examples: int, history_path: str, log_dir: str) -> None:
+        super().__init__()
+        self._retrieval = model
+        self._eval_dataset = eval_dataset
+        self._num_track_ids = num_track_ids
+        self._train_examples = train_examples
+        self._history_path = history_path
+        self._writer = tf.summary.create_file_writer(os.path.join(log_dir, "eval"))
+        self.rows: list[dict[str, Any]] = []
+
+    def on_train_begin(self, logs: Optional[dict] = None) -> None:
+        self._started = time.perf_counter()
+        self._train_seconds = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: Optional[dict] = None) -> None:
+        self._epoch_started = time.perf_counter()
+        self._batch_losses: list[float] = []
+
+    def on_train_batch_end(self, batch: int, logs: Optional[dict] = None) -> None:
+        # tfrs.Model reports the last batch's loss, not the epoch's mean: keep every batch's value.
+        self._batch_losses.append(float((logs or {})["loss"]))
+
+    def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
+        logs = logs if logs is not None else {}
+        epoch_seconds = time.perf_counter() - self._epoch_started
+        self._train_seconds += epoch_seconds
+        embeddings = candidate_embeddings(self._retrieval.candidate_tower, self._num_track_ids)
+        result = evaluation.evaluate(
+            self._eval_dataset, evaluation.embedding_scorer(self._retrieval.query_tower, embeddings)
+        )
+        accuracy = result["pairwise_accuracy"]
+        logs[EARLY_STOPPING_METRIC] = accuracy if np.isfinite(accuracy) else result["recall_at_k"][100]
+        row = {
+            "epoch": epoch + 1,
+            "train_seconds": round(epoch_seconds, 3),
+            "train_seconds_cumulative": round(self._train_seconds, 3),
+            "wall_seconds": round(time.perf_counter() - self._started, 3),
+            "examples_per_second": round(self._train_examples / epoch_seconds, 1) if epoch_seconds else None,
+            "train_loss": float(np.mean(self._batch_losses)),
+            "eval_pairwise_accuracy": accuracy,
+            "eval_pairs": result["pairs"],
+            "eval_recall_at_10": result["recall_at_k"][10],
+            "eval_recall_at_100": result["recall_at_k"][100],
+            "eval_mrr": result["mrr"],
+        }
+        self.rows.append(row)
+        with self._writer.as_default(step=epoch + 1):
+            for key in ("eval_pairwise_accuracy", "eval_recall_at_10", "eval_recall_at_100", "eval_mrr"):
+                tf.summary.scalar(key, row[key])
+        with tf.io.gfile.GFile(self._history_path, "w") as handle:
+            json.dump({"epochs": self.rows}, handle, indent=2)
+        log.info("epoch %d: loss %.4f, eval pairwise accuracy %.4f, recall@10 %.4f, recall@100 %.4f, %.1f s, %s ex/s",
+                 row["epoch"], row["train_loss"], accuracy, row["eval_recall_at_10"], row["eval_recall_at_100"],
+                 epoch_seconds, row["examples_per_second"])
+
+
+def count_examples(dataset: tf.data.Dataset) -> int:
+    return int(sum(int(tf.shape(batch[features.TARGET_TRACK_ID_XF])[0]) for batch in dataset))
+
+
+def export_towers(model: RetrievalModel, tower_config: TowerConfig, params: TrainingParams, output_dir: str,
+                  embeddings: np.ndarray) -> None:
+    """The query tower over padded id inputs as a SavedModel, and every candidate's embedding."""
+    length = tower_config.max_history
+    signature = tf.function(
+        lambda history_track_ids, history_labels, history_mask, station_id: {
+            QUERY_EMBEDDING: model.query_tower(
+                {
+                    features.HISTORY_TRACK_IDS_XF: history_track_ids,
+                    features.HISTORY_LABELS_XF: history_labels,
+                    features.HISTORY_MASK: history_mask,
+                    features.STATION_ID_XF: station_id,
+                },
+                training=False,
+            )
+        },
+        input_signature=[
+            tf.TensorSpec([None, length], tf.int64, features.HISTORY_TRACK_IDS_XF),
+            tf.TensorSpec([None, length], tf.int64, features.HISTORY_LABELS_XF),
+            tf.TensorSpec([None, length], tf.bool, features.HISTORY_MASK),
+            tf.TensorSpec([None], tf.int64, features.STATION_ID_XF),
+        ],
+    )
+    tf.saved_model.save(model.query_tower, os.path.join(output_dir, QUERY_MODEL_DIR), signatures={"serving_default": signature})
+    with tf.io.gfile.GFile(os.path.join(output_dir, CANDIDATE_EMBEDDINGS_FILE), "wb") as handle:
+        np.save(handle, embeddings)
+    with tf.io.gfile.GFile(os.path.join(output_dir, MODEL_CONFIG_FILE), "w") as handle:
+        json.dump({"tower": dataclasses.asdict(tower_config), "training": dataclasses.asdict(params)}, handle, indent=2)
+
+
+def track_counts_by_id(tf_transform_output: tft.TFTransformOutput) -> np.ndarray:
+    """Occurrence count per track id, the OOV id included (count 0)."""
+    _, counts = features.read_track_frequencies(tf_transform_output)
+    return np.concatenate([counts, np.zeros(features.NUM_OOV_BUCKETS, dtype=np.int64)])
+
+
+def train(fn_args, params: TrainingParams) -> tuple[RetrievalModel, TowerConfig, EvalAndHistory]:
+    """Fits the model with early stopping on the eval split; returns it with the best epoch's weights."""
+    tf.keras.utils.set_random_seed(params.seed)
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    counts = track_counts_by_id(tf_transform_output)
+    tower_config = TowerConfig(
+        num_track_ids=features.num_track_ids(tf_transform_output),
+        num_station_ids=features.num_station_ids(tf_transform_output),
+        embedding_dim=params.embedding_dim,
+        num_layers=params.num_layers,
+        num_heads=params.num_heads,
+        max_history=params.max_history,
+        dropout=params.dropout,
+    )
+
+    def dataset(files: list[str], shuffle: bool) -> tf.data.Dataset:
+        return inputs.make_dataset(files, fn_args.data_accessor, tf_transform_output, params.batch_size,
+                                   params.max_history, params.max_hard_negatives, shuffle=shuffle, seed=params.seed)
+
+    train_dataset, eval_dataset = dataset(fn_args.train_files, True), dataset(fn_args.eval_files, False)
+    train_examples = count_examples(train_dataset)
+    if train_examples == 0:
+        raise ValueError(f"no training examples in {fn_args.train_files}; check FeedbackLabeler's feedback_stats")
+    model = RetrievalModel(tower_config, params, counts)
+    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=params.learning_rate))
+    tf.io.gfile.makedirs(fn_args.model_run_dir)
+    history = EvalAndHistory(model, eval_dataset, tower_config.num_track_ids, train_examples,
+                             os.path.join(fn_args.model_run_dir, TRAINING_HISTORY_FILE), fn_args.model_run_dir)
+    callbacks = [
+        history,
+        tf.keras.callbacks.EarlyStopping(monitor=EARLY_STOPPING_METRIC, mode="max", patience=params.patience,
+                                         restore_best_weights=True),
+        tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
+    ]
+    log.info("training on %d examples, %d track ids, %d station ids", train_examples,
+             tower_config.num_track_ids, tower_config.num_station_ids)
+    model.fit(train_dataset, epochs=params.epochs, callbacks=callbacks, verbose=2)
+    return model, tower_config, history
+
+
+def exported_model_dir(model_uri: str) -> str:
+    """Where run_fn's exports sit inside a Trainer `model` artifact."""
+    return path_utils.serving_model_path(model_uri)
+
+
+def run_fn(fn_args) -> None:
+    """The TFX Trainer's entry point (`Trainer(run_fn="models.trainer.run_fn", ...)`)."""
+    params = TrainingParams.from_custom_config(fn_args.custom_config)
+    model, tower_config, _ = train(fn_args, params)
+    embeddings = candidate_embeddings(model.candidate_tower, tower_config.num_track_ids)
+    export_towers(model, tower_config, params, fn_args.serving_model_dir, embeddings)

@@ -1,0 +1,130 @@
+"""The towers, the model's loss wiring under every training set-up, and the exact metrics, on tiny tensors."""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from models import evaluation, features, metrics
+from models.towers import TowerConfig, build_towers, recency_positions
+from models.trainer import RetrievalModel
+from pipeline import configs
+
+CONFIG = TowerConfig(num_track_ids=12, num_station_ids=4, embedding_dim=8, num_layers=1, num_heads=2, max_history=4,
+                     dropout=0.0)
+
+
+def batch(**changes) -> dict[str, tf.Tensor]:
+    """Three rows: a full history, a short one, an empty one; the last row has no hard negative."""
+    values = {
+        features.HISTORY_TRACK_IDS_XF: [[1, 2, 3, 4], [5, 6, 0, 0], [0, 0, 0, 0]],
+        features.HISTORY_LABELS_XF: [[0, 2, 3, 1], [1, 0, 0, 0], [0, 0, 0, 0]],
+        features.HISTORY_MASK: [[True] * 4, [True, True, False, False], [False] * 4],
+        features.STATION_ID_XF: [1, 0, 3],
+        features.TARGET_TRACK_ID_XF: [7, 8, 7],
+        features.USER_ID_XF: [b"u1", b"u2", b"u1"],
+        features.HARD_NEGATIVE_TRACK_IDS_XF: [[9, 10], [11, 0], [0, 0]],
+        features.HARD_NEGATIVE_MASK: [[True, True], [True, False], [False, False]],
+    }
+    values.update(changes)
+    dtypes = {features.HISTORY_MASK: tf.bool, features.HARD_NEGATIVE_MASK: tf.bool, features.USER_ID_XF: tf.string}
+    return {key: tf.constant(value, dtype=dtypes.get(key, tf.int64)) for key, value in values.items()}
+
+
+def test_recency_positions_count_back_from_the_newest_token():
+    mask = tf.constant([[True, True, True, False], [True, False, False, False]])
+    assert recency_positions(mask).numpy().tolist() == [[2, 1, 0, 0], [0, 0, 0, 0]]
+
+
+def test_towers_give_unit_vectors_and_ignore_padding():
+    query_tower, candidate_tower = build_towers(CONFIG)
+    query = query_tower(batch()).numpy()
+    assert query.shape == (3, CONFIG.embedding_dim)
+    np.testing.assert_allclose(np.linalg.norm(query, axis=1), 1.0, rtol=1e-5)
+    changed_padding = batch(**{features.HISTORY_TRACK_IDS_XF: [[1, 2, 3, 4], [5, 6, 11, 9], [3, 3, 3, 3]]})
+    np.testing.assert_allclose(query_tower(changed_padding).numpy(), query, atol=1e-6)
+    changed_real = batch(**{features.HISTORY_TRACK_IDS_XF: [[1, 2, 3, 5], [5, 6, 0, 0], [0, 0, 0, 0]]})
+    assert not np.allclose(query_tower(changed_real).numpy()[0], query[0], atol=1e-4)
+    candidates = candidate_tower(tf.constant([[1, 2], [3, 4]], tf.int64)).numpy()
+    assert candidates.shape == (2, 2, CONFIG.embedding_dim)
+
+
+def test_unknown_history_labels_act_as_padding():
+    query_tower, _ = build_towers(CONFIG)
+    unknown = batch(**{features.HISTORY_LABELS_XF: [[0, 2, 3, -1], [1, 0, 0, 0], [0, 0, 0, 0]]})
+    short = batch(**{features.HISTORY_MASK: [[True, True, True, False], [True, True, False, False], [False] * 4]})
+    np.testing.assert_allclose(query_tower(unknown).numpy(), query_tower(short).numpy(), atol=1e-6)
+
+
+SETUPS = list(itertools.product([0, 5], [True, False], ["uniform", "popularity"]))
+
+
+@pytest.mark.parametrize("num_random, hard_in_loss, sampler", SETUPS)
+def test_every_training_setup_gives_finite_loss_and_gradients_to_both_towers(num_random, hard_in_loss, sampler):
+    params = dataclasses.replace(
+        configs.PipelineConfig().training_params(), max_history=4, max_hard_negatives=2, embedding_dim=8,
+        num_layers=1, num_random_negatives=num_random, hard_negatives_in_loss=hard_in_loss, sampler=sampler,
+        batch_size=3, dropout=0.0,
+    )
+    counts = np.arange(CONFIG.num_track_ids, dtype=np.int64) % 5
+    model = RetrievalModel(CONFIG, params, counts)
+    with tf.GradientTape() as tape:
+        loss = model.compute_loss(batch(), training=True)
+    assert np.isfinite(loss.numpy())
+    query_grads = tape.gradient(loss, model.query_tower.trainable_variables)
+    assert any(g is not None and np.any(tf.convert_to_tensor(g).numpy() != 0) for g in query_grads)
+    with tf.GradientTape() as tape:
+        loss = model.compute_loss(batch(), training=True)
+    projection = model.candidate_tower.trainable_variables[-2]  # the candidate tower's own Dense kernel
+    assert np.any(tape.gradient(loss, projection).numpy() != 0)
+
+
+def test_hard_negatives_change_the_loss_only_when_used():
+    base = dataclasses.replace(configs.PipelineConfig().training_params(), max_history=4, max_hard_negatives=2,
+                               embedding_dim=8, num_layers=1, num_random_negatives=0, dropout=0.0, batch_size=3)
+    counts = np.ones(CONFIG.num_track_ids, dtype=np.int64)
+    tf.keras.utils.set_random_seed(1)
+    with_hard = RetrievalModel(CONFIG, base, counts)
+    loss_with = with_hard.compute_loss(batch()).numpy()
+    without = RetrievalModel(CONFIG, dataclasses.replace(base, hard_negatives_in_loss=False), counts)
+    without.compute_loss(batch())  # builds the variables
+    without.set_weights(with_hard.get_weights())
+    assert without.compute_loss(batch()).numpy() < loss_with
+
+
+def test_pairwise_accuracy_counts_ties_half():
+    accuracy, pairs = metrics.pairwise_accuracy(
+        np.array([1.0, 0.5]), np.array([[0.0, 1.0, 9.0], [0.5, 0.0, 0.0]]), np.array([[1, 1, 0], [1, 1, 0]])
+    )
+    assert pairs == 4 and accuracy == pytest.approx((1 + 0.5 + 0.5 + 1) / 4)
+    assert np.isnan(metrics.pairwise_accuracy(np.ones(1), np.ones((1, 1)), np.zeros((1, 1)))[0])
+
+
+def test_target_ranks_exclude_history_but_never_the_target():
+    scores = np.array([[0.9, 0.8, 0.7, 0.1], [0.5, 0.5, 0.5, 0.9]])
+    ranks = metrics.target_ranks(
+        scores, targets=np.array([2, 1]), exclude_ids=np.array([[0, 2], [3, 1]]), exclude_mask=np.array([[1, 1], [1, 1]])
+    )
+    # Row 0: track 0 is history (excluded), the target 2 is in history too but kept; only track 1 beats it.
+    # Row 1: track 3 is excluded; tracks 0 and 2 tie with the target: rank 0 + 2 ties / 2 = 1.
+    assert ranks.tolist() == [1.0, 1.0]
+    accumulator = metrics.RankingAccumulator(ks=(1, 2))
+    accumulator.add(np.array([0.0, 1.0, 5.0]))
+    result = accumulator.result()
+    assert result["recall_at_k"] == {1: pytest.approx(1 / 3), 2: pytest.approx(2 / 3)}
+    assert result["ndcg_at_k"][2] == pytest.approx((1 + 1 / np.log2(3)) / 3)
+    assert result["mrr"] == pytest.approx((1 + 1 / 2 + 1 / 6) / 3)
+
+
+def test_popularity_baseline_ranks_by_count():
+    dataset = tf.data.Dataset.from_tensors(batch())
+    counts = np.arange(CONFIG.num_track_ids, dtype=np.float64)  # track 11 most popular
+    result = evaluation.evaluate(dataset, evaluation.popularity_scorer(counts), ks=(1, 5))
+    # Targets 7, 8, 7; non-excluded tracks more popular: row 0 -> 8..11 (4), row 1 -> 9..11 (3), row 2 -> 4.
+    assert result["recall_at_k"] == {1: 0.0, 5: 1.0}
+    assert result["mrr"] == pytest.approx((1 / 5 + 1 / 4 + 1 / 5) / 3)
+    # Pairs: row 0: 7 vs 9, 10 (lose both); row 1: 8 vs 11 (lose).
+    assert result["pairs"] == 3 and result["pairwise_accuracy"] == 0.0
