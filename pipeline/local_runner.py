@@ -19,6 +19,7 @@ from typing import Sequence, TextIO
 
 from tfx import v1 as tfx
 
+from models.trainer import TRAINING_HISTORY_FILE
 from pipeline import configs, run_outputs
 from pipeline.pipeline import create_pipeline
 
@@ -77,6 +78,10 @@ def print_report(result: RunResult, out: TextIO | None = None) -> None:
     for uri in result.outputs.get("FeedbackLabeler", {}).get("feedback_stats", []):
         print("FeedbackLabeler:", file=out)
         for line in run_outputs.feedback_stats_summary(run_outputs.read_feedback_stats(uri)):
+            print(f"  {line}", file=out)
+    for uri in result.outputs.get("Trainer", {}).get("model_run", []):
+        print("Trainer:", file=out)
+        for line in run_outputs.training_summary(uri, TRAINING_HISTORY_FILE):
             print(f"  {line}", file=out)
     if result.anomalies:
         print(f"ExampleValidator found {len(result.anomalies)} anomalies:", file=out)

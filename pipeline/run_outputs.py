@@ -97,3 +97,16 @@ def feedback_stats_summary(stats: dict[str, Any]) -> list[str]:
         lines.append(f"{stats['plays_over_user_cap']} older plays of {stats['capped_users']} heavy listeners "
                      "were over max_events_per_user and left out")
     return lines
+
+
+def training_summary(model_run_uri: str, history_file: str) -> list[str]:
+    """The best epoch by eval pairwise accuracy, and the training speed."""
+    rows = json.loads((pathlib.Path(model_run_uri) / history_file).read_text())["epochs"]
+    best = max(rows, key=lambda row: (row["eval_pairwise_accuracy"], row["eval_recall_at_100"]))
+    speeds = [row["examples_per_second"] for row in rows[1:] or rows if row["examples_per_second"]]
+    return [
+        f"{len(rows)} epochs in {rows[-1]['wall_seconds']:.0f} s (training {rows[-1]['train_seconds_cumulative']:.0f} s), "
+        f"{sum(speeds) / len(speeds):.0f} examples/s after the first epoch",
+        f"best epoch {best['epoch']}: eval pairwise accuracy {best['eval_pairwise_accuracy']:.4f}, "
+        f"recall@10 {best['eval_recall_at_10']:.4f}, recall@100 {best['eval_recall_at_100']:.4f}",
+    ]

@@ -13,7 +13,10 @@ from schema import contract
 from tests.conftest import random_log
 
 pytestmark = pytest.mark.pipeline
-COMPONENTS = {"CsvExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator"}
+COMPONENTS = {"CsvExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "FeedbackLabeler",
+              "LabeledSchemaGen", "Transform", "Trainer"}
+QUICK = configs.PipelineConfig(epochs=2)
+"""These tests are about the pipeline's wiring; tests/test_training.py judges training itself."""
 
 
 def split_examples(examples_uri: str) -> dict[str, list[tf.train.Example]]:
@@ -32,7 +35,7 @@ def timestamps(examples: list[tf.train.Example]) -> list[int]:
 
 def test_latest_span_in_process(three_day_log, tmp_path):
     data, written = three_day_log
-    result = local_runner.run(data, tmp_path / "root", configs.PipelineConfig())
+    result = local_runner.run(data, tmp_path / "root", QUICK)
     assert COMPONENTS <= set(result.outputs)
     examples = split_examples(result.outputs["CsvExampleGen"]["examples"][0])
     assert list(examples) == ["events"]
@@ -45,7 +48,7 @@ def test_latest_span_in_process(three_day_log, tmp_path):
 
 def test_span_range_reads_one_split_per_span(three_day_log, tmp_path):
     data, written = three_day_log
-    config = configs.with_overrides(configs.PipelineConfig(), ["spans=1-3"])
+    config = configs.with_overrides(QUICK, ["spans=1-3"])
     result = local_runner.run(data, tmp_path / "root", config)
     examples = split_examples(result.outputs["CsvExampleGen"]["examples"][0])
     assert {name: len(rows) for name, rows in examples.items()} == {f"span_{s}": n for s, n in written.items()}
@@ -59,7 +62,8 @@ def test_parquet_log_with_out_of_domain_feedback_fails_on_request(tmp_path, caps
     log.loc[log.index[:5], contract.FEEDBACK] = "meh"
     spans.write_spans(log, tmp_path / "data", fmt="parquet")
     status = local_runner.main(
-        ["--data", str(tmp_path / "data"), "--root", str(tmp_path / "root"), "--set", "fail_on_anomalies=true"]
+        ["--data", str(tmp_path / "data"), "--root", str(tmp_path / "root"), "--set", "fail_on_anomalies=true",
+         "--set", "epochs=2"]
     )
     out = capsys.readouterr()
     assert status == local_runner.EXIT_ANOMALIES
