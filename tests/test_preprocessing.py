@@ -21,6 +21,8 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx_bsl.public import tfxio
 
 from models import features, preprocessing
+from components.feedback_labeler.executor import to_tf_example
+from components.feedback_labeler.sequences import TrainingExample
 from schema import contract
 
 T0 = 1_767_225_600_000
@@ -44,22 +46,15 @@ class Labelled:
         return [self.target, *self.history, *self.hard_negatives]
 
     def to_example(self) -> tf.train.Example:
-        def strings(values: Iterable[str]) -> tf.train.Feature:
-            return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode() for v in values]))
-
-        feature = {
-            contract.EX_USER_ID: strings([self.user]),
-            contract.EX_STATION_ID: strings([self.station]),
-            contract.EX_TARGET_TRACK_ID: strings([self.target]),
-            contract.EX_TARGET_LABEL: strings([self.label]),
-            contract.EX_TARGET_TIMESTAMP_MS: tf.train.Feature(
-                int64_list=tf.train.Int64List(value=[self.timestamp_ms])
-            ),
-            contract.EX_HISTORY_TRACK_IDS: strings(self.history),
-            contract.EX_HISTORY_LABELS: strings(self.history_labels),
-            contract.EX_HARD_NEGATIVE_TRACK_IDS: strings(self.hard_negatives),
-        }
-        return tf.train.Example(features=tf.train.Features(feature=feature))
+        """Serialized exactly as FeedbackLabeler writes its examples."""
+        return to_tf_example(
+            TrainingExample(
+                user_id=self.user, station_id=self.station, target_track_id=self.target, target_label=self.label,
+                target_timestamp_ms=self.timestamp_ms, history_track_ids=list(self.history),
+                history_labels=list(self.history_labels), hard_negative_track_ids=list(self.hard_negatives),
+                split=contract.TRAIN,
+            )
+        )
 
 
 LIKE, LISTEN, SKIP, DISLIKE = contract.LIKE, contract.LISTEN, contract.SKIP, contract.DISLIKE
