@@ -87,7 +87,7 @@ def feedback_stats_summary(stats: dict[str, Any]) -> list[str]:
         f"plays: {stats['valid_plays']} valid, quarantined {sum(stats['quarantined'].values())} "
         f"{stats['quarantined'] or ''}".rstrip(),
         "labels: " + ", ".join(f"{label} {count}" for label, count in sorted(totals.items())),
-        "examples: " + ", ".join(f"{split} {count}" for split, count in stats["examples"].items()),
+        "examples: " + ", ".join(f"{split} {stats['examples'][split]}" for split in contract.SPLITS),
         "test-user coverage by input policy: " + ", ".join(
             f"{policy} {c['covered_users']}/{c['users_with_test_targets']} ({c['share']:.1%})"
             for policy, c in ((p, stats["coverage_by_input_policy"][p]) for p in contract.INPUT_POLICIES)
