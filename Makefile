@@ -29,7 +29,7 @@ $(STAMP): requirements.txt envsetup/music_retrieval_env.py envsetup/install_hook
 	@touch $(STAMP)
 	@echo "setup: $(VENV) ready"
 
-demo: $(STAMP)  ## Simulate a small listening log and run the pipeline on it (output in $(DEMO_DIR)/)
+demo: $(STAMP)  ## Simulate a small listening log and run the pipeline through training (output in demo-output/)
 	$(PY) -m pipeline.demo --out $(DEMO_DIR)
 
 test: $(STAMP)  ## Run the whole test suite
