@@ -41,6 +41,8 @@ from typing import Any, Optional, Union
 import numpy as np
 import tensorflow as tf
 
+from models.params import POPULARITY, SAMPLERS, UNIFORM
+
 MASKED_LOGIT = -1e9
 """The logit of a masked column: finite (no inf - inf = NaN), and exp(MASKED_LOGIT - any real logit) == 0."""
 POSITIVE_COLUMN = 0
@@ -48,9 +50,7 @@ POSITIVE_COLUMN = 0
 NO_WEIGHT = 1.0
 """A hard negative weight that leaves the softmax unchanged."""
 
-UNIFORM = "uniform"
-POPULARITY = "popularity"
-DISTRIBUTIONS: tuple[str, ...] = (UNIFORM, POPULARITY)
+DISTRIBUTIONS: tuple[str, ...] = SAMPLERS
 MIN_COUNT = 1.0
 """In-batch logQ treats a track counted 0 times (e.g. the OOV id) as counted once, so its log_q is finite."""
 

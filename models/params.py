@@ -5,7 +5,10 @@ import dataclasses
 import typing
 from typing import Any, Mapping
 
-SAMPLERS = ("uniform", "popularity")
+UNIFORM = "uniform"
+POPULARITY = "popularity"
+SAMPLERS: tuple[str, ...] = (UNIFORM, POPULARITY)
+"""How random negatives are drawn (models.loss.CandidateSampler)."""
 
 
 @dataclasses.dataclass(frozen=True)
