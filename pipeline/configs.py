@@ -1,6 +1,7 @@
 """Every knob of the pipeline, with its default, in one place; runners override them with `--set key=value`."""
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import typing
 from typing import Any, Iterable
@@ -156,3 +157,12 @@ def with_overrides(config: PipelineConfig, assignments: Iterable[str]) -> Pipeli
             raise ValueError(f"unknown setting {key!r}; valid keys: {', '.join(sorted(hints))}")
         changes[key] = _convert(key, value.strip(), hints[key])
     return dataclasses.replace(config, **changes)
+
+
+def add_settings_argument(parser: argparse.ArgumentParser, note: str = "") -> None:
+    """The `--set KEY=VALUE` option every runner shares; parse its values with `with_overrides`."""
+    keys = ", ".join(field.name for field in dataclasses.fields(PipelineConfig))
+    parser.add_argument(
+        "--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+        help=f"override a setting of pipeline/configs.py (repeatable){note}; keys: {keys}",
+    )

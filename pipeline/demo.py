@@ -39,10 +39,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=pathlib.Path, required=True, help="folder for the demo's data and run")
     for name, default in DEMO_SIZES.items():
         parser.add_argument(f"--{name}", type=int, default=default, help=f"simulator's --{name} (default {default})")
-    parser.add_argument(
-        "--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
-        help="pipeline setting, as for pipeline.local_runner (default here: spans=1-DAYS)",
-    )
+    configs.add_settings_argument(parser, note=" (the demo's default: spans=1-DAYS)")
     return parser.parse_args(argv)
 
 

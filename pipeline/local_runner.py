@@ -97,11 +97,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--data", type=pathlib.Path, required=True, help="folder holding span-N/ folders of plays")
     parser.add_argument("--root", type=pathlib.Path, required=True, help="folder for artifacts and the MLMD store")
-    keys = ", ".join(field.name for field in dataclasses.fields(configs.PipelineConfig))
-    parser.add_argument(
-        "--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
-        help=f"override a setting of pipeline/configs.py (repeatable); keys: {keys}",
-    )
+    configs.add_settings_argument(parser)
     parser.add_argument(
         "--beam-arg", dest="beam_args", action="append", default=[], metavar="ARG",
         help="extra Beam pipeline argument, e.g. --beam-arg=--runner=FlinkRunner (repeatable)",
