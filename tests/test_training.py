@@ -14,7 +14,9 @@ from models import evaluation, features, inputs, trainer
 from pipeline import configs, local_runner
 
 pytestmark = pytest.mark.pipeline
-SETTINGS = ["spans=1-7", "epochs=6", "patience=6", "num_random_negatives=32"]
+SETTINGS = ["spans=1-7", "positive_policy=like+listen", "epochs=4", "patience=4", "num_random_negatives=32"]
+"""like+listen gives ~19k training examples on this log: enough for the towers to learn tastes, so the
+comparison with most-popular is about the model, not about luck in the order Beam wrote the examples."""
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +43,7 @@ def eval_dataset(result: local_runner.RunResult, params) -> tuple[tf.data.Datase
 def test_training_lowers_the_loss_and_writes_its_history(trained):
     run_dir = pathlib.Path(trained.outputs["Trainer"]["model_run"][0])
     rows = json.loads((run_dir / trainer.TRAINING_HISTORY_FILE).read_text())["epochs"]
-    assert len(rows) == 6
+    assert len(rows) == 4
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
     for key in ("wall_seconds", "train_loss", "eval_pairwise_accuracy", "eval_recall_at_10", "eval_recall_at_100",
                 "examples_per_second"):
@@ -65,5 +67,5 @@ def test_trained_towers_beat_most_popular_on_eval(trained):
     model = evaluation.evaluate(dataset, exported_scorer)
     baseline = evaluation.evaluate(dataset, evaluation.popularity_scorer(trainer.track_counts_by_id(tf_transform_output)))
     assert model["pairs"] == baseline["pairs"] > 100
-    assert model["pairwise_accuracy"] > baseline["pairwise_accuracy"] + 0.02, (model, baseline)
-    assert model["recall_at_k"][100] > baseline["recall_at_k"][100], (model, baseline)
+    assert model["pairwise_accuracy"] > baseline["pairwise_accuracy"], (model, baseline)
+    assert model["recall_at_k"][100] > baseline["recall_at_k"][100] + 0.1, (model, baseline)
