@@ -1,41 +1,157 @@
-"""Exact evaluation over a dataset of padded batches, for any scorer of the whole catalog.
+"""Exact evaluation over a dataset of padded batches, for any scorer of the whole catalog (DESIGN §6).
 
-The same loop judges the trained towers and the most-popular baseline, so their numbers are comparable.
+One pass (`collect`) keeps what every metric needs per example; `summarize` turns any selection of those
+examples into metrics, so the overall numbers and each slice come from the same arithmetic, and the trained
+towers, the last blessed model and the most-popular baseline are judged by the same loop.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import dataclasses
+from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from models import features, metrics
+from schema import contract
 
 Scorer = Callable[[dict[str, tf.Tensor]], np.ndarray]
 """Maps a padded batch to scores [b, num_track_ids] for every track id."""
 
+SKIP_ID = contract.LABELS.index(contract.SKIP)
+DISLIKE_ID = contract.LABELS.index(contract.DISLIKE)
 
-def evaluate(dataset: tf.data.Dataset, scorer: Scorer, ks: Sequence[int] = metrics.DEFAULT_KS) -> dict[str, object]:
-    """Pairwise accuracy on each example's hard negatives, and ranking metrics against the catalog."""
-    ranking = metrics.RankingAccumulator(ks)
-    wins, pairs = 0.0, 0
+
+@dataclasses.dataclass
+class Collected:
+    """Per test example: who, what was ranked where, the pairs won, the top ids, what the history held."""
+
+    user_ids: np.ndarray
+    target_ids: np.ndarray
+    ranks: np.ndarray
+    pair_wins: np.ndarray
+    pair_counts: np.ndarray
+    top_ids: np.ndarray
+    history_lengths: np.ndarray
+    history_skips: np.ndarray
+    disliked: dict[bytes, frozenset]
+    """Per listener, every track a history token of theirs labels as disliked."""
+
+    def __len__(self) -> int:
+        return len(self.target_ids)
+
+
+def collect(dataset: tf.data.Dataset, scorer: Scorer, max_k: int = max(metrics.DEFAULT_KS)) -> Collected:
+    """Scores every example once against the catalog, history tracks excluded (the target never)."""
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in (
+        "user_ids", "target_ids", "ranks", "pair_wins", "pair_counts", "top_ids", "history_lengths", "history_skips")}
+    disliked: dict[bytes, set] = {}
     for batch in dataset:
         scores = scorer(batch)
         targets = batch[features.TARGET_TRACK_ID_XF].numpy()
         rows = np.arange(len(targets))
-        negative_ids = batch[features.HARD_NEGATIVE_TRACK_IDS_XF].numpy()
-        accuracy, batch_pairs = metrics.pairwise_accuracy(
-            scores[rows, targets], scores[rows[:, None], negative_ids], batch[features.HARD_NEGATIVE_MASK].numpy()
-        )
-        if batch_pairs:
-            wins += accuracy * batch_pairs
-            pairs += batch_pairs
-        ranking.add(
-            metrics.target_ranks(
-                scores, targets, batch[features.HISTORY_TRACK_IDS_XF].numpy(), batch[features.HISTORY_MASK].numpy()
-            )
-        )
-    return {"pairwise_accuracy": wins / pairs if pairs else float("nan"), "pairs": pairs, **ranking.result()}
+        history_ids = batch[features.HISTORY_TRACK_IDS_XF].numpy()
+        history_mask = batch[features.HISTORY_MASK].numpy()
+        history_labels = batch[features.HISTORY_LABELS_XF].numpy()
+        negative_scores = np.asarray(scores)[rows[:, None], batch[features.HARD_NEGATIVE_TRACK_IDS_XF].numpy()]
+        positive_scores = np.asarray(scores)[rows, targets][:, None]
+        negative_mask = batch[features.HARD_NEGATIVE_MASK].numpy()
+        masked = metrics.exclude(scores, targets, history_ids, history_mask)
+        users = batch[features.USER_ID_XF].numpy()
+        parts["user_ids"].append(users)
+        parts["target_ids"].append(targets)
+        parts["ranks"].append(metrics.ranks_of_targets(masked, targets))
+        parts["pair_wins"].append((((positive_scores > negative_scores) + 0.5 * (positive_scores == negative_scores))
+                                   * negative_mask).sum(axis=1))
+        parts["pair_counts"].append(negative_mask.sum(axis=1))
+        parts["top_ids"].append(metrics.top_k_ids(masked, max_k))
+        parts["history_lengths"].append(history_mask.sum(axis=1))
+        parts["history_skips"].append(((history_labels == SKIP_ID) & history_mask).sum(axis=1))
+        for user, track in zip(*(array[(history_labels == DISLIKE_ID) & history_mask]
+                                 for array in (np.broadcast_to(users[:, None], history_ids.shape), history_ids))):
+            disliked.setdefault(user, set()).add(int(track))
+    joined = {name: np.concatenate(values) if values else np.zeros(0) for name, values in parts.items()}
+    if not parts["top_ids"]:
+        joined["top_ids"] = np.zeros((0, max_k), dtype=np.int64)
+    return Collected(**joined, disliked={user: frozenset(tracks) for user, tracks in disliked.items()})
+
+
+def summarize(collected: Collected, ks: Sequence[int] = metrics.DEFAULT_KS,
+              selection: Optional[np.ndarray] = None) -> dict[str, object]:
+    """Every DESIGN §6 metric over the selected examples (all when `selection` is None)."""
+    keep = np.ones(len(collected), dtype=bool) if selection is None else np.asarray(selection, dtype=bool)
+    pairs = int(collected.pair_counts[keep].sum())
+    ranking = metrics.RankingAccumulator(ks)
+    ranking.add(collected.ranks[keep])
+    users = collected.user_ids[keep]
+    covered_share, num_users = metrics.coverage(users, collected.history_lengths[keep] > 0)
+    empty: frozenset = frozenset()
+    return {
+        "pairwise_accuracy": float(collected.pair_wins[keep].sum() / pairs) if pairs else float("nan"),
+        "pairs": pairs,
+        **ranking.result(),
+        "disliked_in_top_k": metrics.disliked_in_top_k(
+            collected.top_ids[keep], [collected.disliked.get(user, empty) for user in users], ks),
+        "coverage": covered_share,
+        "examples": int(keep.sum()),
+        "users": num_users,
+    }
+
+
+def evaluate(dataset: tf.data.Dataset, scorer: Scorer, ks: Sequence[int] = metrics.DEFAULT_KS) -> dict[str, object]:
+    """All examples' metrics in one call (what the Trainer logs each epoch)."""
+    return summarize(collect(dataset, scorer, max(ks)), ks)
+
+
+@dataclasses.dataclass(frozen=True)
+class SliceRules:
+    """Where the slices of DESIGN §6 are cut; defaults live in pipeline/configs.py."""
+
+    cold_max_train_examples: int
+    """Listeners with at most this many training examples are 'cold'."""
+    heavy_min_train_examples: int
+    """Listeners with at least this many training examples are 'heavy'; between the two, 'warm'."""
+    skip_heavy_min_share: float
+    """Listeners whose test histories are at least this share skips are 'skip-heavy'."""
+    head_play_share: float
+    """'Head' tracks: the most played tracks that together hold this share of all plays; the rest are 'tail'."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.cold_max_train_examples < self.heavy_min_train_examples:
+            raise ValueError("need 0 <= cold_max_train_examples < heavy_min_train_examples")
+        for name in ("skip_heavy_min_share", "head_play_share"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be within (0, 1], got {getattr(self, name)}")
+
+
+def head_track_ids(track_counts: np.ndarray, head_play_share: float) -> np.ndarray:
+    """Ids of the most played tracks that together reach `head_play_share` of all plays."""
+    counts = np.asarray(track_counts, dtype=np.float64)
+    order = np.argsort(-counts, kind="stable")
+    cumulative = np.cumsum(counts[order])
+    if cumulative.size == 0 or cumulative[-1] == 0:
+        return np.zeros(0, dtype=np.int64)
+    return order[: int(np.searchsorted(cumulative, head_play_share * cumulative[-1]) + 1)]
+
+
+def slice_selections(collected: Collected, rules: SliceRules, train_examples_by_user: Mapping[bytes, int],
+                     track_counts: np.ndarray) -> dict[str, np.ndarray]:
+    """Boolean example selections per slice: user activity, skip-heavy listeners, head/tail targets."""
+    train_examples = np.array([train_examples_by_user.get(user, 0) for user in collected.user_ids], dtype=np.int64)
+    skips, tokens = {}, {}
+    for user, skip_count, length in zip(collected.user_ids, collected.history_skips, collected.history_lengths):
+        skips[user] = skips.get(user, 0) + int(skip_count)
+        tokens[user] = tokens.get(user, 0) + int(length)
+    skip_heavy_users = {user for user in tokens if tokens[user] and skips[user] / tokens[user] >= rules.skip_heavy_min_share}
+    head = np.isin(collected.target_ids, head_track_ids(track_counts, rules.head_play_share))
+    return {
+        "cold_users": train_examples <= rules.cold_max_train_examples,
+        "warm_users": (train_examples > rules.cold_max_train_examples) & (train_examples < rules.heavy_min_train_examples),
+        "heavy_users": train_examples >= rules.heavy_min_train_examples,
+        "skip_heavy_users": np.array([user in skip_heavy_users for user in collected.user_ids], dtype=bool),
+        "head_tracks": head,
+        "tail_tracks": ~head,
+    }
 
 
 def embedding_scorer(query_tower: tf.keras.Model, candidate_embeddings: np.ndarray) -> Scorer:

@@ -148,6 +148,16 @@ def read_track_frequencies(tf_transform_output: tft.TFTransformOutput) -> tuple[
 
 
 
+def read_station_vocabulary(tf_transform_output: tft.TFTransformOutput) -> list[str]:
+    """Real stations in vocabulary order: line i has id FIRST_STATION_ID + i."""
+    path = tf_transform_output.vocabulary_file_by_name(STATION_VOCAB)
+    if path is None:
+        raise FileNotFoundError(f"no vocabulary file {STATION_VOCAB!r} in {tf_transform_output.transform_savedmodel_dir}")
+    with tf.io.gfile.GFile(path, "rb") as vocab_file:
+        lines = vocab_file.read().decode("utf-8").split("\n")
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
+
 # --- Model inputs after padding (models/inputs.py) -------------------------------------------------------
 # The list features above become dense [B, max_history] / [B, max_hard_negatives] tensors, left-aligned and
 # padded with PAD_ID; these masks say which positions are real.

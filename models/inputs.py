@@ -57,3 +57,32 @@ def make_dataset(
     return dataset.map(
         lambda batch: pad_batch(batch, max_history, max_hard_negatives), num_parallel_calls=tf.data.AUTOTUNE
     ).prefetch(tf.data.AUTOTUNE)
+
+
+def read_transformed(
+    file_pattern: str,
+    tf_transform_output: tft.TFTransformOutput,
+    batch_size: int,
+    max_history: int,
+    max_hard_negatives: int,
+) -> tf.data.Dataset:
+    """One ordered pass over transformed TFRecords (gzip, as Transform writes them), outside the Trainer."""
+    files = tf.io.gfile.glob(file_pattern)
+    if not files:
+        raise FileNotFoundError(f"no transformed examples match {file_pattern}")
+    spec = tf_transform_output.transformed_feature_spec()
+    dataset = tf.data.TFRecordDataset(sorted(files), compression_type="GZIP").batch(batch_size)
+    return dataset.map(
+        lambda records: pad_batch(tf.io.parse_example(records, spec), max_history, max_hard_negatives)
+    ).prefetch(tf.data.AUTOTUNE)
+
+
+def user_example_counts(file_pattern: str, tf_transform_output: tft.TFTransformOutput) -> dict[bytes, int]:
+    """How many examples each listener has in a split (the evaluator's user-activity slices)."""
+    spec = {features.USER_ID_XF: tf_transform_output.transformed_feature_spec()[features.USER_ID_XF]}
+    counts: dict[bytes, int] = {}
+    files = sorted(tf.io.gfile.glob(file_pattern))
+    for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096):
+        for user in tf.io.parse_example(batch, spec)[features.USER_ID_XF].numpy().reshape(-1):
+            counts[user] = counts.get(user, 0) + 1
+    return counts

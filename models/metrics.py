@@ -28,17 +28,26 @@ def pairwise_accuracy(positive_scores: np.ndarray, negative_scores: np.ndarray, 
     return float(wins / pairs), pairs
 
 
-def target_ranks(
-    scores: np.ndarray, targets: np.ndarray, exclude_ids: np.ndarray, exclude_mask: np.ndarray
-) -> np.ndarray:
-    """0-based rank of each row's target among the catalog ([n, V] scores), excluded ids left out."""
+def exclude(scores: np.ndarray, targets: np.ndarray, exclude_ids: np.ndarray, exclude_mask: np.ndarray) -> np.ndarray:
+    """A float64 copy of [n, V] scores with each row's excluded ids at -inf (its target never excluded)."""
     scores = np.array(scores, dtype=np.float64, copy=True)
-    rows = np.arange(len(targets))
-    target_scores = scores[rows, targets]
     excluded_rows, excluded_cols = np.nonzero(np.asarray(exclude_mask, dtype=bool))
     excluded_ids = np.asarray(exclude_ids)[excluded_rows, excluded_cols]
     keep = excluded_ids != np.asarray(targets)[excluded_rows]
     scores[excluded_rows[keep], excluded_ids[keep]] = -np.inf
+    return scores
+
+
+def target_ranks(
+    scores: np.ndarray, targets: np.ndarray, exclude_ids: np.ndarray, exclude_mask: np.ndarray
+) -> np.ndarray:
+    """0-based rank of each row's target among the catalog ([n, V] scores), excluded ids left out."""
+    return ranks_of_targets(exclude(scores, targets, exclude_ids, exclude_mask), targets)
+
+
+def ranks_of_targets(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """0-based rank of each row's target in already-excluded scores; ties count half."""
+    target_scores = scores[np.arange(len(targets)), targets]
     greater = (scores > target_scores[:, None]).sum(axis=1)
     ties = (scores == target_scores[:, None]).sum(axis=1) - 1  # the target ties with itself
     return greater + 0.5 * ties
@@ -65,3 +74,28 @@ class RankingAccumulator:
             "mrr": float(np.mean(1.0 / (ranks + 1.0))),
             "queries": int(ranks.size),
         }
+
+
+def top_k_ids(scores: np.ndarray, k: int) -> np.ndarray:
+    """Ids of each row's k best scores, best first ([n, min(k, V)]); -inf scores (excluded) come last."""
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1)
+
+
+def disliked_in_top_k(top_ids: np.ndarray, disliked: Sequence[frozenset], ks: Sequence[int]) -> dict[int, float]:
+    """Share of the top-k slots, over all rows, filled by a track that row's listener disliked."""
+    if len(top_ids) == 0:
+        return {k: float("nan") for k in ks}
+    hits = np.array([[track in dislikes for track in row] for row, dislikes in zip(top_ids.tolist(), disliked)],
+                    dtype=bool).reshape(top_ids.shape)
+    return {k: float(hits[:, :k].sum() / (len(top_ids) * min(k, top_ids.shape[1]))) for k in ks}
+
+
+def coverage(user_ids: np.ndarray, covered: np.ndarray) -> tuple[float, int]:
+    """(share of users with at least one covered example, number of users); NaN share without users."""
+    users = np.unique(np.asarray(user_ids))
+    if users.size == 0:
+        return float("nan"), 0
+    return float(np.unique(np.asarray(user_ids)[np.asarray(covered, dtype=bool)]).size / users.size), int(users.size)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import tensorflow as tf
 
 from models import features
@@ -68,6 +69,10 @@ class QueryTower(tf.keras.Model):
         ]
         self._final_norm = tf.keras.layers.LayerNormalization()
         self._projection = tf.keras.layers.Dense(config.embedding_dim)
+
+    def label_embeddings(self) -> np.ndarray:
+        """The feedback-type table [NUM_LABELS, D]: row i is contract.LABELS[i]."""
+        return self._label_embedding.embeddings.numpy()
 
     def call(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         track_ids = inputs[features.HISTORY_TRACK_IDS_XF]

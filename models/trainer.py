@@ -23,12 +23,19 @@ from tfx.utils import path_utils
 
 from models import evaluation, features, inputs, loss
 from models.params import TrainingParams
-from models.towers import TowerConfig, build_towers
+from models.towers import QueryTower, TowerConfig, build_towers
+from schema import contract
 
 TRAINING_HISTORY_FILE = "training_history.json"
 QUERY_MODEL_DIR = "query_model"
 CANDIDATE_EMBEDDINGS_FILE = "candidate_embeddings.npy"
 MODEL_CONFIG_FILE = "model_config.json"
+TRACK_VOCABULARY_FILE = "track_vocabulary.txt"
+"""Line i is the raw id of track id i (the OOV id is the line count)."""
+STATION_VOCABULARY_FILE = "station_vocabulary.txt"
+"""Line i is the raw id of station id features.FIRST_STATION_ID + i."""
+FEEDBACK_EMBEDDINGS_FILE = "feedback_type_embeddings.json"
+"""{label name: the query tower's feedback-type embedding}, for the reports' similarity table."""
 QUERY_EMBEDDING = "query_embedding"
 """The query model signature's one output."""
 EARLY_STOPPING_METRIC = "eval_early_stopping_metric"
@@ -152,8 +159,12 @@ def count_examples(dataset: tf.data.Dataset) -> int:
 
 
 def export_towers(model: RetrievalModel, tower_config: TowerConfig, params: TrainingParams, output_dir: str,
-                  embeddings: np.ndarray) -> None:
-    """The query tower over padded id inputs as a SavedModel, and every candidate's embedding."""
+                  embeddings: np.ndarray, tf_transform_output: tft.TFTransformOutput) -> None:
+    """The query tower over padded id inputs as a SavedModel, every candidate's embedding, the vocabularies.
+
+    The vocabularies travel with the model so that a later run (whose Transform may number tracks
+    differently) can still score this model on its own examples: the evaluator's baseline comparison.
+    """
     length = tower_config.max_history
     signature = tf.function(
         lambda history_track_ids, history_labels, history_mask, station_id: {
@@ -179,6 +190,22 @@ def export_towers(model: RetrievalModel, tower_config: TowerConfig, params: Trai
         np.save(handle, embeddings)
     with tf.io.gfile.GFile(os.path.join(output_dir, MODEL_CONFIG_FILE), "w") as handle:
         json.dump({"tower": dataclasses.asdict(tower_config), "training": dataclasses.asdict(params)}, handle, indent=2)
+    tracks, _ = features.read_track_frequencies(tf_transform_output)
+    write_lines(os.path.join(output_dir, TRACK_VOCABULARY_FILE), tracks)
+    write_lines(os.path.join(output_dir, STATION_VOCABULARY_FILE), features.read_station_vocabulary(tf_transform_output))
+    with tf.io.gfile.GFile(os.path.join(output_dir, FEEDBACK_EMBEDDINGS_FILE), "w") as handle:
+        json.dump(feedback_type_embeddings(model.query_tower), handle, indent=2)
+
+
+def write_lines(path: str, lines: list[str]) -> None:
+    with tf.io.gfile.GFile(path, "w") as handle:
+        handle.write("".join(line + "\n" for line in lines))
+
+
+def feedback_type_embeddings(query_tower: QueryTower) -> dict[str, list[float]]:
+    """The learned embedding of each feedback type (contract.LABELS order)."""
+    table = query_tower.label_embeddings()
+    return {label: [float(value) for value in table[index]] for index, label in enumerate(contract.LABELS)}
 
 
 def track_counts_by_id(tf_transform_output: tft.TFTransformOutput) -> np.ndarray:
@@ -237,4 +264,5 @@ def run_fn(fn_args) -> None:
     params = TrainingParams.from_custom_config(fn_args.custom_config)
     model, tower_config, _ = train(fn_args, params)
     embeddings = candidate_embeddings(model.candidate_tower, tower_config.num_track_ids)
-    export_towers(model, tower_config, params, fn_args.serving_model_dir, embeddings)
+    export_towers(model, tower_config, params, fn_args.serving_model_dir, embeddings,
+                  tft.TFTransformOutput(fn_args.transform_output))

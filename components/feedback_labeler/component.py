@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import typing
 
 from tfx import types
 from tfx.dsl.components.base import base_beam_component, executor_spec
@@ -10,6 +9,7 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components.feedback_labeler import executor, sequences
+from components.parameters import execution_parameters
 
 
 class FeedbackStats(types.Artifact):
@@ -19,10 +19,7 @@ class FeedbackStats(types.Artifact):
 
 
 def _parameters() -> dict[str, ExecutionParameter]:
-    hints = typing.get_type_hints(sequences.LabelingParams)
-    parameters = {field.name: ExecutionParameter(type=hints[field.name]) for field in dataclasses.fields(sequences.LabelingParams)}
-    parameters["labeler_version"] = ExecutionParameter(type=str)
-    return parameters
+    return {**execution_parameters(sequences.LabelingParams), "labeler_version": ExecutionParameter(type=str)}
 
 
 class FeedbackLabelerSpec(types.ComponentSpec):

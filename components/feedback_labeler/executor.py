@@ -24,17 +24,13 @@ from tfx.utils import io_utils
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from components.feedback_labeler import sequences
+from components.parameters import from_exec_properties
 from schema import contract
 
 LABELER_VERSION = "1"
 STATS_FILE = "feedback_stats.json"
 METRICS_NAMESPACE = "FeedbackLabeler"
 TFRECORD_PREFIX = "data_tfrecord"
-
-
-def params_from_exec_properties(exec_properties: dict[str, Any]) -> sequences.LabelingParams:
-    names = [field.name for field in sequences.dataclasses.fields(sequences.LabelingParams)]
-    return sequences.LabelingParams(**{name: exec_properties[name] for name in names})
 
 
 def example_to_raw(example: tf.train.Example) -> dict[str, Any]:
@@ -204,7 +200,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         exec_properties: dict[str, Any],
     ) -> None:
         self._log_startup(input_dict, output_dict, exec_properties)
-        params = params_from_exec_properties(exec_properties)
+        params = from_exec_properties(sequences.LabelingParams, exec_properties)
         check_schema(artifact_utils.get_single_uri(input_dict["schema"]))
         examples = artifact_utils.get_single_instance(input_dict["examples"])
         split_names = artifact_utils.decode_split_names(examples.split_names)

@@ -1,0 +1,1 @@
+"""RetrievalEvaluator: exact offline metrics on the test split, slices, a report, and the blessing."""

@@ -1,0 +1,92 @@
+"""Whether a model may be pushed: absolute floors, and no regression beyond a tolerance against the last
+blessed model. Pure functions, so each rule is tested on its own; the result says which rule decided."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Mapping, Optional
+
+from models.evaluation import SliceRules
+
+ABSOLUTE = "absolute_threshold"
+NO_REGRESSION = "no_regression_vs_baseline"
+ALL_PASSED = "all_rules_passed"
+GUARDED_METRICS: tuple[str, ...] = ("pairwise_accuracy", "recall_at_100")
+"""The metrics both rules look at: the paper's accuracy, and what the listener sees (recall@100)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationParams:
+    """RetrievalEvaluator's settings; defaults live in pipeline/configs.py."""
+
+    min_pairwise_accuracy: float
+    min_recall_at_100: float
+    max_regression: float
+    """A guarded metric may fall at most this much (absolute) below the last blessed model's."""
+    cold_max_train_examples: int
+    heavy_min_train_examples: int
+    skip_heavy_min_share: float
+    head_play_share: float
+
+    def __post_init__(self) -> None:
+        for name in ("min_pairwise_accuracy", "min_recall_at_100"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1], got {getattr(self, name)}")
+        if self.max_regression < 0:
+            raise ValueError(f"max_regression must be >= 0, got {self.max_regression}")
+        self.slice_rules()
+
+    def slice_rules(self) -> SliceRules:
+        return SliceRules(**{f.name: getattr(self, f.name) for f in dataclasses.fields(SliceRules)})
+
+    def floor(self, metric: str) -> float:
+        return getattr(self, f"min_{metric}")
+
+
+def metric_value(result: Mapping[str, Any], metric: str) -> float:
+    """A guarded metric from an evaluation result ('recall_at_100' reads recall_at_k[100])."""
+    if metric.startswith("recall_at_"):
+        k = int(metric.removeprefix("recall_at_"))
+        by_k = result["recall_at_k"]
+        return float(by_k[k] if k in by_k else by_k[str(k)])
+    return float(result[metric])
+
+
+def _reason(rule: str, metric: str, value: float, threshold: float, passed: bool, text: str) -> dict[str, Any]:
+    return {"rule": rule, "metric": metric, "value": value, "threshold": threshold, "passed": passed, "text": text}
+
+
+def decide(candidate: Mapping[str, Any], baseline: Optional[Mapping[str, Any]],
+           params: EvaluationParams) -> dict[str, Any]:
+    """{blessed, blessing_rule, blessing_reasons}: every rule's verdict; the first failing rule decides."""
+    reasons = []
+    for metric in GUARDED_METRICS:
+        value, floor = metric_value(candidate, metric), params.floor(metric)
+        if math.isnan(value):
+            reasons.append(_reason(ABSOLUTE, metric, value, floor, False,
+                                   f"{metric} could not be measured on the test split (no pairs or no examples)"))
+        else:
+            passed = value >= floor
+            reasons.append(_reason(ABSOLUTE, metric, value, floor, passed,
+                                   f"{metric} {value:.4f} {'>=' if passed else '<'} floor {floor:.4f}"))
+    if baseline is None:
+        reasons.append(_reason(NO_REGRESSION, "", math.nan, math.nan, True,
+                               "no blessed model yet: nothing to regress against"))
+    else:
+        for metric in GUARDED_METRICS:
+            before = metric_value(baseline, metric)
+            value = metric_value(candidate, metric)
+            allowed = before - params.max_regression
+            if math.isnan(before):
+                reasons.append(_reason(NO_REGRESSION, metric, value, allowed, True,
+                                       f"the baseline's {metric} is not measurable here: not compared"))
+                continue
+            passed = not math.isnan(value) and value >= allowed
+            reasons.append(_reason(NO_REGRESSION, metric, value, allowed, passed,
+                                   f"{metric} {value:.4f} vs baseline {before:.4f} (tolerance {params.max_regression:.4f})"))
+    failed = [reason for reason in reasons if not reason["passed"]]
+    return {
+        "blessed": not failed,
+        "blessing_rule": failed[0]["rule"] if failed else ALL_PASSED,
+        "blessing_reasons": reasons,
+    }

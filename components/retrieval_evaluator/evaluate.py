@@ -1,0 +1,106 @@
+"""The evaluation of record: one model on one run's test split, with slices, baselines and the blessing.
+
+Library code, so the component's executor and `experiments.reproduce` produce the same numbers.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+import tensorflow_transform as tft
+
+from components.retrieval_evaluator import blessing
+from models import evaluation, features, inputs, metrics, trainer
+from models.exported import ExportedModel, IdMap, Vocabularies
+from schema import contract
+
+EVAL_BATCH = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class RunData:
+    """One run's Transform output and its transformed examples (split folders `Split-<name>`)."""
+
+    transform_graph_uri: str
+    examples_uri: str
+
+    def split_pattern(self, split: str) -> str:
+        return os.path.join(self.examples_uri, f"Split-{split}", "*")
+
+    @property
+    def transform_output(self) -> tft.TFTransformOutput:
+        return tft.TFTransformOutput(self.transform_graph_uri)
+
+    def vocabularies(self) -> Vocabularies:
+        output = self.transform_output
+        return Vocabularies(features.read_track_frequencies(output)[0], features.read_station_vocabulary(output))
+
+
+def collect_for(model: ExportedModel, data: RunData, split: str = contract.TEST,
+                max_hard_negatives: Optional[int] = None) -> evaluation.Collected:
+    """Scores `model` on a run's split, translating ids when the model came from another run."""
+    reference = data.vocabularies()
+    same_vocabulary = list(reference.tracks) == list(model.vocabularies.tracks) and \
+        list(reference.stations) == list(model.vocabularies.stations)
+    id_map = None if same_vocabulary else IdMap.between(reference, model.vocabularies)
+    hard = int(model.config["training"]["max_hard_negatives"]) if max_hard_negatives is None else max_hard_negatives
+    dataset = inputs.read_transformed(data.split_pattern(split), data.transform_output, EVAL_BATCH,
+                                      model.max_history, hard)
+    return evaluation.collect(dataset, model.scorer(id_map), max(metrics.DEFAULT_KS))
+
+
+def cosine_similarities(embeddings: Mapping[str, Sequence[float]]) -> dict[str, Any]:
+    """Cosine similarity between the feedback-type embeddings (the paper's like/listen/skip/dislike table)."""
+    labels = [label for label in contract.LABELS if label in embeddings]
+    matrix = np.array([embeddings[label] for label in labels], dtype=np.float64)
+    unit = matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+    return {"labels": labels, "cosine": np.round(unit @ unit.T, 4).tolist()}
+
+
+def evaluate_model(model: ExportedModel, data: RunData, params: blessing.EvaluationParams,
+                   baseline: Optional[ExportedModel] = None,
+                   coverage_by_input_policy: Optional[Mapping[str, Any]] = None,
+                   training_history: Optional[Sequence[Mapping[str, Any]]] = None) -> dict[str, Any]:
+    """Every number evaluation.json holds, and the blessing decision."""
+    hard = int(model.config["training"]["max_hard_negatives"])
+    collected = collect_for(model, data, max_hard_negatives=hard)
+    if len(collected) == 0:
+        raise ValueError(f"no test examples under {data.split_pattern(contract.TEST)}; the time split left the "
+                         "test period empty (check test_cutoff and the spans read)")
+    counts = trainer.track_counts_by_id(data.transform_output)
+    selections = evaluation.slice_selections(
+        collected, params.slice_rules(), inputs.user_example_counts(data.split_pattern(contract.TRAIN), data.transform_output),
+        counts)
+    result: dict[str, Any] = {"split": contract.TEST, **evaluation.summarize(collected)}
+    result["slices"] = {name: evaluation.summarize(collected, selection=selection) for name, selection in selections.items()}
+    popularity = evaluation.collect(
+        inputs.read_transformed(data.split_pattern(contract.TEST), data.transform_output, EVAL_BATCH,
+                                model.max_history, hard),
+        evaluation.popularity_scorer(counts))
+    result["most_popular"] = evaluation.summarize(popularity)
+    result["baseline"] = None
+    if baseline is not None:
+        result["baseline"] = {"model": baseline.directory,
+                              **evaluation.summarize(collect_for(baseline, data, max_hard_negatives=hard))}
+    result["coverage_by_input_policy"] = dict(coverage_by_input_policy) if coverage_by_input_policy else None
+    result["feedback_type_similarity"] = cosine_similarities(model.feedback_embeddings)
+    result["training_history"] = list(training_history) if training_history else None
+    result["thresholds"] = dataclasses.asdict(params)
+    result.update(blessing.decide(result, result["baseline"], params))
+    return result
+
+
+def json_safe(value: Any) -> Any:
+    """NaN/inf become null and numpy scalars plain numbers, so evaluation.json is strict JSON."""
+    if isinstance(value, Mapping):
+        return {str(key): json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value

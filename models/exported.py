@@ -1,0 +1,124 @@
+"""A model the Trainer exported, loaded back from its files, and scored in another run's id space.
+
+Each run's Transform numbers tracks by its own vocabulary, so comparing a new model with the last blessed
+one means translating the new run's ids into the old model's: `IdMap` does that through the raw ids both
+exports carry (`track_vocabulary.txt`, `station_vocabulary.txt`). Unknown tracks and stations get the old
+model's OOV ids, exactly as its Transform would have given them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from models import evaluation, features, trainer
+
+
+def read_lines(path: str) -> list[str]:
+    with tf.io.gfile.GFile(path, "rb") as handle:
+        lines = handle.read().decode("utf-8").split("\n")
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
+
+@dataclasses.dataclass(frozen=True)
+class Vocabularies:
+    """Raw ids in id order: tracks[i] has track id i; stations[i] has station id FIRST_STATION_ID + i."""
+
+    tracks: Sequence[str]
+    stations: Sequence[str]
+
+    @property
+    def track_oov_id(self) -> int:
+        return len(self.tracks)
+
+    @property
+    def station_oov_id(self) -> int:
+        return features.FIRST_STATION_ID + len(self.stations)
+
+
+@dataclasses.dataclass(frozen=True)
+class IdMap:
+    """Reference-run ids -> a model's ids (arrays indexed by the reference id, OOV included)."""
+
+    tracks: np.ndarray
+    stations: np.ndarray
+
+    @classmethod
+    def between(cls, reference: Vocabularies, model: Vocabularies) -> "IdMap":
+        track_index = {token: i for i, token in enumerate(model.tracks)}
+        station_index = {token: features.FIRST_STATION_ID + i for i, token in enumerate(model.stations)}
+        tracks = [track_index.get(token, model.track_oov_id) for token in reference.tracks] + [model.track_oov_id]
+        stations = ([features.NO_STATION_ID]
+                    + [station_index.get(token, model.station_oov_id) for token in reference.stations]
+                    + [model.station_oov_id])
+        return cls(np.asarray(tracks, dtype=np.int64), np.asarray(stations, dtype=np.int64))
+
+
+@dataclasses.dataclass
+class ExportedModel:
+    """The query tower's SavedModel, the candidate embeddings and the vocabularies of one Trainer export."""
+
+    directory: str
+    query_signature: Any
+    candidate_embeddings: np.ndarray
+    vocabularies: Vocabularies
+    config: dict[str, Any]
+    feedback_embeddings: dict[str, list[float]]
+
+    @classmethod
+    def load(cls, model_uri: str) -> "ExportedModel":
+        """From a Trainer `model` artifact URI (or the export folder itself)."""
+        directory = trainer.exported_model_dir(model_uri)
+        if not tf.io.gfile.exists(os.path.join(directory, trainer.MODEL_CONFIG_FILE)):
+            directory = model_uri
+        required = (trainer.QUERY_MODEL_DIR, trainer.CANDIDATE_EMBEDDINGS_FILE, trainer.MODEL_CONFIG_FILE,
+                    trainer.TRACK_VOCABULARY_FILE, trainer.STATION_VOCABULARY_FILE, trainer.FEEDBACK_EMBEDDINGS_FILE)
+        missing = [name for name in required if not tf.io.gfile.exists(os.path.join(directory, name))]
+        if missing:
+            raise FileNotFoundError(f"{directory} is not a complete Trainer export: missing {missing} "
+                                    "(models exported before the vocabularies were added cannot be compared; retrain)")
+        with tf.io.gfile.GFile(os.path.join(directory, trainer.CANDIDATE_EMBEDDINGS_FILE), "rb") as handle:
+            embeddings = np.load(handle)
+        with tf.io.gfile.GFile(os.path.join(directory, trainer.MODEL_CONFIG_FILE)) as handle:
+            config = json.load(handle)
+        with tf.io.gfile.GFile(os.path.join(directory, trainer.FEEDBACK_EMBEDDINGS_FILE)) as handle:
+            feedback = json.load(handle)
+        loaded = tf.saved_model.load(os.path.join(directory, trainer.QUERY_MODEL_DIR))
+        vocabularies = Vocabularies(
+            read_lines(os.path.join(directory, trainer.TRACK_VOCABULARY_FILE)),
+            read_lines(os.path.join(directory, trainer.STATION_VOCABULARY_FILE)),
+        )
+        if embeddings.shape[0] != vocabularies.track_oov_id + features.NUM_OOV_BUCKETS:
+            raise ValueError(f"{directory}: {embeddings.shape[0]} candidate embeddings for "
+                             f"{len(vocabularies.tracks)} tracks + OOV; the export is inconsistent")
+        model = cls(directory, loaded.signatures["serving_default"], embeddings, vocabularies, config, feedback)
+        model._loaded = loaded  # keeps the SavedModel's resources alive as long as the signature is used
+        return model
+
+    @property
+    def max_history(self) -> int:
+        return int(self.config["tower"]["max_history"])
+
+    def query_embeddings(self, batch: dict[str, tf.Tensor]) -> tf.Tensor:
+        outputs = self.query_signature(
+            **{key: batch[key] for key in (features.HISTORY_TRACK_IDS_XF, features.HISTORY_LABELS_XF,
+                                           features.HISTORY_MASK, features.STATION_ID_XF)})
+        return outputs[trainer.QUERY_EMBEDDING]
+
+    def scorer(self, id_map: Optional[IdMap] = None) -> evaluation.Scorer:
+        """Scores over the reference run's catalog (this model's own when `id_map` is None)."""
+        candidates = tf.constant(self.candidate_embeddings if id_map is None
+                                 else self.candidate_embeddings[id_map.tracks])
+
+        def score(batch: dict[str, tf.Tensor]) -> np.ndarray:
+            if id_map is not None:
+                batch = dict(batch)
+                batch[features.HISTORY_TRACK_IDS_XF] = tf.gather(id_map.tracks, batch[features.HISTORY_TRACK_IDS_XF])
+                batch[features.STATION_ID_XF] = tf.gather(id_map.stations, batch[features.STATION_ID_XF])
+            return tf.matmul(self.query_embeddings(batch), candidates, transpose_b=True).numpy()
+
+        return score

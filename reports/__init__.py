@@ -1,0 +1,1 @@
+"""Dependency-free builders for self-contained HTML reports with inline SVG charts."""
