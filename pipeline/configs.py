@@ -7,6 +7,7 @@ import typing
 from typing import Any, Iterable
 
 from components.feedback_labeler.sequences import LabelingParams
+from components.retrieval_evaluator.blessing import EvaluationParams
 from models.params import TrainingParams
 from schema import contract
 
@@ -86,6 +87,22 @@ class PipelineConfig:
     """Early stopping: epochs without a better eval pairwise accuracy before training stops."""
     seed: int = 42
 
+    # --- RetrievalEvaluator (DESIGN §6) ---
+    min_pairwise_accuracy: float = 0.5
+    """Blessing floor on test pairwise accuracy (0.5 is a coin flip between a target and a real negative)."""
+    min_recall_at_100: float = 0.0
+    """Blessing floor on test recall@100."""
+    max_regression: float = 0.01
+    """Blessing: pairwise accuracy and recall@100 may fall at most this much below the last blessed model's."""
+    cold_max_train_examples: int = 4
+    """Slice 'cold users': at most this many training examples."""
+    heavy_min_train_examples: int = 50
+    """Slice 'heavy users': at least this many training examples ('warm' is in between)."""
+    skip_heavy_min_share: float = 0.5
+    """Slice 'skip-heavy users': at least this share of their test-history tokens are skips."""
+    head_play_share: float = 0.5
+    """Slice 'head tracks': the most played tracks that together hold this share of plays."""
+
     def __post_init__(self) -> None:
         parse_spans(self.spans)
         if self.input_format not in ("auto",) + INPUT_FORMATS:
@@ -96,6 +113,7 @@ class PipelineConfig:
             raise ValueError("beam_direct_num_workers must be >= 1")
         self.labeling_params()
         self.training_params()
+        self.evaluation_params()
 
     def labeling_params(self) -> LabelingParams:
         """FeedbackLabeler's parameters (validated on construction)."""
@@ -104,6 +122,10 @@ class PipelineConfig:
     def training_params(self) -> TrainingParams:
         """The Trainer's parameters (validated on construction)."""
         return TrainingParams(**{f.name: getattr(self, f.name) for f in dataclasses.fields(TrainingParams)})
+
+    def evaluation_params(self) -> EvaluationParams:
+        """RetrievalEvaluator's parameters (validated on construction)."""
+        return EvaluationParams(**{f.name: getattr(self, f.name) for f in dataclasses.fields(EvaluationParams)})
 
     def beam_pipeline_args(self, extra: Iterable[str] = ()) -> list[str]:
         """DirectRunner settings from this config, then `extra` (which may name another runner entirely)."""

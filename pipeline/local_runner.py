@@ -83,6 +83,10 @@ def print_report(result: RunResult, out: TextIO | None = None) -> None:
         print("Trainer:", file=out)
         for line in run_outputs.training_summary(uri, TRAINING_HISTORY_FILE):
             print(f"  {line}", file=out)
+    for uri in result.outputs.get("RetrievalEvaluator", {}).get("evaluation", []):
+        print("RetrievalEvaluator:", file=out)
+        for line in run_outputs.evaluation_summary(uri):
+            print(f"  {line}", file=out)
     if result.anomalies:
         print(f"ExampleValidator found {len(result.anomalies)} anomalies:", file=out)
         for anomaly in result.anomalies:

@@ -12,12 +12,14 @@ from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2, range_config_pb2
 
 from components.feedback_labeler.component import FeedbackLabeler
+from components.retrieval_evaluator.component import RetrievalEvaluator
 from pipeline import configs
 from schema import contract
 
 FILE_GLOB = "*"
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
 RUN_FN = "models.trainer.run_fn"
+BASELINE_RESOLVER_ID = "latest_blessed_model_resolver"
 
 
 def detect_input_format(data_root: pathlib.Path) -> str:
@@ -80,7 +82,8 @@ def create_pipeline(
     beam_pipeline_args: Sequence[str] = (),
     schema_path: str = str(contract.SCHEMA_PATH),
 ) -> tfx.dsl.Pipeline:
-    """ExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator -> FeedbackLabeler -> Transform -> Trainer.
+    """ExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator -> FeedbackLabeler -> Transform -> Trainer
+    -> RetrievalEvaluator (against the last blessed model, found by a Resolver).
 
     Two curated schemas: the raw log's (`schema_path`) for validation, and the labelled sequences'
     (`contract.LABELED_SCHEMA_PATH`, imported as `LabeledSchemaGen`) for Transform.
@@ -124,12 +127,26 @@ def create_pipeline(
         eval_args=tfx.proto.EvalArgs(splits=[contract.EVAL]),
         custom_config=dataclasses.asdict(config.training_params()),
     )
+    baseline_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id(BASELINE_RESOLVER_ID)
+    evaluator = RetrievalEvaluator(
+        model=trainer.outputs["model"],
+        model_run=trainer.outputs["model_run"],
+        transform_graph=transform.outputs["transform_graph"],
+        examples=transform.outputs["transformed_examples"],
+        feedback_stats=feedback_labeler.outputs["feedback_stats"],
+        baseline_model=baseline_resolver.outputs["model"],
+        params=config.evaluation_params(),
+    )
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
         components=[
             example_gen, statistics_gen, schema_gen, example_validator,
-            feedback_labeler, labeled_schema_gen, transform, trainer,
+            feedback_labeler, labeled_schema_gen, transform, trainer, baseline_resolver, evaluator,
         ],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,

@@ -10,10 +10,11 @@ import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 
+from components.feedback_labeler import executor as labeler_executor
+from components.retrieval_evaluator import executor as evaluator_executor
 from schema import contract
 
 ANOMALIES_FILE = "SchemaDiff.pb"
-FEEDBACK_STATS_FILE = "feedback_stats.json"
 
 
 def sqlite_store(path: pathlib.Path) -> mlmd.MetadataStore:
@@ -74,7 +75,7 @@ def read_anomalies(anomalies_uri: str) -> list[Anomaly]:
 
 
 def read_feedback_stats(stats_uri: str) -> dict[str, Any]:
-    return json.loads((pathlib.Path(stats_uri) / FEEDBACK_STATS_FILE).read_text())
+    return json.loads((pathlib.Path(stats_uri) / labeler_executor.STATS_FILE).read_text())
 
 
 def feedback_stats_summary(stats: dict[str, Any]) -> list[str]:
@@ -110,3 +111,30 @@ def training_summary(model_run_uri: str, history_file: str) -> list[str]:
         f"best epoch {best['epoch']}: eval pairwise accuracy {best['eval_pairwise_accuracy']:.4f}, "
         f"recall@10 {best['eval_recall_at_10']:.4f}, recall@100 {best['eval_recall_at_100']:.4f}",
     ]
+
+
+def read_evaluation(evaluation_uri: str) -> dict[str, Any]:
+    return json.loads((pathlib.Path(evaluation_uri) / evaluator_executor.EVALUATION_FILE).read_text())
+
+
+def evaluation_summary(evaluation_uri: str) -> list[str]:
+    """The verdict with its deciding rule, the headline test metrics, and where the HTML report is."""
+    result = read_evaluation(evaluation_uri)
+
+    def number(value: Any) -> str:
+        return "n/a" if value is None else f"{value:.4f}"
+
+    lines = [
+        f"{'BLESSED' if result['blessed'] else 'NOT BLESSED'} ({result['blessing_rule']})",
+        f"test pairwise accuracy {number(result['pairwise_accuracy'])} over {result['pairs']} pairs, "
+        + ", ".join(f"recall@{k} {number(v)}" for k, v in result["recall_at_k"].items())
+        + f", MRR {number(result['mrr'])}, coverage {number(result['coverage'])}",
+        f"most popular: pairwise accuracy {number(result['most_popular']['pairwise_accuracy'])}, "
+        f"recall@100 {number(result['most_popular']['recall_at_k']['100'])}",
+    ]
+    if result["baseline"]:
+        lines.append(f"last blessed model: pairwise accuracy {number(result['baseline']['pairwise_accuracy'])}, "
+                     f"recall@100 {number(result['baseline']['recall_at_k']['100'])}")
+    lines += [f"  {'ok  ' if r['passed'] else 'FAIL'} {r['text']}" for r in result["blessing_reasons"]]
+    lines.append(f"report: {pathlib.Path(evaluation_uri) / evaluator_executor.REPORT_FILE}")
+    return lines

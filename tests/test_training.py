@@ -1,4 +1,5 @@
-"""The pipeline through Trainer on a small simulated log: training lowers the loss and beats most-popular."""
+"""The pipeline through Trainer and RetrievalEvaluator on a small simulated log: training lowers the loss and
+beats most-popular; the evaluator writes its report and blesses, then refuses a model for a stated reason."""
 from __future__ import annotations
 
 import json
@@ -11,7 +12,7 @@ import tensorflow_transform as tft
 
 from listening_logs import simulate
 from models import evaluation, features, inputs, trainer
-from pipeline import configs, local_runner
+from pipeline import configs, local_runner, run_outputs
 
 pytestmark = pytest.mark.pipeline
 SETTINGS = ["spans=1-7", "positive_policy=like+listen", "epochs=4", "patience=4", "num_random_negatives=32"]
@@ -20,8 +21,13 @@ comparison with most-popular is about the model, not about luck in the order Bea
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> local_runner.RunResult:
-    tmp = tmp_path_factory.mktemp("training")
+def workdir(tmp_path_factory) -> pathlib.Path:
+    return tmp_path_factory.mktemp("training")
+
+
+@pytest.fixture(scope="module")
+def trained(workdir) -> local_runner.RunResult:
+    tmp = workdir
     simulate.simulate(simulate.SimulationConfig(users=400, tracks=3000, events=40_000, days=7, seed=7), tmp / "data")
     config = configs.with_overrides(configs.PipelineConfig(), SETTINGS)
     return local_runner.run(tmp / "data", tmp / "root", config)
@@ -69,3 +75,45 @@ def test_trained_towers_beat_most_popular_on_eval(trained):
     assert model["pairs"] == baseline["pairs"] > 100
     assert model["pairwise_accuracy"] > baseline["pairwise_accuracy"], (model, baseline)
     assert model["recall_at_k"][100] > baseline["recall_at_k"][100] + 0.1, (model, baseline)
+
+
+def read_evaluation(result: local_runner.RunResult) -> dict:
+    return run_outputs.read_evaluation(result.outputs["RetrievalEvaluator"]["evaluation"][0])
+
+
+def blessing_properties(result: local_runner.RunResult, workdir: pathlib.Path) -> dict:
+    store = run_outputs.sqlite_store(workdir / "root" / configs.METADATA_FILE)
+    uri = result.outputs["RetrievalEvaluator"]["blessing"][0]
+    [artifact] = [a for a in store.get_artifacts_by_uri(uri)]
+    return {key: value.int_value or value.string_value for key, value in artifact.custom_properties.items()}
+
+
+def test_evaluator_blesses_the_first_model_and_writes_its_report(trained, workdir):
+    evaluation_json = read_evaluation(trained)
+    for key in ("pairwise_accuracy", "recall_at_k", "ndcg_at_k", "mrr", "disliked_in_top_k", "coverage", "slices",
+                "baseline", "blessed", "blessing_reasons", "most_popular", "coverage_by_input_policy",
+                "feedback_type_similarity", "training_history"):
+        assert key in evaluation_json, key
+    assert set(evaluation_json["recall_at_k"]) == set(evaluation_json["ndcg_at_k"]) == {"10", "50", "100"}
+    assert set(evaluation_json["slices"]) == {"cold_users", "warm_users", "heavy_users", "skip_heavy_users",
+                                              "head_tracks", "tail_tracks"}
+    assert evaluation_json["slices"]["head_tracks"]["examples"] + evaluation_json["slices"]["tail_tracks"]["examples"] \
+        == evaluation_json["examples"] > 100
+    assert evaluation_json["baseline"] is None and evaluation_json["blessed"] is True
+    assert evaluation_json["pairwise_accuracy"] > evaluation_json["most_popular"]["pairwise_accuracy"]
+    assert blessing_properties(trained, workdir)["blessed"] == 1
+    html = (pathlib.Path(trained.outputs["RetrievalEvaluator"]["evaluation"][0]) / "evaluation.html").read_text()
+    assert html.count("<svg") >= 5 and "http" not in html and "BLESSED" in html
+
+
+def test_evaluator_refuses_for_a_stated_reason_against_the_blessed_baseline(trained, workdir):
+    config = configs.with_overrides(configs.PipelineConfig(), SETTINGS + ["min_pairwise_accuracy=0.99"])
+    second = local_runner.run(workdir / "data", workdir / "root", config)
+    assert second.outputs["Trainer"]["model"] == trained.outputs["Trainer"]["model"]  # cached: only the verdict changed
+    evaluation_json = read_evaluation(second)
+    assert evaluation_json["blessed"] is False and evaluation_json["blessing_rule"] == "absolute_threshold"
+    [failed] = [reason for reason in evaluation_json["blessing_reasons"] if not reason["passed"]]
+    assert failed["metric"] == "pairwise_accuracy" and failed["threshold"] == 0.99
+    assert evaluation_json["baseline"] is not None  # the first run's blessed model, found by the Resolver
+    assert evaluation_json["baseline"]["pairwise_accuracy"] == pytest.approx(evaluation_json["pairwise_accuracy"])
+    assert blessing_properties(second, workdir)["blessed"] == 0

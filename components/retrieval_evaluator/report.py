@@ -1,0 +1,116 @@
+"""evaluation.html: the evaluation of record as a page a person reads before a model is pushed."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from models import metrics
+from reports import html
+
+KS = metrics.DEFAULT_KS
+HEADLINE_ROWS = ("pairwise_accuracy", "mrr", "coverage")
+
+
+def _by_k(result: Mapping[str, Any], key: str, k: int) -> Any:
+    values = result.get(key) or {}
+    return values.get(k, values.get(str(k)))
+
+
+def _metric_row(name: str, result: Mapping[str, Any]) -> list[Any]:
+    return ([name, result.get("pairwise_accuracy"), result.get("pairs")]
+            + [_by_k(result, "recall_at_k", k) for k in KS] + [_by_k(result, "ndcg_at_k", k) for k in KS]
+            + [result.get("mrr"), _by_k(result, "disliked_in_top_k", 10), result.get("coverage"),
+               result.get("examples"), result.get("users")])
+
+
+METRIC_HEADERS = (["model / slice", "pairwise accuracy", "pairs"] + [f"recall@{k}" for k in KS]
+                  + [f"NDCG@{k}" for k in KS] + ["MRR", "disliked in top-10", "coverage", "examples", "users"])
+
+
+def blessing_section(result: Mapping[str, Any]) -> str:
+    verdict = "BLESSED: the Pusher may push this model" if result["blessed"] else \
+        f"NOT BLESSED: refused by rule {result['blessing_rule']}"
+    rows = [[r["rule"], r["metric"], r["value"], r["threshold"], "pass" if r["passed"] else "FAIL", r["text"]]
+            for r in result["blessing_reasons"]]
+    return html.section(
+        "Blessing",
+        html.callout(verdict, "ok" if result["blessed"] else "warn"),
+        html.table(["rule", "metric", "value", "threshold", "verdict", "why"], rows),
+        html.key_values(result["thresholds"]),
+    )
+
+
+def metrics_section(result: Mapping[str, Any]) -> str:
+    rows = [_metric_row("this model", result), _metric_row("most popular", result["most_popular"])]
+    if result.get("baseline"):
+        rows.insert(1, _metric_row("last blessed model", result["baseline"]))
+    compared = {"this model": result, "most popular": result["most_popular"]}
+    if result.get("baseline"):
+        compared["last blessed"] = result["baseline"]
+    chart = html.bar_chart(
+        ["pairwise accuracy"] + [f"recall@{k}" for k in KS] + ["MRR"],
+        {name: [r.get("pairwise_accuracy")] + [_by_k(r, "recall_at_k", k) for k in KS] + [r.get("mrr")]
+         for name, r in compared.items()},
+        title="Test split: this model against the baselines", y_label="value")
+    return html.section("Test metrics", html.table(METRIC_HEADERS, rows), chart,
+                        note="Exact scores against the whole catalog; the listener's history tracks are excluded "
+                             "from the ranking. Pairwise accuracy pairs each target with the listener's own skips "
+                             "and dislikes near it (ties count half).")
+
+
+def slices_section(result: Mapping[str, Any]) -> str:
+    slices = result["slices"]
+    rows = [_metric_row(name, values) for name, values in slices.items()]
+    chart = html.bar_chart(list(slices), {
+        "pairwise accuracy": [values.get("pairwise_accuracy") for values in slices.values()],
+        "recall@100": [_by_k(values, "recall_at_k", 100) for values in slices.values()],
+    }, title="Slices", y_label="value")
+    rules = result["thresholds"]
+    note = (f"cold: ≤ {rules['cold_max_train_examples']} training examples; heavy: ≥ {rules['heavy_min_train_examples']}; "
+            f"skip-heavy: ≥ {rules['skip_heavy_min_share']:.0%} of test-history tokens are skips; head tracks: the most "
+            f"played tracks holding {rules['head_play_share']:.0%} of plays. An empty slice shows dashes.")
+    return html.section("Slices", html.table(METRIC_HEADERS, rows), chart, note=note)
+
+
+def coverage_section(result: Mapping[str, Any]) -> str:
+    by_policy = result.get("coverage_by_input_policy")
+    if not by_policy:
+        return html.section("Coverage", html.callout("No FeedbackLabeler statistics were given to the evaluator."))
+    policies = list(by_policy)
+    return html.section(
+        "Coverage by input policy",
+        html.table(["input policy", "covered users", "users with test targets", "share"],
+                   [[p, by_policy[p]["covered_users"], by_policy[p]["users_with_test_targets"], by_policy[p]["share"]]
+                    for p in policies]),
+        html.bar_chart(policies, {"coverage": [by_policy[p]["share"] for p in policies]},
+                       title="Test listeners with a usable history", y_label="share"),
+        note="A listener is covered when one of their test targets has a non-empty history under the policy.")
+
+
+def training_section(result: Mapping[str, Any]) -> str:
+    rows = result.get("training_history") or []
+    if not rows:
+        return html.section("Training", html.callout("No training history was given to the evaluator."))
+    curves = {key: [(row["epoch"], row[key]) for row in rows]
+              for key in ("eval_pairwise_accuracy", "eval_recall_at_10", "eval_recall_at_100")}
+    return html.section(
+        "Training curves",
+        html.line_chart(curves, title="Eval split after each epoch", x_label="epoch", y_label="value"),
+        html.line_chart({"train loss": [(row["epoch"], row["train_loss"]) for row in rows]},
+                        title="Mean training loss per epoch", x_label="epoch", y_label="loss"))
+
+
+def similarity_section(result: Mapping[str, Any]) -> str:
+    similarity = result["feedback_type_similarity"]
+    return html.section(
+        "Feedback-type embeddings",
+        html.heatmap(similarity["labels"], similarity["cosine"], title="Cosine similarity of the learned feedback types"),
+        note="The paper reports that skips and dislikes end up apart from likes and listens.")
+
+
+def render(result: Mapping[str, Any]) -> str:
+    verdict = "blessed" if result["blessed"] else "not blessed"
+    return html.page(
+        "RetrievalEvaluator report",
+        blessing_section(result), metrics_section(result), slices_section(result), coverage_section(result),
+        training_section(result), similarity_section(result),
+        subtitle=f"model {result.get('model', '')}: {verdict}")

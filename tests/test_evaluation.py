@@ -1,0 +1,87 @@
+"""The evaluator's metrics on hand-computed cases: pairs with ties, ranks, NDCG, disliked-in-top-k, coverage, slices."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from models import evaluation, features, metrics
+from schema import contract
+
+LISTEN, SKIP, DISLIKE = (contract.LABELS.index(label) for label in (contract.LISTEN, contract.SKIP, contract.DISLIKE))
+
+# Four test examples over six tracks (ids 0..5). Histories and hard negatives are padded to width 2.
+BATCH = {
+    features.USER_ID_XF: [b"a", b"b", b"a", b"c"],
+    features.TARGET_TRACK_ID_XF: [2, 4, 5, 0],
+    features.HISTORY_TRACK_IDS_XF: [[0, 1], [5, 0], [3, 0], [0, 0]],
+    features.HISTORY_LABELS_XF: [[LISTEN, DISLIKE], [SKIP, 0], [LISTEN, 0], [0, 0]],
+    features.HISTORY_MASK: [[True, True], [True, False], [True, False], [False, False]],
+    features.HARD_NEGATIVE_TRACK_IDS_XF: [[3, 0], [1, 3], [0, 0], [0, 0]],
+    features.HARD_NEGATIVE_MASK: [[True, False], [True, True], [False, False], [False, False]],
+    features.STATION_ID_XF: [0, 0, 0, 0],
+}
+SCORES = np.array([
+    [0.9, 0.8, 0.5, 0.5, 0.1, 0.7],   # a: 0, 1 excluded; 5 beats the target, 3 ties: rank 1.5; pair 2 vs 3 ties
+    [0.2, 0.9, 0.3, 0.1, 0.6, 0.95],  # b: 5 excluded; only 1 beats target 4: rank 1; pairs: lose vs 1, win vs 3
+    [0.0, 0.99, 0.0, 0.0, 0.0, 0.5],  # a: 3 excluded; track 1 (a disliked it earlier) tops the list: rank 1
+    [0.3, 0.1, 0.2, 0.4, 0.0, 0.0],   # c: no history (not covered); track 3 beats target 0: rank 1
+])
+
+
+def collected() -> evaluation.Collected:
+    dataset = tf.data.Dataset.from_tensors({key: tf.constant(value) for key, value in BATCH.items()})
+    return evaluation.collect(dataset, lambda batch: SCORES, max_k=2)
+
+
+def test_summary_matches_the_hand_computed_values():
+    result = evaluation.summarize(collected(), ks=(1, 2))
+    assert result["pairs"] == 3 and result["pairwise_accuracy"] == pytest.approx((0.5 + 1) / 3)
+    assert result["recall_at_k"] == {1: 0.0, 2: 1.0}
+    ranks = np.array([1.5, 1.0, 1.0, 1.0])
+    assert result["ndcg_at_k"][2] == pytest.approx(np.mean(1 / np.log2(ranks + 2)))
+    assert result["mrr"] == pytest.approx(np.mean(1 / (ranks + 1)))
+    # Top-1 ids: 5, 1, 1, 3. Only row 2's track 1 is disliked by its listener (a's history in row 0).
+    assert result["disliked_in_top_k"] == {1: pytest.approx(1 / 4), 2: pytest.approx(1 / 8)}
+    assert result["coverage"] == pytest.approx(2 / 3) and result["users"] == 3 and result["examples"] == 4
+
+
+def test_summary_of_a_selection_and_of_nothing():
+    data = collected()
+    only_b = evaluation.summarize(data, ks=(1, 2), selection=data.user_ids == b"b")
+    assert only_b["pairwise_accuracy"] == 0.5 and only_b["pairs"] == 2 and only_b["mrr"] == 0.5
+    empty = evaluation.summarize(data, ks=(1, 2), selection=np.zeros(len(data), dtype=bool))
+    assert empty["examples"] == 0 and np.isnan(empty["pairwise_accuracy"]) and np.isnan(empty["coverage"])
+
+
+def test_top_k_ids_put_excluded_tracks_last():
+    scores = np.array([[0.1, -np.inf, 0.3, 0.2]])
+    assert metrics.top_k_ids(scores, 3).tolist() == [[2, 3, 0]]
+    assert metrics.top_k_ids(scores, 10).shape == (1, 4)
+
+
+def test_head_tracks_hold_the_requested_share_of_plays():
+    counts = np.array([10, 50, 10, 30])
+    assert sorted(evaluation.head_track_ids(counts, 0.5).tolist()) == [1]
+    assert sorted(evaluation.head_track_ids(counts, 0.6).tolist()) == [1, 3]
+    assert evaluation.head_track_ids(np.zeros(3), 0.5).size == 0
+
+
+def test_slices_cut_by_activity_skips_and_popularity():
+    rules = evaluation.SliceRules(cold_max_train_examples=1, heavy_min_train_examples=10,
+                                  skip_heavy_min_share=0.5, head_play_share=0.5)
+    counts = np.array([100, 1, 1, 1, 1, 1])  # track 0 alone is the head
+    slices = evaluation.slice_selections(collected(), rules, {b"a": 12, b"b": 3}, counts)
+    assert slices["heavy_users"].tolist() == [True, False, True, False]
+    assert slices["warm_users"].tolist() == [False, True, False, False]
+    assert slices["cold_users"].tolist() == [False, False, False, True]  # c has no training example
+    assert slices["skip_heavy_users"].tolist() == [False, True, False, False]  # b: 1 skip of 1 token
+    assert slices["head_tracks"].tolist() == [False, False, False, True]
+    assert (slices["tail_tracks"] == ~slices["head_tracks"]).all()
+
+
+def test_slice_rules_refuse_inconsistent_cuts():
+    with pytest.raises(ValueError, match="cold_max_train_examples"):
+        evaluation.SliceRules(10, 10, 0.5, 0.5)
+    with pytest.raises(ValueError, match="head_play_share"):
+        evaluation.SliceRules(1, 10, 0.5, 0.0)
