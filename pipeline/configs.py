@@ -9,9 +9,14 @@ from typing import Any, Iterable
 from components.feedback_labeler.sequences import LabelingParams
 from components.retrieval_evaluator.blessing import EvaluationParams
 from models.params import TrainingParams
+from models.serving_export import BRUTE_FORCE, SCANN, ScannParams, ServingParams
 from schema import contract
 
 PIPELINE_NAME = "music_retrieval"
+SERVED_MODEL_NAMES = {SCANN: "music_retrieval", BRUTE_FORCE: "music_retrieval_brute_force"}
+"""TF Serving model names of the two exports (DESIGN §7): `<serving base>/<name>/<version>/`."""
+SERVING_DIR = "serving"
+"""The local runner's serving base, under its --root."""
 METADATA_FILE = "metadata.sqlite"
 PIPELINE_ROOT_DIR = "pipeline"
 SPAN_PATTERN_DIR = "span-{SPAN}"
@@ -102,6 +107,25 @@ class PipelineConfig:
     """Slice 'skip-heavy users': at least this share of their test-history tokens are skips."""
     head_play_share: float = 0.5
     """Slice 'head tracks': the most played tracks that together hold this share of plays."""
+    min_ann_recall: float = 0.95
+    """Blessing floor on ScaNN's recall@ann_recall_k against the exact top-k, on test queries."""
+    ann_recall_k: int = 10
+    """The k of the ANN recall floor (recall at 10, 50 and 100 is reported too)."""
+
+    # --- Serving export and Pusher (DESIGN §7) ---
+    serving_top_k: int = 100
+    """K: recommendations per request."""
+    serving_max_exclusions: int = 50
+    """E: the fixed width of the `exclude_track_ids` input."""
+    scann_num_leaves: int = 0
+    """ScaNN tree leaves (0: about the square root of the catalog size)."""
+    scann_num_leaves_to_search: int = 0
+    """Leaves searched per query (0: the evaluator picks the smallest share that reaches min_ann_recall)."""
+    scann_training_iterations: int = 12
+    scann_dimensions_per_block: int = 2
+    """Asymmetric hashing: dimensions per 4-bit block (lower is more exact and bigger)."""
+    scann_num_reordering_candidates: int = 200
+    """Exact re-scoring of this many ScaNN candidates (0: none)."""
 
     def __post_init__(self) -> None:
         parse_spans(self.spans)
@@ -114,6 +138,8 @@ class PipelineConfig:
         self.labeling_params()
         self.training_params()
         self.evaluation_params()
+        self.scann_params()
+        self.serving_params()
 
     def labeling_params(self) -> LabelingParams:
         """FeedbackLabeler's parameters (validated on construction)."""
@@ -126,6 +152,12 @@ class PipelineConfig:
     def evaluation_params(self) -> EvaluationParams:
         """RetrievalEvaluator's parameters (validated on construction)."""
         return EvaluationParams(**{f.name: getattr(self, f.name) for f in dataclasses.fields(EvaluationParams)})
+
+    def scann_params(self) -> ScannParams:
+        return ScannParams(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ScannParams)})
+
+    def serving_params(self) -> ServingParams:
+        return ServingParams(top_k=self.serving_top_k, max_exclusions=self.serving_max_exclusions)
 
     def beam_pipeline_args(self, extra: Iterable[str] = ()) -> list[str]:
         """DirectRunner settings from this config, then `extra` (which may name another runner entirely)."""

@@ -2,7 +2,9 @@
 
     python -m pipeline.local_runner --data DIR --root ROOT [--set key=value ...] [--beam-arg ARG ...]
 
-Outputs go to ROOT/pipeline/, the metadata store to ROOT/metadata.sqlite. Anomalies found by
+Outputs go to ROOT/pipeline/, the metadata store to ROOT/metadata.sqlite, blessed models to ROOT/serving/
+(`music_retrieval/<version>/` with ScaNN, `music_retrieval_brute_force/<version>/` with stock ops only,
+the layout `tensorflow_model_server --model_base_path` and `python -m serving.server` read). Anomalies found by
 ExampleValidator are printed; they stop the run's exit status only with `--set fail_on_anomalies=true`,
 because rows that break the contract are quarantined row by row downstream, and a daily run should not
 stop on a drift report alone.
@@ -15,7 +17,7 @@ import logging
 import os
 import pathlib
 import sys
-from typing import Sequence, TextIO
+from typing import Optional, Sequence, TextIO
 
 from tfx import v1 as tfx
 
@@ -38,6 +40,9 @@ def export_project_path() -> None:
 class RunResult:
     outputs: dict[str, dict[str, list[str]]]
     anomalies: list[run_outputs.Anomaly]
+    pushed: dict[str, Optional[str]]
+    """Pusher id -> the version folder pushed by this run, None when the model was not blessed."""
+    serving_base: pathlib.Path
 
 
 def run(
@@ -52,20 +57,23 @@ def run(
     root.mkdir(parents=True, exist_ok=True)
     export_project_path()
     metadata_path = root / configs.METADATA_FILE
+    serving_base = root.resolve() / configs.SERVING_DIR
     pipeline = create_pipeline(
         pipeline_name=configs.PIPELINE_NAME,
         pipeline_root=str(root / configs.PIPELINE_ROOT_DIR),
         data_root=str(data_root.resolve()),
         config=config,
+        serving_base=str(serving_base),
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(str(metadata_path)),
         beam_pipeline_args=config.beam_pipeline_args(extra_beam_args),
     )
     tfx.orchestration.LocalDagRunner().run(pipeline)
-    outputs = run_outputs.latest_run_outputs(run_outputs.sqlite_store(metadata_path))
+    store = run_outputs.sqlite_store(metadata_path)
+    outputs = run_outputs.latest_run_outputs(store)
     anomalies: list[run_outputs.Anomaly] = []
     for uri in outputs.get("ExampleValidator", {}).get("anomalies", []):
         anomalies.extend(run_outputs.read_anomalies(uri))
-    return RunResult(outputs, anomalies)
+    return RunResult(outputs, anomalies, run_outputs.pushed_destinations(store, outputs), serving_base)
 
 
 def print_report(result: RunResult, out: TextIO | None = None) -> None:
@@ -87,6 +95,9 @@ def print_report(result: RunResult, out: TextIO | None = None) -> None:
         print("RetrievalEvaluator:", file=out)
         for line in run_outputs.evaluation_summary(uri):
             print(f"  {line}", file=out)
+    for pusher, destination in sorted(result.pushed.items()):
+        print(f"{pusher}: " + (f"pushed {destination}" if destination else "not pushed (the model was not blessed)"),
+              file=out)
     if result.anomalies:
         print(f"ExampleValidator found {len(result.anomalies)} anomalies:", file=out)
         for anomaly in result.anomalies:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
 from typing import Optional, Sequence
 
@@ -13,6 +14,9 @@ from tfx.proto import example_gen_pb2, range_config_pb2
 
 from components.feedback_labeler.component import FeedbackLabeler
 from components.retrieval_evaluator.component import RetrievalEvaluator
+from components.serving_exporter import executor as exporter_executor
+from components.serving_exporter.component import ServingExporter
+from models import serving_export
 from pipeline import configs
 from schema import contract
 
@@ -20,6 +24,7 @@ FILE_GLOB = "*"
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
 RUN_FN = "models.trainer.run_fn"
 BASELINE_RESOLVER_ID = "latest_blessed_model_resolver"
+PUSHER_IDS = {serving_export.SCANN: "ScannPusher", serving_export.BRUTE_FORCE: "BruteForcePusher"}
 
 
 def detect_input_format(data_root: pathlib.Path) -> str:
@@ -78,12 +83,14 @@ def create_pipeline(
     pipeline_root: str,
     data_root: str,
     config: configs.PipelineConfig,
+    serving_base: str,
     metadata_connection_config: Optional[object] = None,
     beam_pipeline_args: Sequence[str] = (),
     schema_path: str = str(contract.SCHEMA_PATH),
 ) -> tfx.dsl.Pipeline:
     """ExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator -> FeedbackLabeler -> Transform -> Trainer
-    -> RetrievalEvaluator (against the last blessed model, found by a Resolver).
+    -> RetrievalEvaluator (against the last blessed model, found by a Resolver) -> ServingExporter -> two Pushers
+    (ScaNN and brute-force twins, each to `serving_base/<model name>/<version>/`, only when blessed).
 
     Two curated schemas: the raw log's (`schema_path`) for validation, and the labelled sequences'
     (`contract.LABELED_SCHEMA_PATH`, imported as `LabeledSchemaGen`) for Transform.
@@ -140,13 +147,27 @@ def create_pipeline(
         feedback_stats=feedback_labeler.outputs["feedback_stats"],
         baseline_model=baseline_resolver.outputs["model"],
         params=config.evaluation_params(),
+        scann=config.scann_params(),
     )
+    exporter = ServingExporter(model=trainer.outputs["model"], serving=config.serving_params(),
+                               scann=config.scann_params(), model_names=configs.SERVED_MODEL_NAMES,
+                               evaluation=evaluator.outputs["evaluation"])
+    pushers = [
+        tfx.components.Pusher(
+            model=exporter.outputs[exporter_executor.OUTPUT_KEYS[kind]],
+            model_blessing=evaluator.outputs["blessing"],
+            push_destination=tfx.proto.PushDestination(filesystem=tfx.proto.PushDestination.Filesystem(
+                base_directory=os.path.join(serving_base, configs.SERVED_MODEL_NAMES[kind]))),
+        ).with_id(PUSHER_IDS[kind])
+        for kind in serving_export.INDEX_KINDS
+    ]
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,
         pipeline_root=pipeline_root,
         components=[
             example_gen, statistics_gen, schema_gen, example_validator,
-            feedback_labeler, labeled_schema_gen, transform, trainer, baseline_resolver, evaluator,
+            feedback_labeler, labeled_schema_gen, transform, trainer, baseline_resolver, evaluator, exporter,
+            *pushers,
         ],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
-from typing import Any
+from typing import Any, Optional
 
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
@@ -49,6 +49,8 @@ def latest_run_outputs(store: mlmd.MetadataStore) -> dict[str, dict[str, list[st
             key = event.path.steps[0].key if event.path.steps else "output"
             outputs.setdefault(component, {}).setdefault(key, []).append(artifacts[event.artifact_id].uri)
     return outputs
+PUSHED_MODEL_KEY = "pushed_model"
+"""The standard Pusher's output key."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,9 +134,23 @@ def evaluation_summary(evaluation_uri: str) -> list[str]:
         f"most popular: pairwise accuracy {number(result['most_popular']['pairwise_accuracy'])}, "
         f"recall@100 {number(result['most_popular']['recall_at_k']['100'])}",
     ]
+    if result.get("ann_recall_at_k"):
+        lines.append("ScaNN recall vs exact: " + ", ".join(f"@{k} {number(v)}" for k, v in result["ann_recall_at_k"].items()))
     if result["baseline"]:
         lines.append(f"last blessed model: pairwise accuracy {number(result['baseline']['pairwise_accuracy'])}, "
                      f"recall@100 {number(result['baseline']['recall_at_k']['100'])}")
     lines += [f"  {'ok  ' if r['passed'] else 'FAIL'} {r['text']}" for r in result["blessing_reasons"]]
     lines.append(f"report: {pathlib.Path(evaluation_uri) / evaluator_executor.REPORT_FILE}")
     return lines
+
+
+def pushed_destinations(store: mlmd.MetadataStore, outputs: dict[str, dict[str, list[str]]]) -> dict[str, Optional[str]]:
+    """{Pusher id: the version folder it pushed in this run, or None when it did not push (not blessed)}."""
+    pushed: dict[str, Optional[str]] = {}
+    for component, keys in sorted(outputs.items()):
+        for uri in keys.get(PUSHED_MODEL_KEY, []):
+            [artifact] = store.get_artifacts_by_uri(uri)
+            properties = artifact.custom_properties
+            done = properties["pushed"].int_value == 1 if "pushed" in properties else False
+            pushed[component] = properties["pushed_destination"].string_value if done else None
+    return pushed

@@ -1,7 +1,9 @@
 """Shared fixtures: small hand-made logs in the contract, written as daily spans."""
 from __future__ import annotations
 
+import dataclasses
 import pathlib
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,3 +40,36 @@ def three_day_log(tmp_path: pathlib.Path) -> tuple[pathlib.Path, dict[int, int]]
     data = tmp_path / "data"
     written = spans.write_spans(random_log(900, days=3), data)
     return data, written
+
+
+TRAINED_SETTINGS = ["spans=1-7", "positive_policy=like+listen", "epochs=4", "patience=4", "num_random_negatives=32"]
+"""like+listen gives ~19k training examples on the trained pipeline's log: enough for the towers to learn
+tastes, so comparisons with most-popular are about the model, not about luck in the order Beam wrote examples."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedPipeline:
+    """One full pipeline run (through the Pushers) shared by the training, evaluator and serving tests."""
+
+    workdir: pathlib.Path
+    settings: list[str]
+    result: Any
+
+    @property
+    def data(self) -> pathlib.Path:
+        return self.workdir / "data"
+
+    @property
+    def root(self) -> pathlib.Path:
+        return self.workdir / "root"
+
+
+@pytest.fixture(scope="session")
+def trained_pipeline(tmp_path_factory) -> TrainedPipeline:
+    from listening_logs import simulate
+    from pipeline import configs, local_runner
+
+    workdir = tmp_path_factory.mktemp("trained_pipeline")
+    simulate.simulate(simulate.SimulationConfig(users=400, tracks=3000, events=40_000, days=7, seed=7), workdir / "data")
+    config = configs.with_overrides(configs.PipelineConfig(), TRAINED_SETTINGS)
+    return TrainedPipeline(workdir, TRAINED_SETTINGS, local_runner.run(workdir / "data", workdir / "root", config))

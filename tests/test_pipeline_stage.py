@@ -14,9 +14,11 @@ from tests.conftest import random_log
 
 pytestmark = pytest.mark.pipeline
 COMPONENTS = {"CsvExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "FeedbackLabeler",
-              "LabeledSchemaGen", "Transform", "Trainer"}
-QUICK = configs.PipelineConfig(epochs=2)
-"""These tests are about the pipeline's wiring; tests/test_training.py judges training itself."""
+              "LabeledSchemaGen", "Transform", "Trainer", "RetrievalEvaluator", "ServingExporter", "ScannPusher",
+              "BruteForcePusher"}
+QUICK = configs.PipelineConfig(epochs=2, serving_top_k=10, serving_max_exclusions=5)
+"""These tests are about the pipeline's wiring; tests/test_training.py judges training itself. The catalog
+of these logs is small, hence the small K and exclusion width."""
 
 
 def split_examples(examples_uri: str) -> dict[str, list[tf.train.Example]]:

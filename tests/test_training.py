@@ -10,27 +10,22 @@ import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from listening_logs import simulate
 from models import evaluation, features, inputs, trainer
 from pipeline import configs, local_runner, run_outputs
+from tests.conftest import TRAINED_SETTINGS, TrainedPipeline
 
 pytestmark = pytest.mark.pipeline
-SETTINGS = ["spans=1-7", "positive_policy=like+listen", "epochs=4", "patience=4", "num_random_negatives=32"]
-"""like+listen gives ~19k training examples on this log: enough for the towers to learn tastes, so the
-comparison with most-popular is about the model, not about luck in the order Beam wrote the examples."""
+SETTINGS = TRAINED_SETTINGS
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> pathlib.Path:
-    return tmp_path_factory.mktemp("training")
+def workdir(trained_pipeline: TrainedPipeline) -> pathlib.Path:
+    return trained_pipeline.workdir
 
 
 @pytest.fixture(scope="module")
-def trained(workdir) -> local_runner.RunResult:
-    tmp = workdir
-    simulate.simulate(simulate.SimulationConfig(users=400, tracks=3000, events=40_000, days=7, seed=7), tmp / "data")
-    config = configs.with_overrides(configs.PipelineConfig(), SETTINGS)
-    return local_runner.run(tmp / "data", tmp / "root", config)
+def trained(trained_pipeline: TrainedPipeline) -> local_runner.RunResult:
+    return trained_pipeline.result
 
 
 def eval_dataset(result: local_runner.RunResult, params) -> tuple[tf.data.Dataset, tft.TFTransformOutput]:

@@ -9,6 +9,7 @@ from typing import Any, Mapping, Optional
 from models.evaluation import SliceRules
 
 ABSOLUTE = "absolute_threshold"
+ANN_RECALL = "ann_recall_floor"
 NO_REGRESSION = "no_regression_vs_baseline"
 ALL_PASSED = "all_rules_passed"
 GUARDED_METRICS: tuple[str, ...] = ("pairwise_accuracy", "recall_at_100")
@@ -27,9 +28,14 @@ class EvaluationParams:
     heavy_min_train_examples: int
     skip_heavy_min_share: float
     head_play_share: float
+    min_ann_recall: float
+    """ScaNN's recall@ann_recall_k against the exact top-k must reach this, or nothing is pushed."""
+    ann_recall_k: int
 
     def __post_init__(self) -> None:
-        for name in ("min_pairwise_accuracy", "min_recall_at_100"):
+        if self.ann_recall_k < 1:
+            raise ValueError(f"ann_recall_k must be >= 1, got {self.ann_recall_k}")
+        for name in ("min_pairwise_accuracy", "min_recall_at_100", "min_ann_recall"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {getattr(self, name)}")
         if self.max_regression < 0:
@@ -69,6 +75,14 @@ def decide(candidate: Mapping[str, Any], baseline: Optional[Mapping[str, Any]],
             passed = value >= floor
             reasons.append(_reason(ABSOLUTE, metric, value, floor, passed,
                                    f"{metric} {value:.4f} {'>=' if passed else '<'} floor {floor:.4f}"))
+    ann = candidate.get("ann_recall_at_k")
+    if ann is not None:
+        k = params.ann_recall_k
+        value = float(ann[k] if k in ann else ann[str(k)])
+        passed = value >= params.min_ann_recall
+        reasons.append(_reason(ANN_RECALL, f"ann_recall_at_{k}", value, params.min_ann_recall, passed,
+                               f"ScaNN recall@{k} vs exact top-{k} {value:.4f} {'>=' if passed else '<'} "
+                               f"floor {params.min_ann_recall:.4f}"))
     if baseline is None:
         reasons.append(_reason(NO_REGRESSION, "", math.nan, math.nan, True,
                                "no blessed model yet: nothing to regress against"))

@@ -12,6 +12,7 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from components.feedback_labeler.component import FeedbackStats
 from components.parameters import execution_parameters
 from components.retrieval_evaluator import blessing, executor
+from models.serving_export import ScannParams
 
 
 class RetrievalEvaluation(types.Artifact):
@@ -21,7 +22,7 @@ class RetrievalEvaluation(types.Artifact):
 
 
 class RetrievalEvaluatorSpec(types.ComponentSpec):
-    PARAMETERS = {**execution_parameters(blessing.EvaluationParams),
+    PARAMETERS = {**execution_parameters(blessing.EvaluationParams), **execution_parameters(ScannParams),
                   "evaluator_version": ExecutionParameter(type=str)}
     INPUTS = {
         "model": ChannelParameter(type=standard_artifacts.Model),
@@ -48,7 +49,7 @@ class RetrievalEvaluator(base_component.BaseComponent):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
     def __init__(self, model: types.BaseChannel, transform_graph: types.BaseChannel, examples: types.BaseChannel,
-                 params: blessing.EvaluationParams, model_run: Optional[types.BaseChannel] = None,
+                 params: blessing.EvaluationParams, scann: ScannParams, model_run: Optional[types.BaseChannel] = None,
                  feedback_stats: Optional[types.BaseChannel] = None,
                  baseline_model: Optional[types.BaseChannel] = None) -> None:
         super().__init__(spec=RetrievalEvaluatorSpec(
@@ -58,4 +59,5 @@ class RetrievalEvaluator(base_component.BaseComponent):
             evaluation=types.Channel(type=RetrievalEvaluation),
             evaluator_version=executor.EVALUATOR_VERSION,
             **dataclasses.asdict(params),
+            **dataclasses.asdict(scann),
         ))

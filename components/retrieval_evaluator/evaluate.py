@@ -13,11 +13,15 @@ import numpy as np
 import tensorflow_transform as tft
 
 from components.retrieval_evaluator import blessing
-from models import evaluation, features, inputs, metrics, trainer
+from models import evaluation, features, inputs, metrics, serving_export, trainer
 from models.exported import ExportedModel, IdMap, Vocabularies
 from schema import contract
 
 EVAL_BATCH = 256
+ANN_QUERIES = 2000
+"""Test queries ANN recall is measured on (more add time, not precision that matters for the floor)."""
+LEAVES_TO_SEARCH_SHARES = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
+"""Shares of ScaNN's leaves tried, in order, when the number of leaves to search is automatic."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +64,48 @@ def cosine_similarities(embeddings: Mapping[str, Sequence[float]]) -> dict[str, 
     return {"labels": labels, "cosine": np.round(unit @ unit.T, 4).tolist()}
 
 
+def test_query_embeddings(model: ExportedModel, data: RunData, limit: int = ANN_QUERIES) -> np.ndarray:
+    """The model's query embeddings for (up to `limit`) test examples: what ANN recall is measured on."""
+    dataset = inputs.read_transformed(data.split_pattern(contract.TEST), data.transform_output, EVAL_BATCH,
+                                      model.max_history, 0)
+    queries, count = [], 0
+    for batch in dataset:
+        queries.append(model.query_embeddings(batch).numpy())
+        count += len(queries[-1])
+        if count >= limit:
+            break
+    return np.concatenate(queries)[:limit]
+
+
+def ann_recall_at_k(model: ExportedModel, data: RunData, scann: serving_export.ScannParams,
+                    params: blessing.EvaluationParams) -> tuple[dict[int, float], serving_export.ScannParams, list]:
+    """ScaNN (as the serving export builds it) against the exact top-k on this run's test queries.
+
+    With `scann_num_leaves_to_search` 0 (auto) the smallest searched share of leaves whose recall@ann_recall_k
+    reaches the floor is chosen (how far a query lands from its neighbours' leaves depends on the trained
+    towers, so no fixed share fits every model). Returns (recall by k, the parameters used, the sweep).
+    """
+    num_tracks = len(model.vocabularies.tracks)
+    ks = sorted({k for k in (*metrics.DEFAULT_KS, params.ann_recall_k) if k <= num_tracks}) or [num_tracks]
+    queries = test_query_embeddings(model, data)
+    candidates = model.candidate_embeddings[:num_tracks]
+    leaves, _ = scann.leaves(num_tracks)
+    fixed = scann.scann_num_leaves_to_search > 0
+    shares = [None] if fixed else LEAVES_TO_SEARCH_SHARES
+    sweep = []
+    for share in shares:
+        chosen = scann if fixed else dataclasses.replace(
+            scann, scann_num_leaves=leaves, scann_num_leaves_to_search=max(1, int(np.ceil(share * leaves))))
+        recall = serving_export.ann_recall(queries, candidates, model.vocabularies.tracks, ks, chosen)
+        sweep.append({"num_leaves": leaves, "num_leaves_to_search": chosen.leaves(num_tracks)[1],
+                      "recall_at_k": recall})
+        if recall.get(params.ann_recall_k, recall[max(ks)]) >= params.min_ann_recall:
+            break
+    return recall, chosen, sweep
+
+
 def evaluate_model(model: ExportedModel, data: RunData, params: blessing.EvaluationParams,
+                   scann: Optional[serving_export.ScannParams] = None,
                    baseline: Optional[ExportedModel] = None,
                    coverage_by_input_policy: Optional[Mapping[str, Any]] = None,
                    training_history: Optional[Sequence[Mapping[str, Any]]] = None) -> dict[str, Any]:
@@ -88,6 +133,10 @@ def evaluate_model(model: ExportedModel, data: RunData, params: blessing.Evaluat
     result["coverage_by_input_policy"] = dict(coverage_by_input_policy) if coverage_by_input_policy else None
     result["feedback_type_similarity"] = cosine_similarities(model.feedback_embeddings)
     result["training_history"] = list(training_history) if training_history else None
+    result["ann_recall_at_k"], result["scann"], result["ann_tuning"] = None, None, None
+    if scann is not None:
+        recall, chosen, sweep = ann_recall_at_k(model, data, scann, params)
+        result["ann_recall_at_k"], result["scann"], result["ann_tuning"] = recall, dataclasses.asdict(chosen), sweep
     result["thresholds"] = dataclasses.asdict(params)
     result.update(blessing.decide(result, result["baseline"], params))
     return result

@@ -20,6 +20,7 @@ from components.parameters import from_exec_properties
 from components.retrieval_evaluator import blessing, evaluate, report
 from models import trainer
 from models.exported import ExportedModel
+from models.serving_export import ScannParams
 
 EVALUATION_FILE = "evaluation.json"
 REPORT_FILE = "evaluation.html"
@@ -60,6 +61,7 @@ class Executor(base_executor.BaseExecutor):
            exec_properties: dict[str, Any]) -> None:
         self._log_startup(input_dict, output_dict, exec_properties)
         params = from_exec_properties(blessing.EvaluationParams, exec_properties)
+        scann = from_exec_properties(ScannParams, exec_properties)
         model_artifact = artifact_utils.get_single_instance(input_dict["model"])
         examples = artifact_utils.get_single_instance(input_dict["examples"])
         graph = artifact_utils.get_single_instance(input_dict["transform_graph"])
@@ -75,7 +77,7 @@ class Executor(base_executor.BaseExecutor):
         history = None
         if run_artifact is not None:
             history = _read_json(os.path.join(run_artifact.uri, trainer.TRAINING_HISTORY_FILE))["epochs"]
-        result = evaluate.evaluate_model(model, evaluate.RunData(graph.uri, examples.uri), params,
+        result = evaluate.evaluate_model(model, evaluate.RunData(graph.uri, examples.uri), params, scann=scann,
                                          baseline=baseline, coverage_by_input_policy=coverage, training_history=history)
         result = {"model": model_artifact.uri, "evaluator_version": EVALUATOR_VERSION, **evaluate.json_safe(result)}
 

@@ -57,6 +57,18 @@ def metrics_section(result: Mapping[str, Any]) -> str:
                              "and dislikes near it (ties count half).")
 
 
+def ann_section(result: Mapping[str, Any]) -> str:
+    ann = result.get("ann_recall_at_k")
+    if not ann:
+        return html.section("Approximate retrieval", html.callout("ANN recall was not measured."))
+    return html.section(
+        "Approximate retrieval (ScaNN)",
+        html.table(["k", "ScaNN recall@k vs exact top-k"], [[k, value] for k, value in ann.items()]),
+        html.key_values(result.get("scann") or {}),
+        note="Measured on this run's test queries with the index the serving export builds; the blessing "
+             "needs recall at ann_recall_k of at least min_ann_recall.")
+
+
 def slices_section(result: Mapping[str, Any]) -> str:
     slices = result["slices"]
     rows = [_metric_row(name, values) for name, values in slices.items()]
@@ -111,6 +123,7 @@ def render(result: Mapping[str, Any]) -> str:
     verdict = "blessed" if result["blessed"] else "not blessed"
     return html.page(
         "RetrievalEvaluator report",
-        blessing_section(result), metrics_section(result), slices_section(result), coverage_section(result),
+        blessing_section(result), metrics_section(result), ann_section(result), slices_section(result),
+        coverage_section(result),
         training_section(result), similarity_section(result),
         subtitle=f"model {result.get('model', '')}: {verdict}")

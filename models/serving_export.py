@@ -1,0 +1,240 @@
+"""The serving SavedModels of DESIGN §7, built from a Trainer export: raw strings in, track ids and scores out.
+
+Two twins share everything but the top-k index:
+- `scann`: ScaNN's approximate top-k inside the graph (needs ScaNN's custom ops to load);
+- `brute_force`: exact top-k with stock TensorFlow ops only, so a stock `tensorflow_model_server` loads it.
+
+Request semantics (the same for both):
+- `history_track_ids` / `history_feedback` [B, L], oldest first; a position whose track id or label is '' is
+  padding, and an unknown label name acts as padding (as in training). Only the newest `max_history` real
+  tokens are the listener's history. Unknown tracks get the OOV id, never an error.
+- Tracks disliked within that history and every `exclude_track_ids` entry [B, E] ('' pads) never come back;
+  the index retrieves K + E + max_history candidates so that K remain after the exclusions.
+- `station_id` [B], '' for none; an unknown station gets the OOV station id.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from models import features, trainer
+from models.exported import ExportedModel
+from schema import contract
+
+SCANN, BRUTE_FORCE = "scann", "brute_force"
+INDEX_KINDS: tuple[str, ...] = (SCANN, BRUTE_FORCE)
+QUERY_EMBEDDING_SIGNATURE = "query_embedding"
+# Signature input and output names (the serving contract).
+HISTORY_TRACK_IDS, HISTORY_FEEDBACK = "history_track_ids", "history_feedback"
+STATION_ID, EXCLUDE_TRACK_IDS = "station_id", "exclude_track_ids"
+TRACK_IDS, SCORES = "track_ids", "scores"
+PAD = ""
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+
+
+@dataclasses.dataclass(frozen=True)
+class ScannParams:
+    """ScaNN's tree + asymmetric hashing index. 0 leaves means about sqrt(catalog size); 0 leaves to search
+    means automatic: the evaluator tunes it against the recall floor, and half the leaves without it."""
+
+    scann_num_leaves: int
+    scann_num_leaves_to_search: int
+    scann_training_iterations: int
+    scann_dimensions_per_block: int
+    scann_num_reordering_candidates: int
+
+    def __post_init__(self) -> None:
+        for name in ("scann_training_iterations", "scann_dimensions_per_block"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("scann_num_leaves", "scann_num_leaves_to_search", "scann_num_reordering_candidates"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+    def leaves(self, num_candidates: int) -> tuple[int, int]:
+        """(num_leaves, num_leaves_to_search) fitted to the catalog: never more leaves than candidates."""
+        leaves = self.scann_num_leaves or max(1, int(round(np.sqrt(num_candidates))))
+        leaves = min(leaves, num_candidates)
+        to_search = self.scann_num_leaves_to_search or max(1, (leaves + 1) // 2)
+        return leaves, min(to_search, leaves)
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingParams:
+    top_k: int
+    """K: recommendations per request."""
+    max_exclusions: int
+    """E: the fixed width of `exclude_track_ids` (TF Serving inputs have no optional parts)."""
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1 or self.max_exclusions < 0:
+            raise ValueError("top_k must be >= 1 and max_exclusions >= 0")
+
+
+def build_index(kind: str, embeddings: np.ndarray, identifiers: Sequence[str], k: int,
+                scann: ScannParams) -> tfrs.layers.factorized_top_k.TopK:
+    """A TFRS top-k layer over the catalog (the OOV row is never a candidate)."""
+    if kind == BRUTE_FORCE:
+        layer = tfrs.layers.factorized_top_k.BruteForce(k=k)
+    elif kind == SCANN:
+        leaves, to_search = scann.leaves(len(identifiers))
+        layer = tfrs.layers.factorized_top_k.ScaNN(
+            k=k, num_leaves=leaves, num_leaves_to_search=to_search,
+            training_iterations=scann.scann_training_iterations,
+            dimensions_per_block=scann.scann_dimensions_per_block,
+            num_reordering_candidates=scann.scann_num_reordering_candidates or None)
+    else:
+        raise ValueError(f"index kind must be one of {INDEX_KINDS}, got {kind!r}")
+    return layer.index(tf.constant(embeddings, tf.float32), tf.constant(list(identifiers), tf.string))
+
+
+def _lookup_table(keys: Sequence[str], values: Sequence[int], default: int) -> tf.lookup.StaticHashTable:
+    return tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(list(keys), tf.string), tf.constant(list(values), tf.int64)),
+        default_value=default)
+
+
+class RecommenderModule(tf.Module):
+    """Raw-string requests -> the query tower -> top-k over the catalog, exclusions applied."""
+
+    def __init__(self, model: ExportedModel, kind: str, serving: ServingParams, scann: ScannParams) -> None:
+        super().__init__()
+        vocab = model.vocabularies
+        num_tracks = len(vocab.tracks)
+        self._max_history = model.max_history
+        self._max_exclusions = serving.max_exclusions
+        self._retrieved = serving.top_k + serving.max_exclusions + self._max_history
+        if self._retrieved > num_tracks:
+            raise ValueError(f"top_k + max_exclusions + max_history = {self._retrieved} exceeds the catalog of "
+                             f"{num_tracks} tracks; lower serving_top_k or serving_max_exclusions")
+        self._k = serving.top_k
+        self.query_model = tf.saved_model.load(os.path.join(model.directory, trainer.QUERY_MODEL_DIR))
+        self.track_table = _lookup_table(vocab.tracks, range(num_tracks), vocab.track_oov_id)
+        self.station_table = _lookup_table(
+            vocab.stations, range(features.FIRST_STATION_ID, vocab.station_oov_id), vocab.station_oov_id)
+        self.label_table = _lookup_table(contract.LABELS, range(len(contract.LABELS)), features.UNKNOWN_LABEL_ID)
+        self.index = build_index(kind, model.candidate_embeddings[:num_tracks], vocab.tracks, self._retrieved, scann)
+
+    def _history(self, track_ids: tf.Tensor, feedback: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+        """(ids, label ids, mask, raw ids) of the newest max_history real tokens, left-aligned and padded."""
+        labels = self.label_table.lookup(feedback)
+        real = tf.logical_and(tf.not_equal(track_ids, PAD), labels >= 0)
+        width = [None, self._max_history]
+
+        def newest(values: tf.Tensor, pad) -> tf.Tensor:
+            return tf.ragged.boolean_mask(values, real)[:, -self._max_history:].to_tensor(pad, shape=width)
+
+        raw = newest(track_ids, PAD)
+        mask = tf.ragged.boolean_mask(tf.ones_like(real), real)[:, -self._max_history:].to_tensor(False, shape=width)
+        ids = tf.where(mask, self.track_table.lookup(raw), tf.constant(features.PAD_ID, tf.int64))
+        return ids, newest(labels, tf.constant(0, tf.int64)), mask, raw
+
+    def _query(self, history_track_ids: tf.Tensor, history_feedback: tf.Tensor,
+               station_id: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        ids, labels, mask, raw = self._history(history_track_ids, history_feedback)
+        stations = tf.where(tf.equal(station_id, PAD), tf.constant(features.NO_STATION_ID, tf.int64),
+                            self.station_table.lookup(station_id))
+        embedding = self.query_model.signatures["serving_default"](**{
+            features.HISTORY_TRACK_IDS_XF: ids, features.HISTORY_LABELS_XF: labels,
+            features.HISTORY_MASK: mask, features.STATION_ID_XF: stations,
+        })[trainer.QUERY_EMBEDDING]
+        disliked = tf.where(tf.logical_and(mask, tf.equal(labels, contract.LABELS.index(contract.DISLIKE))), raw, PAD)
+        return embedding, disliked
+
+    @tf.function(input_signature=[
+        tf.TensorSpec([None, None], tf.string, HISTORY_TRACK_IDS),
+        tf.TensorSpec([None, None], tf.string, HISTORY_FEEDBACK),
+        tf.TensorSpec([None], tf.string, STATION_ID),
+        tf.TensorSpec([None, None], tf.string, EXCLUDE_TRACK_IDS),
+    ])
+    def recommend(self, history_track_ids, history_feedback, station_id, exclude_track_ids):
+        embedding, disliked = self._query(history_track_ids, history_feedback, station_id)
+        tf.debugging.assert_less_equal(tf.shape(exclude_track_ids)[1], self._max_exclusions,
+                                       message=f"exclude_track_ids holds at most {self._max_exclusions} ids per row")
+        excluded = tf.concat([self._pad_exclusions(exclude_track_ids), disliked], axis=1)
+        excluded.set_shape([None, self._max_exclusions + self._max_history])
+        scores, track_ids = self.index.query_with_exclusions(embedding, excluded, k=self._k)
+        return {TRACK_IDS: track_ids, SCORES: scores}
+
+    def _pad_exclusions(self, exclude: tf.Tensor) -> tf.Tensor:
+        """Any width up to E becomes exactly E (the index needs a static exclusion width)."""
+        missing = self._max_exclusions - tf.shape(exclude)[1]
+        return tf.pad(exclude, [[0, 0], [0, missing]], constant_values=PAD)
+
+    @tf.function(input_signature=[
+        tf.TensorSpec([None, None], tf.string, HISTORY_TRACK_IDS),
+        tf.TensorSpec([None, None], tf.string, HISTORY_FEEDBACK),
+        tf.TensorSpec([None], tf.string, STATION_ID),
+    ])
+    def query_embedding(self, history_track_ids, history_feedback, station_id):
+        embedding, _ = self._query(history_track_ids, history_feedback, station_id)
+        return {trainer.QUERY_EMBEDDING: embedding}
+
+
+def example_request_inputs(model: ExportedModel, serving: ServingParams) -> dict[str, np.ndarray]:
+    """One realistic request (the most played tracks as a history) for warm-up and smoke checks."""
+    tracks = list(model.vocabularies.tracks[: min(3, len(model.vocabularies.tracks))])
+    feedback = [contract.LIKE, contract.LISTEN, contract.SKIP][: len(tracks)]
+    return {
+        HISTORY_TRACK_IDS: np.array([tracks], dtype=object),
+        HISTORY_FEEDBACK: np.array([feedback], dtype=object),
+        STATION_ID: np.array([PAD], dtype=object),
+        EXCLUDE_TRACK_IDS: np.array([[PAD] * serving.max_exclusions], dtype=object),
+    }
+
+
+def write_warmup(export_dir: str, model_name: str, inputs: dict[str, np.ndarray]) -> str:
+    """assets.extra/tf_serving_warmup_requests: PredictionLogs TF Serving replays before serving a version."""
+    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model_name
+    request.model_spec.signature_name = "serving_default"
+    for key, value in inputs.items():
+        request.inputs[key].CopyFrom(tf.make_tensor_proto(value.astype(bytes), dtype=tf.string))
+    path = os.path.join(export_dir, WARMUP_FILE)
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.TFRecordWriter(path) as writer:
+        writer.write(prediction_log_pb2.PredictionLog(
+            predict_log=prediction_log_pb2.PredictLog(request=request)).SerializeToString())
+    return path
+
+
+def export(model: ExportedModel, kind: str, export_dir: str, model_name: str, serving: ServingParams,
+           scann: ScannParams) -> str:
+    """Writes one serving SavedModel (with warm-up requests) and checks it answers the example request."""
+    module = RecommenderModule(model, kind, serving, scann)
+    inputs = example_request_inputs(model, serving)
+    module.recommend(**{key: tf.constant(value.astype(bytes)) for key, value in inputs.items()})  # ScaNN needs one call
+    tf.saved_model.save(module, export_dir, signatures={
+        "serving_default": module.recommend, QUERY_EMBEDDING_SIGNATURE: module.query_embedding})
+    write_warmup(export_dir, model_name, inputs)
+    return export_dir
+
+
+def exact_top_k(queries: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarray:
+    """Row-wise ids of the k highest dot products (the reference ANN recall is measured against)."""
+    scores = queries @ candidates.T
+    k = min(k, candidates.shape[0])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    return part
+
+
+def ann_recall(queries: np.ndarray, candidates: np.ndarray, identifiers: Sequence[str], ks: Sequence[int],
+               scann: ScannParams) -> dict[int, float]:
+    """ScaNN's recall@k against exact top-k on the same queries: |approx ∩ exact| / k, averaged."""
+    top = max(ks)
+    index = build_index(SCANN, candidates, identifiers, top, scann)
+    _, approx = index(tf.constant(queries, tf.float32), k=top)
+    approx_rows = [[value.decode("utf-8") for value in row] for row in approx.numpy()]
+    names = np.asarray(identifiers, dtype=object)
+    result = {}
+    for k in ks:
+        exact = names[exact_top_k(queries, candidates, k)]
+        result[k] = float(np.mean([len(set(a[:k]) & set(e)) / len(e) for a, e in zip(approx_rows, exact)]))
+    return result

@@ -1,0 +1,153 @@
+"""The pushed serving SavedModels (DESIGN §7) from a real pipeline run: contract, exclusions, stock ops only."""
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from models import serving_export
+from models.exported import ExportedModel
+from pipeline import configs
+from tests.conftest import TrainedPipeline
+
+pytestmark = pytest.mark.pipeline
+CONFIG = configs.PipelineConfig()
+
+
+def pushed_dir(trained_pipeline: TrainedPipeline, kind: str) -> pathlib.Path:
+    destination = trained_pipeline.result.pushed[f"{'Scann' if kind == serving_export.SCANN else 'BruteForce'}Pusher"]
+    assert destination, "the trained pipeline's model was not pushed"
+    path = pathlib.Path(destination)
+    assert path.parent == trained_pipeline.root / configs.SERVING_DIR / configs.SERVED_MODEL_NAMES[kind]
+    assert path.name.isdigit(), "TF Serving needs integer version folders"
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(trained_pipeline) -> ExportedModel:
+    return ExportedModel.load(trained_pipeline.result.outputs["Trainer"]["model"][0])
+
+
+@pytest.fixture(scope="module", params=serving_export.INDEX_KINDS)
+def served(request, trained_pipeline):
+    return request.param, tf.saved_model.load(str(pushed_dir(trained_pipeline, request.param)))
+
+
+def recommend(loaded, history, station="", exclude=()):
+    exclude = list(exclude) + [""] * (CONFIG.serving_max_exclusions - len(exclude))
+    out = loaded.signatures["serving_default"](
+        history_track_ids=tf.constant([[track for track, _ in history]], tf.string),
+        history_feedback=tf.constant([[label for _, label in history]], tf.string),
+        station_id=tf.constant([station]), exclude_track_ids=tf.constant([exclude]))
+    return [t.decode() for t in out["track_ids"].numpy()[0]], out["scores"].numpy()[0]
+
+
+def test_signatures_follow_the_serving_contract(served):
+    _, loaded = served
+    signature = loaded.signatures["serving_default"]
+    inputs = signature.structured_input_signature[1]
+    assert {name: spec.dtype for name, spec in inputs.items()} == {
+        "history_track_ids": tf.string, "history_feedback": tf.string, "station_id": tf.string,
+        "exclude_track_ids": tf.string}
+    assert {name: spec.dtype for name, spec in signature.structured_outputs.items()} == {
+        "track_ids": tf.string, "scores": tf.float32}
+    assert "query_embedding" in loaded.signatures
+
+
+def test_top_k_distinct_known_tracks_with_descending_scores(served, exported):
+    _, loaded = served
+    tracks = exported.vocabularies.tracks
+    ids, scores = recommend(loaded, [(tracks[10], "like"), (tracks[20], "listen"), ("never-seen-track", "like")],
+                            station="never-seen-station")
+    assert len(ids) == CONFIG.serving_top_k == len(set(ids))
+    assert set(ids) <= set(tracks)
+    assert np.all(np.diff(scores) <= 1e-6)
+
+
+def test_dislikes_and_exclusions_never_come_back(served, exported):
+    _, loaded = served
+    tracks = exported.vocabularies.tracks
+    history = [(tracks[3], "like"), (tracks[4], "listen")]
+    before, _ = recommend(loaded, history)
+    disliked, excluded = before[0], before[1:4]
+    after, _ = recommend(loaded, history + [(disliked, "dislike")], exclude=excluded)
+    assert disliked not in after and not set(excluded) & set(after)
+    assert len(after) == CONFIG.serving_top_k == len(set(after))
+
+
+def test_brute_force_scores_are_the_exact_dot_products(trained_pipeline, exported):
+    loaded = tf.saved_model.load(str(pushed_dir(trained_pipeline, serving_export.BRUTE_FORCE)))
+    tracks = list(exported.vocabularies.tracks)
+    history = [(tracks[7], "like"), (tracks[8], "skip")]
+    ids, scores = recommend(loaded, history)
+    query = loaded.signatures["query_embedding"](
+        history_track_ids=tf.constant([[t for t, _ in history]]), history_feedback=tf.constant([[l for _, l in history]]),
+        station_id=tf.constant([""]))["query_embedding"].numpy()[0]
+    exact = exported.candidate_embeddings[: len(tracks)] @ query
+    expected = [tracks[i] for i in np.argsort(-exact)[: CONFIG.serving_top_k]]
+    assert ids[:10] == expected[:10]
+    np.testing.assert_allclose(scores, np.sort(exact)[::-1][: CONFIG.serving_top_k], rtol=1e-4, atol=1e-5)
+
+
+def test_warmup_requests_ship_with_each_version(served, trained_pipeline):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    kind, _ = served
+    path = pushed_dir(trained_pipeline, kind) / serving_export.WARMUP_FILE
+    logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in tf.data.TFRecordDataset(str(path))]
+    assert logs and set(logs[0].predict_log.request.inputs) == {
+        "history_track_ids", "history_feedback", "station_id", "exclude_track_ids"}
+
+
+OP_CHECK = r"""
+import json, pathlib, sys
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow.python.framework import op_def_registry
+
+path = pathlib.Path(sys.argv[1])
+proto = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
+ops = set()
+for meta_graph in proto.meta_graphs:
+    ops |= {node.op for node in meta_graph.graph_def.node}
+    for function in meta_graph.graph_def.library.function:
+        ops |= {node.op for node in function.node_def}
+unknown = sorted(op for op in ops if op_def_registry.get(op) is None)
+loaded = tf.saved_model.load(str(path))
+out = loaded.signatures["serving_default"](
+    history_track_ids=tf.constant([["x"]]), history_feedback=tf.constant([["like"]]),
+    station_id=tf.constant([""]), exclude_track_ids=tf.constant([[""]]))
+print(json.dumps({"unknown_ops": unknown, "scann_imported": any(m.startswith("scann") for m in sys.modules),
+                  "k": int(out["track_ids"].shape[1]), "ops": len(ops)}))
+"""
+
+
+def op_report(path: pathlib.Path) -> dict:
+    completed = subprocess.run([sys.executable, "-c", OP_CHECK, str(path)], capture_output=True, text=True, timeout=300)
+    if completed.returncode:
+        return {"error": completed.stderr[-3000:]}
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def test_brute_force_export_loads_without_scann_and_uses_stock_ops_only(trained_pipeline):
+    report = op_report(pushed_dir(trained_pipeline, serving_export.BRUTE_FORCE))
+    assert "error" not in report, report.get("error")
+    assert report["unknown_ops"] == [] and report["scann_imported"] is False
+    assert report["k"] == CONFIG.serving_top_k and report["ops"] > 10
+
+
+def test_scann_export_needs_the_scann_ops(trained_pipeline):
+    """The other side of the check above: without ScaNN's ops the ScaNN twin cannot load."""
+    report = op_report(pushed_dir(trained_pipeline, serving_export.SCANN))
+    assert "error" in report and "Scann" in report["error"]
+
+
+def test_export_refuses_a_catalog_smaller_than_what_a_request_needs(exported):
+    too_big = serving_export.ServingParams(top_k=len(exported.vocabularies.tracks), max_exclusions=1)
+    with pytest.raises(ValueError, match="lower serving_top_k"):
+        serving_export.RecommenderModule(exported, serving_export.BRUTE_FORCE, too_big, CONFIG.scann_params())
