@@ -119,6 +119,13 @@ class RecommenderModule(tf.Module):
             vocab.stations, range(features.FIRST_STATION_ID, vocab.station_oov_id), vocab.station_oov_id)
         self.label_table = _lookup_table(contract.LABELS, range(len(contract.LABELS)), features.UNKNOWN_LABEL_ID)
         self.index = build_index(kind, model.candidate_embeddings[:num_tracks], vocab.tracks, self._retrieved, scann)
+        # E is static in the signature: TF Serving has no optional inputs, and the index needs a fixed width.
+        self.recommend = tf.function(self.recommend, input_signature=[
+            tf.TensorSpec([None, None], tf.string, HISTORY_TRACK_IDS),
+            tf.TensorSpec([None, None], tf.string, HISTORY_FEEDBACK),
+            tf.TensorSpec([None], tf.string, STATION_ID),
+            tf.TensorSpec([None, serving.max_exclusions], tf.string, EXCLUDE_TRACK_IDS),
+        ])
 
     def _history(self, track_ids: tf.Tensor, feedback: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
         """(ids, label ids, mask, raw ids) of the newest max_history real tokens, left-aligned and padded."""
@@ -146,25 +153,11 @@ class RecommenderModule(tf.Module):
         disliked = tf.where(tf.logical_and(mask, tf.equal(labels, contract.LABELS.index(contract.DISLIKE))), raw, PAD)
         return embedding, disliked
 
-    @tf.function(input_signature=[
-        tf.TensorSpec([None, None], tf.string, HISTORY_TRACK_IDS),
-        tf.TensorSpec([None, None], tf.string, HISTORY_FEEDBACK),
-        tf.TensorSpec([None], tf.string, STATION_ID),
-        tf.TensorSpec([None, None], tf.string, EXCLUDE_TRACK_IDS),
-    ])
     def recommend(self, history_track_ids, history_feedback, station_id, exclude_track_ids):
         embedding, disliked = self._query(history_track_ids, history_feedback, station_id)
-        tf.debugging.assert_less_equal(tf.shape(exclude_track_ids)[1], self._max_exclusions,
-                                       message=f"exclude_track_ids holds at most {self._max_exclusions} ids per row")
-        excluded = tf.concat([self._pad_exclusions(exclude_track_ids), disliked], axis=1)
-        excluded.set_shape([None, self._max_exclusions + self._max_history])
+        excluded = tf.concat([exclude_track_ids, disliked], axis=1)
         scores, track_ids = self.index.query_with_exclusions(embedding, excluded, k=self._k)
         return {TRACK_IDS: track_ids, SCORES: scores}
-
-    def _pad_exclusions(self, exclude: tf.Tensor) -> tf.Tensor:
-        """Any width up to E becomes exactly E (the index needs a static exclusion width)."""
-        missing = self._max_exclusions - tf.shape(exclude)[1]
-        return tf.pad(exclude, [[0, 0], [0, missing]], constant_values=PAD)
 
     @tf.function(input_signature=[
         tf.TensorSpec([None, None], tf.string, HISTORY_TRACK_IDS),

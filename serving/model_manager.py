@@ -409,7 +409,8 @@ class ModelManager:
                     logger.info("%s version %d: found at %s (START)", self.name, version, disk[version])
                     changed = True
                 elif record.state == END and not record.failed:
-                    record.state, record.path, record.fingerprint, record.waiting_logged = START, disk[version], None, False
+                    record.state, record.path, record.fingerprint = START, disk[version], None
+                    record.waiting_logged = False
                     logger.info("%s version %d: aspired again (START)", self.name, version)
                     changed = True
             for record in self._records.values():

@@ -8,12 +8,11 @@ so two versions give distinguishable answers. `ServerProcess` runs `python -m se
 subprocess on free loopback ports and waits for it.
 
 Run as a script to measure request batching (QPS, p50, p99 for 1/4/8 concurrent clients, with and without
-`--enable_batching`): `python -m tests.serving_testing --benchmark`.
+`--enable_batching`): `python -m tests.serving_testing --benchmark [--model_dir PUSHED_VERSION_DIR]`.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import pathlib
 import re
@@ -24,7 +23,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any, Callable, Iterator, Optional, Sequence, TypeVar
+from typing import Any, Callable, Optional, Sequence, TypeVar
 
 import grpc
 import numpy as np
@@ -36,7 +35,7 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 MODEL_NAME = "music_retrieval"
 TRACKS: tuple[str, ...] = tuple(f"t{i:02d}" for i in range(50))
 EMBEDDING_DIM = 8
-EXCLUDE_WIDTH = 5  # E: the static width of exclude_track_ids
+EXCLUDE_WIDTH = 5  # E: the most exclusions the model takes (its exclude_track_ids width)
 TOP_K = 10  # K
 FEEDBACK_WEIGHTS = {"like": 1.0, "listen": 0.5, "skip": -0.5, "dislike": -1.0}
 WARMUP_FILE = ("assets.extra", "tf_serving_warmup_requests")
@@ -315,15 +314,25 @@ def _load(target: str, clients: int, seconds: float, model_name: str) -> tuple[f
     return len(flat) / elapsed, float(np.percentile(flat, 50)), float(np.percentile(flat, 99)), sum(errors)
 
 
-def benchmark_batching(seconds: float = 5.0, concurrency: Sequence[int] = (1, 4, 8)) -> list[dict[str, Any]]:
-    """QPS / p50 / p99 of the toy model over gRPC, with and without --enable_batching, on this machine."""
+def benchmark_batching(seconds: float = 5.0, concurrency: Sequence[int] = (1, 4, 8),
+                       model_dir: Optional[pathlib.Path] = None) -> list[dict[str, Any]]:
+    """QPS / p50 / p99 over gRPC, with and without --enable_batching, on this machine.
+
+    Serves the toy model, or `model_dir` (a SavedModel version folder with the contract, e.g. a pushed export).
+    """
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as root:
         base = free_base_path(pathlib.Path(root))
-        build_model(base / "1", version_tag=1)
-        settings = {"off": [], "on": ["--enable_batching", "--max_batch_size", "32", "--batch_timeout_micros", "2000"]}
+        if model_dir is None:
+            build_model(base / "1", version_tag=1)
+        else:
+            copy_version(model_dir, base, 1)
+        settings = {"off": [],
+                    "on, timeout 0": ["--enable_batching", "--max_batch_size", "32"],
+                    "on, timeout 2 ms": ["--enable_batching", "--max_batch_size", "32",
+                                         "--batch_timeout_micros", "2000"]}
         for batching, flags in settings.items():
-            log = pathlib.Path(root) / f"server-{batching}.log"
+            log = pathlib.Path(root) / f"server-{len(rows)}.log"
             with ServerProcess(["--model_name", MODEL_NAME, "--model_base_path", str(base), *flags], log,
                                rest=False) as server:
                 server.wait_for_ports()
@@ -333,8 +342,11 @@ def benchmark_batching(seconds: float = 5.0, concurrency: Sequence[int] = (1, 4,
                     qps, p50, p99, errors = _load(server.target, clients, seconds, MODEL_NAME)
                     rows.append({"batching": batching, "clients": clients, "qps": qps, "p50_ms": p50,
                                  "p99_ms": p99, "errors": errors})
-                    print(f"batching {batching:3s}  clients {clients}  QPS {qps:7.1f}  p50 {p50:6.2f} ms  "
+                    print(f"batching {batching:16s}  clients {clients}  QPS {qps:7.1f}  p50 {p50:6.2f} ms  "
                           f"p99 {p99:6.2f} ms  errors {errors}", flush=True)
+            merged = re.findall(r"batching: .*", log.read_text())  # the server's own count, logged at shutdown
+            if merged:
+                print(f"  server {merged[-1]}", flush=True)
     return rows
 
 
@@ -342,10 +354,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--benchmark", action="store_true", help="measure batching (QPS, p50, p99)")
     parser.add_argument("--seconds", type=float, default=5.0, help="load duration per setting")
+    parser.add_argument("--model_dir", type=pathlib.Path, default=None,
+                        help="a SavedModel version folder with the serving contract (default: the toy model)")
     args = parser.parse_args(argv)
     if not args.benchmark:
         parser.error("nothing to do: pass --benchmark")
-    benchmark_batching(args.seconds)
+    benchmark_batching(args.seconds, model_dir=args.model_dir)
     return 0
 
 

@@ -54,6 +54,7 @@ def test_signatures_follow_the_serving_contract(served):
     assert {name: spec.dtype for name, spec in inputs.items()} == {
         "history_track_ids": tf.string, "history_feedback": tf.string, "station_id": tf.string,
         "exclude_track_ids": tf.string}
+    assert inputs["exclude_track_ids"].shape.as_list() == [None, CONFIG.serving_max_exclusions]
     assert {name: spec.dtype for name, spec in signature.structured_outputs.items()} == {
         "track_ids": tf.string, "scores": tf.float32}
     assert "query_embedding" in loaded.signatures
@@ -121,14 +122,15 @@ unknown = sorted(op for op in ops if op_def_registry.get(op) is None)
 loaded = tf.saved_model.load(str(path))
 out = loaded.signatures["serving_default"](
     history_track_ids=tf.constant([["x"]]), history_feedback=tf.constant([["like"]]),
-    station_id=tf.constant([""]), exclude_track_ids=tf.constant([[""]]))
+    station_id=tf.constant([""]), exclude_track_ids=tf.constant([[""] * int(sys.argv[2])]))
 print(json.dumps({"unknown_ops": unknown, "scann_imported": any(m.startswith("scann") for m in sys.modules),
                   "k": int(out["track_ids"].shape[1]), "ops": len(ops)}))
 """
 
 
 def op_report(path: pathlib.Path) -> dict:
-    completed = subprocess.run([sys.executable, "-c", OP_CHECK, str(path)], capture_output=True, text=True, timeout=300)
+    completed = subprocess.run([sys.executable, "-c", OP_CHECK, str(path), str(CONFIG.serving_max_exclusions)],
+                               capture_output=True, text=True, timeout=300)
     if completed.returncode:
         return {"error": completed.stderr[-3000:]}
     return json.loads(completed.stdout.strip().splitlines()[-1])

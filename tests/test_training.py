@@ -80,7 +80,7 @@ def blessing_properties(result: local_runner.RunResult, workdir: pathlib.Path) -
     store = run_outputs.sqlite_store(workdir / "root" / configs.METADATA_FILE)
     uri = result.outputs["RetrievalEvaluator"]["blessing"][0]
     [artifact] = [a for a in store.get_artifacts_by_uri(uri)]
-    return {key: value.int_value or value.string_value for key, value in artifact.custom_properties.items()}
+    return {key: getattr(value, value.WhichOneof("value")) for key, value in artifact.custom_properties.items()}
 
 
 def test_evaluator_blesses_the_first_model_and_writes_its_report(trained, workdir):
@@ -97,6 +97,7 @@ def test_evaluator_blesses_the_first_model_and_writes_its_report(trained, workdi
     assert evaluation_json["baseline"] is None and evaluation_json["blessed"] is True
     assert evaluation_json["pairwise_accuracy"] > evaluation_json["most_popular"]["pairwise_accuracy"]
     assert blessing_properties(trained, workdir)["blessed"] == 1
+    assert all(trained.pushed.values()), trained.pushed
     html = (pathlib.Path(trained.outputs["RetrievalEvaluator"]["evaluation"][0]) / "evaluation.html").read_text()
     assert html.count("<svg") >= 5 and "http" not in html and "BLESSED" in html
 
@@ -112,3 +113,4 @@ def test_evaluator_refuses_for_a_stated_reason_against_the_blessed_baseline(trai
     assert evaluation_json["baseline"] is not None  # the first run's blessed model, found by the Resolver
     assert evaluation_json["baseline"]["pairwise_accuracy"] == pytest.approx(evaluation_json["pairwise_accuracy"])
     assert blessing_properties(second, workdir)["blessed"] == 0
+    assert second.pushed == {"BruteForcePusher": None, "ScannPusher": None}  # refused: nothing new to serve

@@ -1,0 +1,578 @@
+"""The TF-Serving-compatible server (DESIGN §7): a real `python -m serving.server` on loopback, spoken to over
+gRPC, REST and the client CLI, with SavedModels that follow the serving contract.
+
+The assertions are phrased against the contract (signature, input and output names, dtypes, shapes) and TF
+Serving's API (status codes, JSON formats), not against the test model's internals, so the fixtures can move
+to the real export.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import pathlib
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Callable
+
+import grpc
+import numpy as np
+import pytest
+import requests
+import tensorflow as tf
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_management_pb2, model_pb2,
+                                     predict_pb2)
+from tensorflow_serving.config import model_server_config_pb2
+
+from serving import ServingError
+from serving.batching import BatchingOptions, BatchScheduler
+from serving.client import RecommendationClient
+from tests import serving_testing as st
+
+MODEL = st.MODEL_NAME
+AVAILABLE, END, START = (get_model_status_pb2.ModelVersionStatus.AVAILABLE, get_model_status_pb2.ModelVersionStatus.END,
+                         get_model_status_pb2.ModelVersionStatus.START)
+CONTRACT_INPUTS = {"history_track_ids": 2, "history_feedback": 2, "station_id": 1, "exclude_track_ids": 2}  # ranks
+HISTORY = (("t01", "like"), ("t07", "listen"), ("t02", "skip"))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[int, pathlib.Path]:
+    """Two versions of the contract model (different answers), built once and copied into each base path."""
+    root = tmp_path_factory.mktemp("built")
+    return {version: st.build_model(root / str(version), version_tag=version) for version in (1, 2)}
+
+
+@pytest.fixture(scope="module")
+def server(built: dict[int, pathlib.Path], tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Versions 1 and 2 served together (policy `all`, label stable -> 1), with batching, gRPC and REST."""
+    root = tmp_path_factory.mktemp("served")
+    base = st.free_base_path(root)
+    for version, path in built.items():
+        st.copy_version(path, base, version)
+    config = root / "models.config"
+    config.write_text(f"""
+model_config_list {{
+  config {{
+    name: "{MODEL}"
+    base_path: "{base}"
+    model_platform: "tensorflow"
+    model_version_policy {{ all {{}} }}
+    version_labels {{ key: "stable" value: 1 }}
+  }}
+}}
+""")
+    process = st.ServerProcess(["--model_config_file", str(config), "--enable_batching", "--max_batch_size", "16",
+                                "--batch_timeout_micros", "2000"], root / "server.log")
+    try:
+        process.wait_for_ports()
+        for version in built:
+            process.wait_for_state(version, AVAILABLE)
+        yield process
+    finally:
+        code = process.stop()
+    assert code == 0, process.log()[-3000:]
+
+
+def predict(server: st.ServerProcess, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+    return server.prediction_stub().Predict(request, timeout=20)
+
+
+def outputs(response: predict_pb2.PredictResponse) -> dict[str, np.ndarray]:
+    return {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
+
+
+def signature_defs(server: st.ServerProcess, version: int | None = None) -> tuple[Any, Any]:
+    request = get_model_metadata_pb2.GetModelMetadataRequest(model_spec=model_pb2.ModelSpec(name=MODEL),
+                                                             metadata_field=["signature_def"])
+    if version is not None:
+        request.model_spec.version.value = version
+    response = server.prediction_stub().GetModelMetadata(request, timeout=20)
+    defs = get_model_metadata_pb2.SignatureDefMap()
+    assert response.metadata["signature_def"].Unpack(defs)
+    return response, defs
+
+
+def health(server: st.ServerProcess, service: str) -> int:
+    stub = health_pb2_grpc.HealthStub(server.channel())
+    return stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status
+
+
+# --- predictions ----------------------------------------------------------------------------------------
+
+def test_predict_returns_k_distinct_tracks_best_first_from_the_newest_version(server):
+    response = predict(server, st.contract_request(history=HISTORY))
+    assert response.model_spec.name == MODEL
+    assert response.model_spec.version.value == 2, "the newest version answers by default"
+    assert response.model_spec.signature_name == "serving_default"
+    assert response.outputs["track_ids"].dtype == tf.string.as_datatype_enum
+    assert response.outputs["scores"].dtype == tf.float32.as_datatype_enum
+    result = outputs(response)
+    assert set(result) == {"track_ids", "scores"}
+    ids, scores = result["track_ids"], result["scores"]
+    assert ids.ndim == 2 and ids.shape == scores.shape and ids.shape[0] == 1 and ids.shape[1] >= 3
+    assert len(set(ids[0])) == ids.shape[1] and all(ids[0]), "K distinct, non-empty track ids"
+    assert np.all(np.diff(scores[0]) <= 0), f"scores must come best first: {scores[0]}"
+
+
+def test_a_named_version_or_label_answers(server):
+    newest = outputs(predict(server, st.contract_request(history=HISTORY)))
+    first = predict(server, st.contract_request(history=HISTORY, version=1))
+    assert first.model_spec.version.value == 1
+    assert not np.allclose(outputs(first)["scores"], newest["scores"]), "versions 1 and 2 answer differently"
+    labelled = st.contract_request(history=HISTORY)
+    labelled.model_spec.version_label = "stable"
+    response = predict(server, labelled)
+    assert response.model_spec.version.value == 1
+    np.testing.assert_array_equal(outputs(response)["track_ids"], outputs(first)["track_ids"])
+
+
+def test_client_respects_exclusions_dislikes_and_k(server):
+    with RecommendationClient(server.target, MODEL, timeout_s=20) as client:
+        plain = client.recommend(list(HISTORY))
+        ids = [item["track_id"] for item in plain["recommendations"]]
+        assert plain["model"] == MODEL and plain["version"] == 2 and len(ids) == len(set(ids)) >= 5
+        banned = ids[:3]
+        excluded = client.recommend(list(HISTORY), exclude=banned)
+        assert not set(banned) & {item["track_id"] for item in excluded["recommendations"]}
+        disliked = client.recommend(list(HISTORY) + [(ids[3], "dislike")])
+        assert ids[3] not in {item["track_id"] for item in disliked["recommendations"]}
+        top = client.recommend(list(HISTORY), k=2)
+        assert top["recommendations"] == plain["recommendations"][:2]
+        empty = client.recommend([], station_id="st1")
+        assert len(empty["recommendations"]) >= 2, "an empty history still gets recommendations"
+        assert client.query_embedding(list(HISTORY))["version"] == 2
+        with pytest.raises(ValueError, match="feedback"):
+            client.recommend([("t01", "loved")])
+
+
+def _drop(name: str) -> Callable[[predict_pb2.PredictRequest], None]:
+    return lambda request: request.inputs.pop(name)
+
+
+def _set(name: str, value: Any, dtype: tf.DType) -> Callable[[predict_pb2.PredictRequest], None]:
+    return lambda request: request.inputs[name].CopyFrom(tf.make_tensor_proto(value, dtype=dtype))
+
+
+def _spec(**fields: Any) -> Callable[[predict_pb2.PredictRequest], None]:
+    def apply(request: predict_pb2.PredictRequest) -> None:
+        for key, value in fields.items():
+            if key == "version":
+                request.model_spec.version.value = value
+            else:
+                setattr(request.model_spec, key, value)
+    return apply
+
+
+MALFORMED = {
+    "missing input": (_drop("station_id"), grpc.StatusCode.INVALID_ARGUMENT, "station_id"),
+    "unknown input": (_set("bogus", [""], tf.string), grpc.StatusCode.INVALID_ARGUMENT, "bogus"),
+    "wrong dtype": (_set("history_feedback", [[1.0, 2.0]], tf.float32), grpc.StatusCode.INVALID_ARGUMENT,
+                    "history_feedback"),
+    "wrong rank": (_set("station_id", [[""]], tf.string), grpc.StatusCode.INVALID_ARGUMENT, "station_id"),
+    "inconsistent batch": (_set("station_id", ["", ""], tf.string), grpc.StatusCode.INVALID_ARGUMENT,
+                           "station_id"),
+    "unknown model": (_spec(name="no_such_model"), grpc.StatusCode.NOT_FOUND, "no_such_model"),
+    "unknown version": (_spec(version=99), grpc.StatusCode.NOT_FOUND, "99"),
+    "unknown label": (_spec(version_label="canary"), grpc.StatusCode.INVALID_ARGUMENT, "canary"),
+    # TF Serving answers an unknown signature with FAILED_PRECONDITION (predict_util.cc), not INVALID_ARGUMENT.
+    "unknown signature": (_spec(signature_name="nope"), grpc.StatusCode.FAILED_PRECONDITION, "nope"),
+    "unknown output filter": (lambda request: request.output_filter.append("ranks"),
+                              grpc.StatusCode.INVALID_ARGUMENT, "ranks"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_requests_get_tf_serving_status_codes(server, case):
+    mutate, code, named = MALFORMED[case]
+    request = st.contract_request(history=HISTORY)
+    mutate(request)
+    with pytest.raises(grpc.RpcError) as raised:
+        predict(server, request)
+    assert raised.value.code() == code, raised.value.details()
+    assert named in raised.value.details()
+    assert predict(server, st.contract_request()).model_spec.version.value == 2, "the server keeps serving"
+
+
+def test_exclusions_wider_than_the_models_maximum_are_rejected(server):
+    """E is the signature's static width when it declares one; otherwise the model enforces it itself."""
+    _, defs = signature_defs(server)
+    declared = defs.signature_def["serving_default"].inputs["exclude_track_ids"].tensor_shape.dim[1].size
+    width = declared if declared > 0 else st.EXCLUDE_WIDTH
+    too_many = [f"t{i:02d}" for i in range(width + 1)]
+    request = st.contract_request(history=HISTORY)
+    request.inputs["exclude_track_ids"].CopyFrom(tf.make_tensor_proto([too_many], dtype=tf.string))
+    with pytest.raises(grpc.RpcError) as raised:
+        predict(server, request)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    if declared > 0:  # the client learns E from the metadata and refuses before sending
+        with RecommendationClient(server.target, MODEL, timeout_s=20) as client, \
+                pytest.raises(ValueError, match="exclusions"):
+            client.recommend(list(HISTORY), exclude=too_many)
+
+
+def test_metadata_describes_the_contract(server):
+    response, defs = signature_defs(server)
+    assert response.model_spec.version.value == 2
+    recommend = defs.signature_def["serving_default"]
+    assert recommend.method_name == "tensorflow/serving/predict"
+    assert {name: len(info.tensor_shape.dim) for name, info in recommend.inputs.items()} == CONTRACT_INPUTS
+    assert all(info.dtype == tf.string.as_datatype_enum for info in recommend.inputs.values())
+    assert recommend.outputs["track_ids"].dtype == tf.string.as_datatype_enum
+    assert recommend.outputs["scores"].dtype == tf.float32.as_datatype_enum
+    embedding = defs.signature_def["query_embedding"]
+    assert set(embedding.inputs) == set(CONTRACT_INPUTS) - {"exclude_track_ids"}
+    assert len(embedding.outputs["query_embedding"].tensor_shape.dim) == 2
+    assert signature_defs(server, version=1)[0].model_spec.version.value == 1
+    bad = get_model_metadata_pb2.GetModelMetadataRequest(model_spec=model_pb2.ModelSpec(name=MODEL),
+                                                         metadata_field=["graph_def"])
+    with pytest.raises(grpc.RpcError) as raised:
+        server.prediction_stub().GetModelMetadata(bad, timeout=20)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_status_lists_versions_and_unknowns_are_not_found(server):
+    states = server.version_states()
+    assert {version: status.state for version, status in states.items()} == {1: AVAILABLE, 2: AVAILABLE}
+    assert all(status.status.error_code == 0 for status in states.values())
+    for spec in (model_pb2.ModelSpec(name=MODEL, version={"value": 7}), model_pb2.ModelSpec(name="no_such_model")):
+        with pytest.raises(grpc.RpcError) as raised:
+            server.model_stub().GetModelStatus(get_model_status_pb2.GetModelStatusRequest(model_spec=spec), timeout=20)
+        assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_health_reports_serving_per_model(server):
+    assert health(server, "") == health_pb2.HealthCheckResponse.SERVING
+    assert health(server, MODEL) == health_pb2.HealthCheckResponse.SERVING
+    with pytest.raises(grpc.RpcError) as raised:
+        health(server, "no_such_model")
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_concurrent_batched_requests_get_their_own_answers(server):
+    """The server batches (and pads) concurrent requests; each must get exactly its single-request answer."""
+    histories = [[(st.TRACKS[(3 * i + j) % len(st.TRACKS)], "like") for j in range(1 + i % 6)] for i in range(24)]
+    requests_ = [st.contract_request(history=history, exclude=st.TRACKS[i:i + 2])
+                 for i, history in enumerate(histories)]
+    alone = [outputs(predict(server, request)) for request in requests_]
+    together: list[Any] = [None] * len(requests_)
+
+    def send(index: int) -> None:
+        together[index] = outputs(predict(server, requests_[index]))
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(requests_))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for single, batched in zip(alone, together):
+        assert batched is not None, "a concurrent request did not finish"
+        np.testing.assert_array_equal(batched["track_ids"], single["track_ids"])
+        np.testing.assert_allclose(batched["scores"], single["scores"], rtol=1e-5)
+
+
+# --- REST -----------------------------------------------------------------------------------------------
+
+def texts(array: np.ndarray) -> Any:
+    """A string tensor as JSON-style nested lists of str."""
+    return np.vectorize(lambda value: value.decode("utf-8"), otypes=[object])(array).tolist()
+
+
+def _rest_inputs() -> dict[str, Any]:
+    request = st.contract_request(history=HISTORY, exclude=("t09",))
+    return {name: texts(tf.make_ndarray(proto)) for name, proto in request.inputs.items()}
+
+
+def test_rest_predict_mirrors_grpc_in_both_json_formats(server):
+    expected = outputs(predict(server, st.contract_request(history=HISTORY, exclude=("t09",))))
+    inputs = _rest_inputs()
+    url = f"{server.rest_url}/v1/models/{MODEL}:predict"
+    columnar = requests.post(url, json={"inputs": inputs}, timeout=20)
+    assert columnar.status_code == 200, columnar.text
+    body = columnar.json()["outputs"]
+    assert body["track_ids"] == texts(expected["track_ids"])
+    np.testing.assert_array_equal(np.float32(body["scores"]), expected["scores"])
+    instance = {name: value[0] for name, value in inputs.items()}
+    row = requests.post(url, json={"signature_name": "serving_default", "instances": [instance]}, timeout=20)
+    assert row.status_code == 200, row.text
+    prediction = row.json()["predictions"][0]
+    assert prediction["track_ids"] == texts(expected["track_ids"][0])
+    np.testing.assert_array_equal(np.float32(prediction["scores"]), expected["scores"][0])
+    b64 = dict(instance, station_id={"b64": base64.b64encode(b"").decode()})
+    assert requests.post(url, json={"instances": [b64]}, timeout=20).json() == row.json()
+    versioned = requests.post(f"{server.rest_url}/v1/models/{MODEL}/labels/stable:predict",
+                              json={"inputs": inputs}, timeout=20)
+    v1 = outputs(predict(server, st.contract_request(history=HISTORY, exclude=("t09",), version=1)))
+    np.testing.assert_array_equal(np.float32(versioned.json()["outputs"]["scores"]), v1["scores"])
+
+
+def test_rest_status_metadata_and_errors(server):
+    status = requests.get(f"{server.rest_url}/v1/models/{MODEL}", timeout=20)
+    assert status.status_code == 200
+    assert status.json() == {"model_version_status": [
+        {"version": str(v), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}} for v in (2, 1)]}
+    one = requests.get(f"{server.rest_url}/v1/models/{MODEL}/versions/1", timeout=20).json()
+    assert [entry["version"] for entry in one["model_version_status"]] == ["1"]
+    metadata = requests.get(f"{server.rest_url}/v1/models/{MODEL}/metadata", timeout=20).json()
+    assert metadata["model_spec"] == {"name": MODEL, "version": "2", "signature_name": ""}
+    inputs = metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]["inputs"]
+    assert {name: info["dtype"] for name, info in inputs.items()} == {name: "DT_STRING" for name in CONTRACT_INPUTS}
+
+    def error(method: str, path: str, body: Any = None) -> tuple[int, str]:
+        response = requests.request(method, f"{server.rest_url}{path}", timeout=20,
+                                    **({"data": body} if isinstance(body, str) else {"json": body}))
+        return response.status_code, response.json()["error"]
+
+    assert error("POST", "/v1/models/no_such_model:predict", {"inputs": _rest_inputs()})[0] == 404
+    assert error("GET", f"/v1/models/{MODEL}/versions/9")[0] == 404
+    assert error("POST", f"/v1/models/{MODEL}:predict", "{not json")[0] == 400
+    missing = {key: value for key, value in _rest_inputs().items() if key != "history_feedback"}
+    code, message = error("POST", f"/v1/models/{MODEL}:predict", {"inputs": missing})
+    assert code == 400 and "history_feedback" in message
+    code, message = error("POST", f"/v1/models/{MODEL}:predict", {"signature_name": "nope", "inputs": _rest_inputs()})
+    assert code == 400 and "nope" in message
+    ragged = dict(_rest_inputs(), history_track_ids=[["t01", "t02"], ["t03"]])
+    assert error("POST", f"/v1/models/{MODEL}:predict", {"inputs": ragged})[0] == 400
+
+
+# --- the client CLI -------------------------------------------------------------------------------------
+
+def _client_cli(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "serving.client", *args], cwd=st.REPO_ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_client_cli_prints_json_and_reports_grpc_errors(server):
+    ok = _client_cli("--server", server.target, "--model_name", MODEL, "--history", "t01:like,t07:listen,t02:skip",
+                     "--exclude", "t09", "t23", "-k", "4", "--timeout", "20")
+    missing = _client_cli("--server", server.target, "--model_name", "no_such_model", "--history", "t01:like")
+    out, err = ok.communicate(timeout=120)
+    assert ok.returncode == 0, err
+    result = json.loads(out)
+    assert result["model"] == MODEL and result["version"] == 2
+    assert len(result["recommendations"]) == 4
+    assert {"t09", "t23"}.isdisjoint(item["track_id"] for item in result["recommendations"])
+    scores = [item["score"] for item in result["recommendations"]]
+    assert scores == sorted(scores, reverse=True)
+    out, err = missing.communicate(timeout=120)
+    assert missing.returncode == 1 and "NOT_FOUND" in err and out == ""
+
+
+@pytest.mark.parametrize("history, complaint", [("t1:like,t2", "TRACK:FEEDBACK"), ("t1:loved", "feedback")])
+def test_client_cli_rejects_bad_history(history, complaint):
+    cli = _client_cli("--server", "127.0.0.1:1", "--model_name", MODEL, "--history", history)
+    out, err = cli.communicate(timeout=60)
+    assert cli.returncode == 2 and complaint in err and out == ""
+
+
+# --- versions over time ---------------------------------------------------------------------------------
+
+def test_new_version_swaps_in_with_no_failed_request(built, tmp_path):
+    base = st.free_base_path(tmp_path)
+    with st.ServerProcess(["--model_name", MODEL, "--model_base_path", str(base),
+                           "--file_system_poll_wait_seconds", "0.5"], tmp_path / "server.log", rest=False) as server:
+        server.wait_for_ports()
+        with pytest.raises(grpc.RpcError) as raised:
+            predict(server, st.contract_request())
+        assert raised.value.code() == grpc.StatusCode.UNAVAILABLE, "no version loaded yet"
+        assert health(server, MODEL) == health_pb2.HealthCheckResponse.NOT_SERVING
+        st.copy_version(built[1], base, 1)
+        server.wait_for_state(1, AVAILABLE)
+        st.wait_for(lambda: health(server, "") == health_pb2.HealthCheckResponse.SERVING, 10, "health SERVING")
+
+        answers: list[list[int]] = [[], []]
+        failures: list[str] = []
+        stop = threading.Event()
+
+        def client_loop(index: int) -> None:
+            deadline = time.monotonic() + 60
+            while not stop.is_set() and time.monotonic() < deadline and len(answers[index]) < 20000:
+                try:
+                    response = predict(server, st.contract_request(history=HISTORY))
+                    answers[index].append(response.model_spec.version.value)
+                except grpc.RpcError as error:
+                    failures.append(f"{error.code().name}: {error.details()}")
+
+        loops = [threading.Thread(target=client_loop, args=(i,)) for i in range(2)]
+        for loop in loops:
+            loop.start()
+        try:
+            (base / "2").mkdir()  # a version folder still being written: waited for, not an error
+            time.sleep(1.5)
+            waiting = server.version_states().get(2)
+            assert waiting is not None and waiting.state == START and waiting.status.error_code == 0
+            st.copy_version(built[2], base, 2)
+            st.wait_for(lambda: any(2 in versions for versions in answers), 30, "version 2 answering", server.log)
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            for loop in loops:
+                loop.join(30)
+        assert not failures, failures[:5]
+        for versions in answers:
+            assert 1 in versions and 2 in versions
+            first_new = versions.index(2)
+            assert set(versions[first_new:]) == {2}, "once version 2 answered, version 1 never answers again"
+        unloaded = server.wait_for_state(1, END)
+        assert unloaded.status.error_code == 0
+        assert "version 1: unloaded" in server.log()
+
+
+def test_corrupt_newest_version_never_replaces_the_good_one(built, tmp_path):
+    base = st.free_base_path(tmp_path)
+    st.copy_version(built[1], base, 1)
+    with st.ServerProcess(["--model_name", MODEL, "--model_base_path", str(base),
+                           "--file_system_poll_wait_seconds", "0.5"], tmp_path / "server.log") as server:
+        server.wait_for_ports()
+        server.wait_for_state(1, AVAILABLE)
+        st.write_corrupt_version(base, 2)
+        failed = server.wait_for_state(2, END)
+        assert failed.status.error_code != 0 and failed.status.error_message
+        assert predict(server, st.contract_request()).model_spec.version.value == 1
+        assert server.version_states()[1].state == AVAILABLE
+        assert health(server, MODEL) == health_pb2.HealthCheckResponse.SERVING
+        rest = requests.get(f"{server.rest_url}/v1/models/{MODEL}/versions/2", timeout=20).json()
+        assert rest["model_version_status"][0]["state"] == "END"
+        assert rest["model_version_status"][0]["status"]["error_code"] != "OK"
+        st.copy_version(built[2], base, 2)  # the version's files change: it is tried again
+        server.wait_for_state(2, AVAILABLE)
+        assert predict(server, st.contract_request()).model_spec.version.value == 2
+
+
+def test_sigterm_finishes_in_flight_requests_and_exits_0(built, tmp_path):
+    base = st.free_base_path(tmp_path)
+    st.copy_version(built[1], base, 1)
+    # A 3 s batch timeout keeps a request in flight long enough to send SIGTERM during it.
+    with st.ServerProcess(["--model_name", MODEL, "--model_base_path", str(base), "--enable_batching",
+                           "--batch_timeout_micros", "3000000", "--num_batch_threads", "1"],
+                          tmp_path / "server.log", rest=False) as server:
+        server.wait_for_ports()
+        server.wait_for_state(1, AVAILABLE)
+        result: dict[str, Any] = {}
+
+        def in_flight() -> None:
+            try:
+                result["version"] = predict(server, st.contract_request()).model_spec.version.value
+            except grpc.RpcError as error:
+                result["error"] = f"{error.code().name}: {error.details()}"
+
+        thread = threading.Thread(target=in_flight)
+        started = time.monotonic()
+        thread.start()
+        time.sleep(1.0)
+        assert thread.is_alive(), "the request should still be waiting in its batch"
+        server.process.terminate()
+        assert server.process.wait(30) == 0, server.log()[-3000:]
+        thread.join(30)
+        assert result == {"version": 1}, result
+        assert time.monotonic() - started >= 2.5, "the request ran to its batch timeout, not cut short"
+        assert "stopped" in server.log()
+
+
+def test_reload_config_serves_exactly_the_new_model_list(built, tmp_path):
+    first = st.free_base_path(tmp_path / "a")
+    st.copy_version(built[1], first, 1)
+    second_name = f"{MODEL}_brute_force"
+    second = st.free_base_path(tmp_path / "b", second_name)
+    st.copy_version(built[2], second, 5)
+    with st.ServerProcess(["--model_name", MODEL, "--model_base_path", str(first)], tmp_path / "server.log",
+                          rest=False) as server:
+        server.wait_for_ports()
+        server.wait_for_state(1, AVAILABLE)
+
+        def reload(*models: tuple[str, pathlib.Path], platform: str = "tensorflow") -> Any:
+            config = model_server_config_pb2.ModelServerConfig()
+            for name, base in models:
+                config.model_config_list.config.add(name=name, base_path=str(base), model_platform=platform)
+            request = model_management_pb2.ReloadConfigRequest(config=config)
+            return server.model_stub().HandleReloadConfigRequest(request, timeout=30)
+
+        assert reload((MODEL, first), (second_name, second)).status.error_code == 0
+        server.wait_for_state(5, AVAILABLE, model_name=second_name)
+        assert predict(server, st.contract_request(model_name=second_name)).model_spec.version.value == 5
+        assert health(server, second_name) == health_pb2.HealthCheckResponse.SERVING
+        assert predict(server, st.contract_request()).model_spec.version.value == 1, "the kept model never paused"
+
+        assert reload((second_name, second)).status.error_code == 0
+        with pytest.raises(grpc.RpcError) as raised:
+            predict(server, st.contract_request())
+        assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+        assert health(server, MODEL) == health_pb2.HealthCheckResponse.NOT_SERVING
+
+        with pytest.raises(grpc.RpcError) as raised:
+            reload((second_name, second), platform="pytorch")
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "pytorch" in raised.value.details()
+        assert predict(server, st.contract_request(model_name=second_name)).model_spec.version.value == 5
+
+
+# --- the batch scheduler alone --------------------------------------------------------------------------
+
+def _strings(rows: list[list[str]]) -> np.ndarray:
+    array = np.empty((len(rows), len(rows[0])), dtype=object)
+    array[:] = [[value.encode() for value in row] for row in rows]
+    return array
+
+
+def test_batch_scheduler_merges_concurrent_requests_padding_with_empty_strings():
+    calls: list[np.ndarray] = []
+
+    def runner(merged: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        calls.append(merged["history"])
+        return {"echo": merged["history"], "row": np.arange(len(merged["history"]))}
+
+    scheduler = BatchScheduler(BatchingOptions(max_batch_size=8, batch_timeout_s=1.0, num_batch_threads=1))
+    tasks = [_strings([["a", "b"]]), _strings([["c", "d", "e"], ["f", "g", "h"]]), _strings([["i"]])]
+    results: list[Any] = [None] * len(tasks)
+    barrier = threading.Barrier(len(tasks))
+
+    def submit(index: int) -> None:
+        barrier.wait(10)
+        results[index] = scheduler.submit("model", runner, {"history": tasks[index]}, {"history": frozenset({1})})
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(len(tasks))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    scheduler.stop()
+    assert len(calls) == 1 and calls[0].shape == (4, 3), "one run of all four rows, padded to the longest"
+    for task, result in zip(tasks, results):
+        width = task.shape[1]
+        np.testing.assert_array_equal(result["echo"][:, :width], task)
+        assert all(value == b"" for value in result["echo"][:, width:].ravel()), "padding is the empty string"
+    assert sorted(int(row) for result in results for row in result["row"]) == [0, 1, 2, 3], "rows split back"
+
+
+def test_batch_scheduler_separates_shapes_without_padding_and_shares_failures():
+    shapes: list[tuple[int, ...]] = []
+
+    def runner(merged: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        shapes.append(merged["x"].shape)
+        if merged["x"].shape[1] == 3:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "three is too wide")
+        return {"y": merged["x"] * 2}
+
+    scheduler = BatchScheduler(BatchingOptions(max_batch_size=4, batch_timeout_s=0.5, num_batch_threads=1,
+                                               pad_variable_length_inputs=False))
+    outcomes: dict[int, Any] = {}
+
+    def submit(width: int) -> None:
+        try:
+            outcomes[width] = scheduler.submit("m", runner, {"x": np.ones((1, width), np.float32)}, {})
+        except ServingError as error:
+            outcomes[width] = error
+
+    threads = [threading.Thread(target=submit, args=(width,)) for width in (2, 3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    with pytest.raises(ServingError) as too_big:
+        scheduler.submit("m", runner, {"x": np.ones((5, 2), np.float32)}, {})
+    scheduler.stop()
+    assert sorted(shapes) == [(1, 2), (1, 3)], "different shapes never share a batch without padding"
+    np.testing.assert_array_equal(outcomes[2]["y"], np.full((1, 2), 2.0))
+    assert isinstance(outcomes[3], ServingError) and outcomes[3].code == grpc.StatusCode.INVALID_ARGUMENT
+    assert too_big.value.code == grpc.StatusCode.INVALID_ARGUMENT
