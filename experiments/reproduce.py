@@ -202,7 +202,7 @@ TWO_LANE_OVERLAP = 0.3
 
 
 def training_seconds(plan: Plan, train_examples: float, random_negatives: int) -> float:
-    per_example = SECONDS_PER_EXAMPLE_EPOCH * (1.0 + random_negatives / 2048)
+    per_example = SECONDS_PER_EXAMPLE_EPOCH * (1.0 + random_negatives / 512)
     return TRAINING_FIXED_S + plan.config.epochs * train_examples * per_example
 
 
@@ -229,7 +229,7 @@ def estimate_seconds(plan: Plan) -> float:
     pipelines = max(lane_a, lane_b) + TWO_LANE_OVERLAP * min(lane_a, lane_b) if plan.jobs > 1 else lane_a + lane_b
     in_process = 2 * plan.seeds * training_seconds(plan, train_examples, config.num_random_negatives)
     in_process += sum(training_seconds(plan, train_examples, n) for n in plan.sweep_to_train)
-    evaluations = (2 * plan.seeds + len(plan.sweep) + plan.pipeline_runs + 1) * EVALUATION_S
+    evaluations = (2 * plan.seeds + len(plan.sweep) + plan.pipeline_runs + len(plan.policy_runs)) * EVALUATION_S
     return pipelines + in_process + evaluations
 
 
@@ -253,7 +253,11 @@ class Progress:
     def step(self, name: str) -> Iterator[None]:
         started = time.perf_counter()
         self.say(f"start {name}")
-        yield
+        try:
+            yield
+        except BaseException:
+            self.say(f"FAILED {name} after {time.perf_counter() - started:.1f} s")
+            raise
         self.say(f"done  {name} ({time.perf_counter() - started:.1f} s)")
 
 
@@ -367,8 +371,7 @@ class RunFacts:
     def of(cls, result: Any) -> "RunFacts":
         outputs = result.outputs
         return cls(
-            data=RunData(outputs["Transform"]["transform_graph"][0],
-                                  outputs["Transform"]["transformed_examples"][0]),
+            data=RunData(outputs["Transform"]["transform_graph"][0], outputs["Transform"]["transformed_examples"][0]),
             model_uri=outputs["Trainer"]["model"][0],
             history=training.read_history(outputs["Trainer"]["model_run"][0]),
             stats=run_outputs.read_feedback_stats(outputs["FeedbackLabeler"]["feedback_stats"][0]),
@@ -417,10 +420,13 @@ class Experiments:
                 evaluation = training.evaluate_on(trained.model_dir, self.base.data, self.eval_params)
         return trained, headline(evaluation)
 
-    def evaluate_run(self, section: str, name: str, facts: RunFacts) -> dict[str, Any]:
-        with timed(self.progress, self.durations, section, f"evaluate {name} on the base test split"):
+    def evaluate_run(self, section: str, name: str, facts: RunFacts, own_split: bool = False) -> dict[str, Any]:
+        """A pipeline run's model on the base run's test split, or on its own run's (`own_split`)."""
+        where = "its own test split" if own_split else "the base test split"
+        with timed(self.progress, self.durations, section, f"evaluate {name} on {where}"):
             with training.output_to(self.logs / "evaluations.log"):
-                evaluation = training.evaluate_on(facts.model_uri, self.base.data, self.eval_params)
+                evaluation = training.evaluate_on(facts.model_uri, facts.data if own_split else self.base.data,
+                                                  self.eval_params)
         return evaluation
 
     def hard_negatives(self) -> dict[str, Any]:
@@ -525,14 +531,24 @@ def summarize_hard_negatives(rows: Sequence[dict[str, Any]], weight: float) -> d
     }
 
 
-def input_policies(plan: Plan, base: RunFacts, runs: dict[str, RunFacts],
-                   evaluations: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Per input policy: coverage from that run's labeler, accuracy of its model on the base test split."""
+def input_policies(plan: Plan, base: RunFacts, runs: dict[str, RunFacts], on_base: dict[str, dict[str, Any]],
+                   on_own: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per input policy: coverage from that run's labeler; accuracy of its model on its own run's test split.
+
+    The input policy only changes the histories: every run has the same test targets and real negatives
+    (the time split and the negative policy are the same), so the own-split numbers compare the policies
+    as the paper does, each model reading the histories it was trained on. On the base split a model
+    trained without skip tokens meets them at test time; those numbers are kept as *_on_base_split.
+    """
     table = {}
     for policy in plan.policies:
         name = BASE if policy == plan.config.input_policy else f"input-{policy}"
         facts = base if name == BASE else runs[name]
-        table[policy] = {"coverage": facts.coverage(policy), **headline(evaluations[name]), "run": name}
+        own, on_reference = headline(on_own.get(name, on_base[name])), headline(on_base[name])
+        table[policy] = {"coverage": facts.coverage(policy), **own,
+                         "pairwise_accuracy_on_base_split": on_reference["pairwise_accuracy"],
+                         "recall_at_100_on_base_split": on_reference["recall_at_100"],
+                         "test_examples": int(facts.stats["examples"][contract.TEST]), "run": name}
     return table
 
 
@@ -595,6 +611,8 @@ def run(plan: Plan, progress: Progress) -> dict[str, Any]:
         progress.say(f"WARNING: {warnings[-1]}")
     experiments = Experiments(plan, base, progress, durations)
     evaluations = {name: experiments.evaluate_run(section_of(name), name, facts[name]) for name in facts}
+    own_split = {name: experiments.evaluate_run("input_policies", name, facts[name], own_split=True)
+                 for name in facts if name.startswith("input-")}
     hard = experiments.hard_negatives()
     shares = experiments.false_negative_shares()
     sweep = experiments.random_negatives_sweep(shares)
@@ -612,7 +630,7 @@ def run(plan: Plan, progress: Progress) -> dict[str, Any]:
         "versions": versions(),
         "durations": durations.seconds,
         "hard_negatives": hard,
-        "input_policies": input_policies(plan, base, facts, evaluations),
+        "input_policies": input_policies(plan, base, facts, evaluations, own_split),
         "random_negatives_sweep": sweep,
         "feedback_proportions": feedback_proportions(plan, base, facts, evaluations, copies),
         "feedback_type_similarity": base_evaluation["feedback_type_similarity"],
@@ -674,6 +692,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"shares of each listener's skips/dislikes to keep (default "
                              f"{','.join(f'{f:g}' for f in FULL_FRACTIONS)}; --quick "
                              f"{','.join(f'{f:g}' for f in QUICK_FRACTIONS)}); 1 (the base run) is always included")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the plan and the expected duration, then stop")
     configs.add_settings_argument(parser, note="; spans default to 1-<last span found>")
     return parser
 
@@ -687,6 +707,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error(str(error))
     progress = Progress()
     print_plan(plan, progress)
+    if args.dry_run:
+        return 0
     result = run(plan, progress)
     json_path = plan.out / REPORT_JSON
     json_path.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n", encoding="utf-8")

@@ -47,14 +47,21 @@ class ScannParams:
     scann_training_iterations: int
     scann_dimensions_per_block: int
     scann_num_reordering_candidates: int
+    scann_min_catalog: int
+    """Below this many tracks the 'scann' export holds an exact index: ScaNN's hashing cannot even train on
+    a tiny catalog, and exact top-k over it costs less than a tree search."""
 
     def __post_init__(self) -> None:
         for name in ("scann_training_iterations", "scann_dimensions_per_block"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("scann_num_leaves", "scann_num_leaves_to_search", "scann_num_reordering_candidates"):
+        for name in ("scann_num_leaves", "scann_num_leaves_to_search", "scann_num_reordering_candidates",
+                     "scann_min_catalog"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+    def uses_scann(self, num_candidates: int) -> bool:
+        return num_candidates >= self.scann_min_catalog
 
     def leaves(self, num_candidates: int) -> tuple[int, int]:
         """(num_leaves, num_leaves_to_search) fitted to the catalog: never more leaves than candidates."""
@@ -79,7 +86,7 @@ class ServingParams:
 def build_index(kind: str, embeddings: np.ndarray, identifiers: Sequence[str], k: int,
                 scann: ScannParams) -> tfrs.layers.factorized_top_k.TopK:
     """A TFRS top-k layer over the catalog (the OOV row is never a candidate)."""
-    if kind == BRUTE_FORCE:
+    if kind == BRUTE_FORCE or (kind == SCANN and not scann.uses_scann(len(identifiers))):
         layer = tfrs.layers.factorized_top_k.BruteForce(k=k)
     elif kind == SCANN:
         leaves, to_search = scann.leaves(len(identifiers))

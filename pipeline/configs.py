@@ -126,6 +126,8 @@ class PipelineConfig:
     """Asymmetric hashing: dimensions per 4-bit block (lower is more exact and bigger)."""
     scann_num_reordering_candidates: int = 200
     """Exact re-scoring of this many ScaNN candidates (0: none)."""
+    scann_min_catalog: int = 1000
+    """Catalogs smaller than this get an exact index in the 'scann' export too (ScaNN cannot train on them)."""
 
     def __post_init__(self) -> None:
         parse_spans(self.spans)

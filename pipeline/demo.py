@@ -1,9 +1,12 @@
-"""The main job on built-in data: simulate a small listening log, then run the pipeline over all its days.
+"""The main job on built-in data: simulate a listening log, run the pipeline (through the Pushers), then serve
+the pushed model over gRPC on loopback and ask it for one simulated listener's recommendations.
 
     python -m pipeline.demo --out DIR [--users N --tracks M --events E --days D --seed S] [--set key=value ...]
 
-DIR/data holds the simulated log (with ground truth), DIR/run the pipeline's artifacts and MLMD store.
-A DIR the demo wrote before is replaced; any other non-empty DIR is refused.
+DIR/data holds the simulated log (with ground truth), DIR/run the pipeline's artifacts, MLMD store and
+serving/ directory, DIR/server.log the server's output. A DIR the demo wrote before is replaced; any other
+non-empty DIR is refused. Exit status: 0 with recommendations, 1 when the model was not blessed (the reasons
+are printed), 3 on anomalies with fail_on_anomalies.
 """
 from __future__ import annotations
 
@@ -16,9 +19,13 @@ import time
 from typing import Sequence
 
 from listening_logs import simulate
-from pipeline import configs, local_runner
+from models import serving_export
+from pipeline import configs, demo_request, local_runner, pipeline
+from schema import contract
 
 MARKER = ".written-by-pipeline-demo"
+SERVER_LOG = "server.log"
+EXIT_NOT_BLESSED = 1
 DEMO_SIZES = {"users": 400, "tracks": 3000, "events": 40_000, "days": 7, "seed": 7}
 
 
@@ -58,16 +65,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         users=args.users, tracks=args.tracks, events=args.events, days=args.days, seed=args.seed
     )
     summary = simulate.simulate(sim_config, data)
-    print(f"[1/2] simulated {summary['events']} plays of {summary['users']} listeners over {args.days} days "
+    print(f"[1/3] simulated {summary['events']} plays of {summary['users']} listeners over {args.days} days "
           f"in {time.perf_counter() - started:.1f} s -> {data}")
     print(f"      labels: {json.dumps(summary['labels'])}; skip-only listeners: {summary['skip_only_users']}")
 
     started = time.perf_counter()
-    print(f"[2/2] running the pipeline (spans {config.spans}) -> {run_root}", flush=True)
+    print(f"[2/3] running the pipeline (spans {config.spans}) -> {run_root}", flush=True)
     result = local_runner.run(data, run_root, config)
     print(f"      finished in {time.perf_counter() - started:.1f} s")
     local_runner.print_report(result)
-    return local_runner.EXIT_ANOMALIES if result.anomalies and config.fail_on_anomalies else 0
+    if result.anomalies and config.fail_on_anomalies:
+        return local_runner.EXIT_ANOMALIES
+    return serve_and_ask(result, config, data, args.out)
+
+
+def serve_and_ask(result: local_runner.RunResult, config: configs.PipelineConfig, data: pathlib.Path,
+                  out: pathlib.Path) -> int:
+    """Step 3: the gRPC server over the pushed ScaNN model, one client request, the answer judged by the truth."""
+    pusher = pipeline.PUSHER_IDS[serving_export.SCANN]
+    if not result.pushed.get(pusher):
+        print("[3/3] nothing to serve: the model was not blessed (the evaluator's reasons are above)")
+        return EXIT_NOT_BLESSED
+    model_name = configs.SERVED_MODEL_NAMES[serving_export.SCANN]
+    listener = demo_request.busiest_listener(demo_request.read_log(data), config.max_history)
+    started = time.perf_counter()
+    print(f"[3/3] serving {result.pushed[pusher]} with `python -m serving.server` on loopback "
+          f"(log: {out / SERVER_LOG}); asking for listener {listener.user_id}", flush=True)
+    print("      history (oldest first): " + ", ".join(f"{track}:{label}" for track, label in listener.history))
+    answer = demo_request.ask(result.serving_base, model_name, listener, out / SERVER_LOG)
+    print(f"      {answer['model']} version {answer['version']} answered in {time.perf_counter() - started:.1f} s "
+          f"(server start included); server stopped with exit code {answer['server_exit_code']}")
+    print(json.dumps({key: answer[key] for key in ("model", "version", "recommendations")}, indent=2))
+    tracks = [row["track_id"] for row in answer["recommendations"]]
+    catalog = sorted(set(demo_request.read_log(data)[contract.TRACK_ID]))
+    truth = demo_request.true_affinity(data, listener.user_id, tracks, catalog)
+    if truth:
+        print(f"      true affinity (simulator's ground truth) of these {len(tracks)} tracks: "
+              f"{truth['recommended']:.3f}, of the whole catalog: {truth['catalog']:.3f}")
+    return 0 if answer["server_exit_code"] == 0 else 1
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 Built only on `tensorflow_serving.apis` stubs, so it works against `serving.server` and a real
 `tensorflow_model_server` alike. TF Serving has no optional inputs, so the client fills the contract's
 (DESIGN §7): an empty `station_id`, and `exclude_track_ids` padded with "" to the width E the model declares
-in its metadata (read once per version with GetModelMetadata). Empty track ids in the answer are padding
-and are dropped.
+in its metadata (read once per version with GetModelMetadata; a signature that leaves E open gets the
+exclusions as given, and the model enforces its maximum). An empty history is sent as one "" token. Empty
+track ids in the answer are padding and are dropped.
 
     python -m serving.client --server localhost:8500 --model_name music_retrieval \\
         --history "t1:like,t2:skip,t3:listen" --exclude t9 -k 10
@@ -60,6 +61,11 @@ def parse_history(text: str) -> list[tuple[str, str]]:
             raise ValueError(f"history item {item!r} is not TRACK:FEEDBACK")
         pairs.append((track, feedback))
     return check_history(pairs)
+
+
+def _float32(value: Any) -> float:
+    """A float32 as the shortest float that reads back the same (0.05, not 0.05000000074505806)."""
+    return float(str(value))
 
 
 def _apis() -> Any:
@@ -189,7 +195,7 @@ class RecommendationClient:
         make_ndarray = self.api.tf.make_ndarray
         track_ids = make_ndarray(response.outputs[TRACK_IDS])[0]
         scores = make_ndarray(response.outputs[SCORES])[0]
-        recommendations = [{"track_id": track.decode("utf-8"), "score": float(score)}
+        recommendations = [{"track_id": track.decode("utf-8"), "score": _float32(score)}
                            for track, score in zip(track_ids, scores) if track]
         return {"model": response.model_spec.name or self.model_name, "version": response.model_spec.version.value,
                 "recommendations": recommendations[:k] if k is not None else recommendations}
@@ -201,7 +207,7 @@ class RecommendationClient:
         response = self._predict.Predict(request, timeout=self.timeout_s)
         embedding = self.api.tf.make_ndarray(response.outputs[QUERY_EMBEDDING])[0]
         return {"model": response.model_spec.name or self.model_name, "version": response.model_spec.version.value,
-                "embedding": [float(value) for value in embedding]}
+                "embedding": [_float32(value) for value in embedding]}
 
 
 # --- CLI ------------------------------------------------------------------------------------------------

@@ -16,9 +16,10 @@ pytestmark = pytest.mark.pipeline
 COMPONENTS = {"CsvExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "FeedbackLabeler",
               "LabeledSchemaGen", "Transform", "Trainer", "RetrievalEvaluator", "ServingExporter", "ScannPusher",
               "BruteForcePusher"}
-QUICK = configs.PipelineConfig(epochs=2, serving_top_k=10, serving_max_exclusions=5)
-"""These tests are about the pipeline's wiring; tests/test_training.py judges training itself. The catalog
-of these logs is small, hence the small K and exclusion width."""
+SMALL_CATALOG = ["serving_top_k=5", "serving_max_exclusions=2", "max_history=5"]
+"""The latest span of these logs holds ~30 tracks: K + E + max_history must fit in the catalog."""
+QUICK = configs.with_overrides(configs.PipelineConfig(epochs=2), SMALL_CATALOG)
+"""These tests are about the pipeline's wiring; tests/test_training.py judges training itself."""
 
 
 def split_examples(examples_uri: str) -> dict[str, list[tf.train.Example]]:
@@ -65,7 +66,7 @@ def test_parquet_log_with_out_of_domain_feedback_fails_on_request(tmp_path, caps
     spans.write_spans(log, tmp_path / "data", fmt="parquet")
     status = local_runner.main(
         ["--data", str(tmp_path / "data"), "--root", str(tmp_path / "root"), "--set", "fail_on_anomalies=true",
-         "--set", "epochs=2"]
+         "--set", "epochs=2", *(part for setting in SMALL_CATALOG for part in ("--set", setting))]
     )
     out = capsys.readouterr()
     assert status == local_runner.EXIT_ANOMALIES

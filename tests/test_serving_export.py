@@ -1,6 +1,7 @@
 """The pushed serving SavedModels (DESIGN §7) from a real pipeline run: contract, exclusions, stock ops only."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_recommenders as tfrs
 
 from models import serving_export
 from models.exported import ExportedModel
@@ -153,3 +155,12 @@ def test_export_refuses_a_catalog_smaller_than_what_a_request_needs(exported):
     too_big = serving_export.ServingParams(top_k=len(exported.vocabularies.tracks), max_exclusions=1)
     with pytest.raises(ValueError, match="lower serving_top_k"):
         serving_export.RecommenderModule(exported, serving_export.BRUTE_FORCE, too_big, CONFIG.scann_params())
+
+
+def test_a_catalog_below_scann_min_catalog_gets_an_exact_index():
+    embeddings = np.eye(8, dtype=np.float32)
+    tiny = dataclasses.replace(CONFIG.scann_params(), scann_min_catalog=9)
+    index = serving_export.build_index(serving_export.SCANN, embeddings, [f"t{i}" for i in range(8)], 3, tiny)
+    assert isinstance(index, tfrs.layers.factorized_top_k.BruteForce)
+    _, ids = index(tf.constant(embeddings[2:3]), k=1)
+    assert ids.numpy()[0, 0] == b"t2"

@@ -1,15 +1,16 @@
 """The TF-Serving-compatible server (DESIGN §7): a real `python -m serving.server` on loopback, spoken to over
-gRPC, REST and the client CLI, with SavedModels that follow the serving contract.
+gRPC, REST and the client CLI, serving the SavedModels the pipeline really pushes.
 
-The assertions are phrased against the contract (signature, input and output names, dtypes, shapes) and TF
-Serving's API (status codes, JSON formats), not against the test model's internals, so the fixtures can move
-to the real export.
+Every model here is a copy of the trained pipeline's pushed exports (`trained_pipeline` in conftest): the ScaNN
+one for most tests, the brute-force one where a second model is needed. Versions 1, 2, ... are copies of the
+same export under a test's own base path, so they answer alike and are told apart by `model_spec.version`.
 """
 from __future__ import annotations
 
 import base64
 import json
 import pathlib
+import re
 import subprocess
 import sys
 import threading
@@ -31,27 +32,50 @@ from serving.batching import BatchingOptions, BatchScheduler
 from serving.client import RecommendationClient
 from tests import serving_testing as st
 
-MODEL = st.MODEL_NAME
+pytestmark = pytest.mark.pipeline
+
+MODEL, BRUTE_FORCE = st.MODEL_NAME, st.BRUTE_FORCE_MODEL_NAME
+K, E = st.TOP_K, st.EXCLUDE_WIDTH
 AVAILABLE, END, START = (get_model_status_pb2.ModelVersionStatus.AVAILABLE, get_model_status_pb2.ModelVersionStatus.END,
                          get_model_status_pb2.ModelVersionStatus.START)
 CONTRACT_INPUTS = {"history_track_ids": 2, "history_feedback": 2, "station_id": 1, "exclude_track_ids": 2}  # ranks
-HISTORY = (("t01", "like"), ("t07", "listen"), ("t02", "skip"))
+UNKNOWN_TRACK, UNKNOWN_STATION = "never-seen-track", "never-seen-station"
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> dict[int, pathlib.Path]:
-    """Two versions of the contract model (different answers), built once and copied into each base path."""
-    root = tmp_path_factory.mktemp("built")
-    return {version: st.build_model(root / str(version), version_tag=version) for version in (1, 2)}
+def exports(trained_pipeline) -> st.Exports:
+    """The pushed ScaNN and brute-force version folders of the shared pipeline run, and its track vocabulary."""
+    return st.Exports.from_run(trained_pipeline.result)
+
+
+@pytest.fixture(scope="module")  # TEMPORARY-FAST
+def exports():  # TEMPORARY-FAST
+    return st.Exports.from_dirs("/tmp/probe/exports/music_retrieval/1",  # TEMPORARY-FAST
+                                "/tmp/probe/exports/music_retrieval_brute_force/1",  # TEMPORARY-FAST
+                                "/tmp/work/ev/q/pipeline/Trainer/model/9")  # TEMPORARY-FAST
 
 
 @pytest.fixture(scope="module")
-def server(built: dict[int, pathlib.Path], tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """Versions 1 and 2 served together (policy `all`, label stable -> 1), with batching, gRPC and REST."""
+def catalog(exports: st.Exports) -> frozenset[str]:
+    return frozenset(exports.tracks)
+
+
+@pytest.fixture(scope="module")
+def history(exports: st.Exports) -> list[tuple[str, str]]:
+    """A listener's plays: three known tracks with three feedback kinds."""
+    tracks = exports.tracks
+    return [(tracks[1], "like"), (tracks[7], "listen"), (tracks[2], "skip")]
+
+
+@pytest.fixture(scope="module")
+def server(exports: st.Exports, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """ScaNN versions 1 and 2 served together (policy `all`, label stable -> 1) and the brute-force export as a
+    second model, with batching, gRPC and REST."""
     root = tmp_path_factory.mktemp("served")
-    base = st.free_base_path(root)
-    for version, path in built.items():
-        st.copy_version(path, base, version)
+    base = st.free_base_path(root, MODEL)
+    for version in (1, 2):
+        st.copy_version(exports.scann, base, version)
+    brute_force = st.copy_version(exports.brute_force, st.free_base_path(root, BRUTE_FORCE), 1).parent
     config = root / "models.config"
     config.write_text(f"""
 model_config_list {{
@@ -62,14 +86,20 @@ model_config_list {{
     model_version_policy {{ all {{}} }}
     version_labels {{ key: "stable" value: 1 }}
   }}
+  config {{
+    name: "{BRUTE_FORCE}"
+    base_path: "{brute_force}"
+    model_platform: "tensorflow"
+  }}
 }}
 """)
     process = st.ServerProcess(["--model_config_file", str(config), "--enable_batching", "--max_batch_size", "16",
                                 "--batch_timeout_micros", "2000"], root / "server.log")
     try:
         process.wait_for_ports()
-        for version in built:
-            process.wait_for_state(version, AVAILABLE)
+        for version in (1, 2):
+            process.wait_for_state(version, AVAILABLE, MODEL, timeout_s=120)
+        process.wait_for_state(1, AVAILABLE, BRUTE_FORCE, timeout_s=120)
         yield process
     finally:
         code = process.stop()
@@ -84,6 +114,22 @@ def outputs(response: predict_pb2.PredictResponse) -> dict[str, np.ndarray]:
     return {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
 
 
+def top_ids(response: predict_pb2.PredictResponse) -> list[str]:
+    return [track.decode() for track in outputs(response)["track_ids"][0]]
+
+
+def assert_recommendations(result: dict[str, np.ndarray], catalog: frozenset[str], rows: int = 1) -> None:
+    """K distinct tracks of the catalog per row, best first."""
+    ids, scores = result["track_ids"], result["scores"]
+    assert ids.shape == scores.shape == (rows, K), (ids.shape, scores.shape)
+    for row_ids, row_scores in zip(ids, scores):
+        tracks = [track.decode() for track in row_ids]
+        assert len(set(tracks)) == K, "K distinct track ids"
+        assert set(tracks) <= catalog, f"not in the catalog: {sorted(set(tracks) - catalog)[:5]}"
+        assert np.all(np.isfinite(row_scores)) and np.all(np.diff(row_scores) <= 1e-6), \
+            f"scores must come best first: {row_scores[:10]}"
+
+
 def signature_defs(server: st.ServerProcess, version: int | None = None) -> tuple[Any, Any]:
     request = get_model_metadata_pb2.GetModelMetadataRequest(model_spec=model_pb2.ModelSpec(name=MODEL),
                                                              metadata_field=["signature_def"])
@@ -95,6 +141,16 @@ def signature_defs(server: st.ServerProcess, version: int | None = None) -> tupl
     return response, defs
 
 
+def declared_k(server: st.ServerProcess, model_name: str) -> int:
+    """K as the serving signature declares it (track_ids' second dimension), -1 when its shape is left open."""
+    request = get_model_metadata_pb2.GetModelMetadataRequest(model_spec=model_pb2.ModelSpec(name=model_name),
+                                                             metadata_field=["signature_def"])
+    defs = get_model_metadata_pb2.SignatureDefMap()
+    server.prediction_stub().GetModelMetadata(request, timeout=20).metadata["signature_def"].Unpack(defs)
+    dims = defs.signature_def["serving_default"].outputs["track_ids"].tensor_shape.dim
+    return dims[1].size if len(dims) == 2 else -1
+
+
 def health(server: st.ServerProcess, service: str) -> int:
     stub = health_pb2_grpc.HealthStub(server.channel())
     return stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status
@@ -102,8 +158,8 @@ def health(server: st.ServerProcess, service: str) -> int:
 
 # --- predictions ----------------------------------------------------------------------------------------
 
-def test_predict_returns_k_distinct_tracks_best_first_from_the_newest_version(server):
-    response = predict(server, st.contract_request(history=HISTORY))
+def test_predict_returns_k_distinct_known_tracks_best_first_from_the_newest_version(server, catalog, history):
+    response = predict(server, st.contract_request(history))
     assert response.model_spec.name == MODEL
     assert response.model_spec.version.value == 2, "the newest version answers by default"
     assert response.model_spec.signature_name == "serving_default"
@@ -111,41 +167,97 @@ def test_predict_returns_k_distinct_tracks_best_first_from_the_newest_version(se
     assert response.outputs["scores"].dtype == tf.float32.as_datatype_enum
     result = outputs(response)
     assert set(result) == {"track_ids", "scores"}
-    ids, scores = result["track_ids"], result["scores"]
-    assert ids.ndim == 2 and ids.shape == scores.shape and ids.shape[0] == 1 and ids.shape[1] >= 3
-    assert len(set(ids[0])) == ids.shape[1] and all(ids[0]), "K distinct, non-empty track ids"
-    assert np.all(np.diff(scores[0]) <= 0), f"scores must come best first: {scores[0]}"
+    assert_recommendations(result, catalog)
 
 
-def test_a_named_version_or_label_answers(server):
-    newest = outputs(predict(server, st.contract_request(history=HISTORY)))
-    first = predict(server, st.contract_request(history=HISTORY, version=1))
-    assert first.model_spec.version.value == 1
-    assert not np.allclose(outputs(first)["scores"], newest["scores"]), "versions 1 and 2 answer differently"
-    labelled = st.contract_request(history=HISTORY)
+def test_unknown_history_tracks_and_stations_still_get_known_recommendations(server, catalog, history):
+    known = outputs(predict(server, st.contract_request(history)))
+    mixed = outputs(predict(server, st.contract_request(history + [(UNKNOWN_TRACK, "like")],
+                                                        station=UNKNOWN_STATION)))
+    assert_recommendations(mixed, catalog)
+    unknown_only = outputs(predict(server, st.contract_request([(UNKNOWN_TRACK, "like"), ("also-unknown", "skip")])))
+    assert_recommendations(unknown_only, catalog)
+    empty = outputs(predict(server, st.contract_request([])))
+    assert_recommendations(empty, catalog)
+    assert not np.array_equal(known["track_ids"], empty["track_ids"]), "the history must change the answer"
+
+
+def test_a_named_version_or_label_answers(server, history):
+    newest = predict(server, st.contract_request(history))
+    first = predict(server, st.contract_request(history, version=1))
+    assert (newest.model_spec.version.value, first.model_spec.version.value) == (2, 1)
+    # Both versions are copies of one export: they must give the same answer.
+    assert top_ids(first) == top_ids(newest)
+    np.testing.assert_allclose(outputs(first)["scores"], outputs(newest)["scores"], rtol=1e-5)
+    labelled = st.contract_request(history)
     labelled.model_spec.version_label = "stable"
     response = predict(server, labelled)
     assert response.model_spec.version.value == 1
-    np.testing.assert_array_equal(outputs(response)["track_ids"], outputs(first)["track_ids"])
+    assert top_ids(response) == top_ids(first)
 
 
-def test_client_respects_exclusions_dislikes_and_k(server):
+def test_client_respects_exclusions_dislikes_and_k(server, catalog, history):
     with RecommendationClient(server.target, MODEL, timeout_s=20) as client:
-        plain = client.recommend(list(HISTORY))
+        plain = client.recommend(history)
         ids = [item["track_id"] for item in plain["recommendations"]]
-        assert plain["model"] == MODEL and plain["version"] == 2 and len(ids) == len(set(ids)) >= 5
-        banned = ids[:3]
-        excluded = client.recommend(list(HISTORY), exclude=banned)
-        assert not set(banned) & {item["track_id"] for item in excluded["recommendations"]}
-        disliked = client.recommend(list(HISTORY) + [(ids[3], "dislike")])
+        assert plain["model"] == MODEL and plain["version"] == 2
+        assert len(ids) == len(set(ids)) == K and set(ids) <= catalog
+        banned = ids[:3] + ids[10:10 + E - 3]  # the best three and then some: E exclusions in all
+        assert len(banned) == E
+        excluded = client.recommend(history, exclude=banned)
+        kept = [item["track_id"] for item in excluded["recommendations"]]
+        assert not set(banned) & set(kept) and len(kept) == K
+        assert kept[:7] == ids[3:10], "the next best tracks move up"
+        disliked = client.recommend(history + [(ids[3], "dislike")])
         assert ids[3] not in {item["track_id"] for item in disliked["recommendations"]}
-        top = client.recommend(list(HISTORY), k=2)
+        top = client.recommend(history, k=2)
         assert top["recommendations"] == plain["recommendations"][:2]
-        empty = client.recommend([], station_id="st1")
-        assert len(empty["recommendations"]) >= 2, "an empty history still gets recommendations"
-        assert client.query_embedding(list(HISTORY))["version"] == 2
+        if declared_k(server, MODEL) == K:  # the client learns K from the metadata and refuses more
+            with pytest.raises(ValueError, match=f"at most {K}"):
+                client.recommend(history, k=K + 1)
+        else:  # the ScaNN export's outputs have no static shape: asking for more gets the K there are
+            assert client.recommend(history, k=K + 1)["recommendations"] == plain["recommendations"]
+        empty = client.recommend([], station_id=UNKNOWN_STATION)
+        assert len(empty["recommendations"]) == K, "an empty history still gets recommendations"
+        embedding = client.query_embedding(history)
+        assert embedding["version"] == 2 and len(embedding["embedding"]) > 1
+        assert np.all(np.isfinite(embedding["embedding"])) and np.any(embedding["embedding"])
         with pytest.raises(ValueError, match="feedback"):
-            client.recommend([("t01", "loved")])
+            client.recommend([(ids[0], "loved")])
+
+
+def test_brute_force_export_answers_like_scann(server, catalog, exports):
+    """The two exports share the towers and differ only in the top-k search: brute force is exact, ScaNN is
+    approximate (a tree of leaves + asymmetric hashing, with its best candidates rescored exactly). So their top
+    10s may differ by a track or two that scores close to the cut (the evaluator blesses ScaNN at >= 95% recall@10
+    on average, not per request), and where they name the same track they give it the same (exact) score."""
+    tracks = exports.tracks
+    listeners = [[(tracks[1], "like"), (tracks[7], "listen"), (tracks[2], "skip")],
+                 [(tracks[40], "like"), (tracks[41], "like"), (tracks[300], "dislike")],
+                 [(tracks[5 * i], "listen") for i in range(1, 12)],
+                 []]
+    overlaps = []
+    for listener in listeners:
+        scann = predict(server, st.contract_request(listener))
+        exact = predict(server, st.contract_request(listener, model_name=BRUTE_FORCE))
+        assert exact.model_spec.name == BRUTE_FORCE and exact.model_spec.version.value == 1
+        assert_recommendations(outputs(exact), catalog)
+        scann_top, exact_top = top_ids(scann)[:10], top_ids(exact)[:10]
+        overlap = len(set(scann_top) & set(exact_top))
+        assert overlap >= 8, f"ScaNN's top 10 {scann_top} vs the exact {exact_top}"
+        overlaps.append(overlap)
+        exact_scores = dict(zip(top_ids(exact), outputs(exact)["scores"][0]))
+        for track, score in zip(top_ids(scann), outputs(scann)["scores"][0]):
+            if track in exact_scores:
+                np.testing.assert_allclose(score, exact_scores[track], rtol=1e-3, atol=1e-4, err_msg=track)
+            else:  # a track brute force left out of its K cannot beat brute force's K-th score
+                assert score <= exact_scores[top_ids(exact)[-1]] + 1e-4, track
+    print(f"ScaNN vs brute force, top-10 overlap per request: {overlaps}")
+    assert declared_k(server, BRUTE_FORCE) == K, "the brute-force signature declares K"
+    with RecommendationClient(server.target, BRUTE_FORCE, timeout_s=20) as client:
+        with pytest.raises(ValueError, match=f"at most {K}"):
+            client.recommend(listeners[0], k=K + 1)
+        assert len(client.recommend(listeners[0], k=K)["recommendations"]) == K
 
 
 def _drop(name: str) -> Callable[[predict_pb2.PredictRequest], None]:
@@ -169,7 +281,7 @@ def _spec(**fields: Any) -> Callable[[predict_pb2.PredictRequest], None]:
 MALFORMED = {
     "missing input": (_drop("station_id"), grpc.StatusCode.INVALID_ARGUMENT, "station_id"),
     "unknown input": (_set("bogus", [""], tf.string), grpc.StatusCode.INVALID_ARGUMENT, "bogus"),
-    "wrong dtype": (_set("history_feedback", [[1.0, 2.0]], tf.float32), grpc.StatusCode.INVALID_ARGUMENT,
+    "wrong dtype": (_set("history_feedback", [[1.0, 2.0, 3.0]], tf.float32), grpc.StatusCode.INVALID_ARGUMENT,
                     "history_feedback"),
     "wrong rank": (_set("station_id", [[""]], tf.string), grpc.StatusCode.INVALID_ARGUMENT, "station_id"),
     "inconsistent batch": (_set("station_id", ["", ""], tf.string), grpc.StatusCode.INVALID_ARGUMENT,
@@ -185,32 +297,30 @@ MALFORMED = {
 
 
 @pytest.mark.parametrize("case", sorted(MALFORMED))
-def test_malformed_requests_get_tf_serving_status_codes(server, case):
+def test_malformed_requests_get_tf_serving_status_codes(server, history, case):
     mutate, code, named = MALFORMED[case]
-    request = st.contract_request(history=HISTORY)
+    request = st.contract_request(history)
     mutate(request)
     with pytest.raises(grpc.RpcError) as raised:
         predict(server, request)
     assert raised.value.code() == code, raised.value.details()
     assert named in raised.value.details()
-    assert predict(server, st.contract_request()).model_spec.version.value == 2, "the server keeps serving"
+    assert predict(server, st.contract_request(history)).model_spec.version.value == 2, "the server keeps serving"
 
 
-def test_exclusions_wider_than_the_models_maximum_are_rejected(server):
-    """E is the signature's static width when it declares one; otherwise the model enforces it itself."""
+def test_exclusions_wider_than_the_models_maximum_are_rejected(server, exports, history):
+    """E is the signature's static width: the server refuses E + 1 exclusions, the client refuses to send them."""
     _, defs = signature_defs(server)
-    declared = defs.signature_def["serving_default"].inputs["exclude_track_ids"].tensor_shape.dim[1].size
-    width = declared if declared > 0 else st.EXCLUDE_WIDTH
-    too_many = [f"t{i:02d}" for i in range(width + 1)]
-    request = st.contract_request(history=HISTORY)
+    assert defs.signature_def["serving_default"].inputs["exclude_track_ids"].tensor_shape.dim[1].size == E
+    too_many = list(exports.tracks[:E + 1])
+    request = st.contract_request(history)
     request.inputs["exclude_track_ids"].CopyFrom(tf.make_tensor_proto([too_many], dtype=tf.string))
     with pytest.raises(grpc.RpcError) as raised:
         predict(server, request)
-    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    if declared > 0:  # the client learns E from the metadata and refuses before sending
-        with RecommendationClient(server.target, MODEL, timeout_s=20) as client, \
-                pytest.raises(ValueError, match="exclusions"):
-            client.recommend(list(HISTORY), exclude=too_many)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "exclude_track_ids" in raised.value.details()
+    with RecommendationClient(server.target, MODEL, timeout_s=20) as client, \
+            pytest.raises(ValueError, match="exclusions"):
+        client.recommend(history, exclude=too_many)
 
 
 def test_metadata_describes_the_contract(server):
@@ -234,9 +344,10 @@ def test_metadata_describes_the_contract(server):
 
 
 def test_status_lists_versions_and_unknowns_are_not_found(server):
-    states = server.version_states()
+    states = server.version_states(MODEL)
     assert {version: status.state for version, status in states.items()} == {1: AVAILABLE, 2: AVAILABLE}
     assert all(status.status.error_code == 0 for status in states.values())
+    assert {v: s.state for v, s in server.version_states(BRUTE_FORCE).items()} == {1: AVAILABLE}
     for spec in (model_pb2.ModelSpec(name=MODEL, version={"value": 7}), model_pb2.ModelSpec(name="no_such_model")):
         with pytest.raises(grpc.RpcError) as raised:
             server.model_stub().GetModelStatus(get_model_status_pb2.GetModelStatusRequest(model_spec=spec), timeout=20)
@@ -246,31 +357,55 @@ def test_status_lists_versions_and_unknowns_are_not_found(server):
 def test_health_reports_serving_per_model(server):
     assert health(server, "") == health_pb2.HealthCheckResponse.SERVING
     assert health(server, MODEL) == health_pb2.HealthCheckResponse.SERVING
+    assert health(server, BRUTE_FORCE) == health_pb2.HealthCheckResponse.SERVING
     with pytest.raises(grpc.RpcError) as raised:
         health(server, "no_such_model")
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-def test_concurrent_batched_requests_get_their_own_answers(server):
-    """The server batches (and pads) concurrent requests; each must get exactly its single-request answer."""
-    histories = [[(st.TRACKS[(3 * i + j) % len(st.TRACKS)], "like") for j in range(1 + i % 6)] for i in range(24)]
-    requests_ = [st.contract_request(history=history, exclude=st.TRACKS[i:i + 2])
+def test_concurrent_batched_requests_get_their_own_answers(server, exports, tmp_path):
+    """A server that batches (and pads) concurrent requests must give each exactly its single-request answer.
+
+    Served: the brute-force export, whose signature declares every output's batch dimension. (The ScaNN export's
+    outputs have no static shape, so the server runs its requests one by one even with batching on.)"""
+    tracks = exports.tracks
+    labels = ("like", "listen", "skip", "dislike")
+    histories = [[(tracks[(37 * i + 5 * j) % len(tracks)], labels[(i + j) % 4]) for j in range(1 + i % 6)]
+                 for i in range(24)]
+    histories[5].append((UNKNOWN_TRACK, "like"))
+    requests_ = [st.contract_request(history, exclude=tracks[3 * i:3 * i + i % 4], model_name=BRUTE_FORCE,
+                                     station=UNKNOWN_STATION if i % 5 == 0 else "")
                  for i, history in enumerate(histories)]
-    alone = [outputs(predict(server, request)) for request in requests_]
+    alone = [outputs(predict(server, request)) for request in requests_]  # one at a time: batches of one
+    assert len({tuple(result["track_ids"][0][:10]) for result in alone}) > 12, "the requests must differ"
+
+    base = st.copy_version(exports.brute_force, st.free_base_path(tmp_path, BRUTE_FORCE), 1).parent
     together: list[Any] = [None] * len(requests_)
+    with st.ServerProcess(["--model_name", BRUTE_FORCE, "--model_base_path", str(base), "--enable_batching",
+                           "--max_batch_size", "32", "--batch_timeout_micros", "1000000", "--num_batch_threads", "1"],
+                          tmp_path / "server.log", rest=False) as batching:
+        batching.wait_for_ports()
+        batching.wait_for_state(1, AVAILABLE, BRUTE_FORCE, timeout_s=120)
+        barrier = threading.Barrier(len(requests_))
 
-    def send(index: int) -> None:
-        together[index] = outputs(predict(server, requests_[index]))
+        def send(index: int) -> None:
+            barrier.wait(30)
+            together[index] = outputs(predict(batching, requests_[index]))
 
-    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(requests_))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(len(requests_))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert batching.stop() == 0
     for single, batched in zip(alone, together):
         assert batched is not None, "a concurrent request did not finish"
         np.testing.assert_array_equal(batched["track_ids"], single["track_ids"])
-        np.testing.assert_allclose(batched["scores"], single["scores"], rtol=1e-5)
+        np.testing.assert_allclose(batched["scores"], single["scores"], rtol=1e-5, atol=1e-6)
+    counts = re.findall(r"batching: (\d+) requests ran in (\d+) batches", batching.log())
+    assert counts, batching.log()[-2000:]
+    requests_run, batches = map(int, counts[-1])
+    assert requests_run >= len(requests_) and batches <= requests_run // 4, "the burst must have been merged"
 
 
 # --- REST -----------------------------------------------------------------------------------------------
@@ -280,14 +415,16 @@ def texts(array: np.ndarray) -> Any:
     return np.vectorize(lambda value: value.decode("utf-8"), otypes=[object])(array).tolist()
 
 
-def _rest_inputs() -> dict[str, Any]:
-    request = st.contract_request(history=HISTORY, exclude=("t09",))
+def _rest_inputs(request: predict_pb2.PredictRequest) -> dict[str, Any]:
     return {name: texts(tf.make_ndarray(proto)) for name, proto in request.inputs.items()}
 
 
-def test_rest_predict_mirrors_grpc_in_both_json_formats(server):
-    expected = outputs(predict(server, st.contract_request(history=HISTORY, exclude=("t09",))))
-    inputs = _rest_inputs()
+def test_rest_predict_mirrors_grpc_in_both_json_formats(server, history):
+    best = top_ids(predict(server, st.contract_request(history)))[0]
+    grpc_request = st.contract_request(history, exclude=(best,))
+    expected = outputs(predict(server, grpc_request))
+    assert best not in texts(expected["track_ids"])[0]
+    inputs = _rest_inputs(grpc_request)
     url = f"{server.rest_url}/v1/models/{MODEL}:predict"
     columnar = requests.post(url, json={"inputs": inputs}, timeout=20)
     assert columnar.status_code == 200, columnar.text
@@ -304,11 +441,18 @@ def test_rest_predict_mirrors_grpc_in_both_json_formats(server):
     assert requests.post(url, json={"instances": [b64]}, timeout=20).json() == row.json()
     versioned = requests.post(f"{server.rest_url}/v1/models/{MODEL}/labels/stable:predict",
                               json={"inputs": inputs}, timeout=20)
-    v1 = outputs(predict(server, st.contract_request(history=HISTORY, exclude=("t09",), version=1)))
+    assert versioned.status_code == 200, versioned.text
+    v1 = outputs(predict(server, st.contract_request(history, exclude=(best,), version=1)))
+    assert versioned.json()["outputs"]["track_ids"] == texts(v1["track_ids"])
     np.testing.assert_array_equal(np.float32(versioned.json()["outputs"]["scores"]), v1["scores"])
+    stable = requests.get(f"{server.rest_url}/v1/models/{MODEL}/labels/stable/metadata", timeout=20).json()
+    assert stable["model_spec"]["version"] == "1", "the label route resolves to version 1"
+    canary = requests.post(f"{server.rest_url}/v1/models/{MODEL}/labels/canary:predict", json={"inputs": inputs},
+                           timeout=20)
+    assert canary.status_code == 400 and "canary" in canary.json()["error"]
 
 
-def test_rest_status_metadata_and_errors(server):
+def test_rest_status_metadata_and_errors(server, history):
     status = requests.get(f"{server.rest_url}/v1/models/{MODEL}", timeout=20)
     assert status.status_code == 200
     assert status.json() == {"model_version_status": [
@@ -319,21 +463,24 @@ def test_rest_status_metadata_and_errors(server):
     assert metadata["model_spec"] == {"name": MODEL, "version": "2", "signature_name": ""}
     inputs = metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]["inputs"]
     assert {name: info["dtype"] for name, info in inputs.items()} == {name: "DT_STRING" for name in CONTRACT_INPUTS}
+    assert inputs["exclude_track_ids"]["tensor_shape"]["dim"][1]["size"] == str(E)
+    rest_inputs = _rest_inputs(st.contract_request(history))
 
     def error(method: str, path: str, body: Any = None) -> tuple[int, str]:
         response = requests.request(method, f"{server.rest_url}{path}", timeout=20,
                                     **({"data": body} if isinstance(body, str) else {"json": body}))
         return response.status_code, response.json()["error"]
 
-    assert error("POST", "/v1/models/no_such_model:predict", {"inputs": _rest_inputs()})[0] == 404
+    assert error("POST", "/v1/models/no_such_model:predict", {"inputs": rest_inputs})[0] == 404
     assert error("GET", f"/v1/models/{MODEL}/versions/9")[0] == 404
     assert error("POST", f"/v1/models/{MODEL}:predict", "{not json")[0] == 400
-    missing = {key: value for key, value in _rest_inputs().items() if key != "history_feedback"}
+    missing = {key: value for key, value in rest_inputs.items() if key != "history_feedback"}
     code, message = error("POST", f"/v1/models/{MODEL}:predict", {"inputs": missing})
     assert code == 400 and "history_feedback" in message
-    code, message = error("POST", f"/v1/models/{MODEL}:predict", {"signature_name": "nope", "inputs": _rest_inputs()})
+    code, message = error("POST", f"/v1/models/{MODEL}:predict", {"signature_name": "nope", "inputs": rest_inputs})
     assert code == 400 and "nope" in message
-    ragged = dict(_rest_inputs(), history_track_ids=[["t01", "t02"], ["t03"]])
+    tracks = [track for track, _ in history]
+    ragged = dict(rest_inputs, history_track_ids=[tracks[:2], tracks[2:]])
     assert error("POST", f"/v1/models/{MODEL}:predict", {"inputs": ragged})[0] == 400
 
 
@@ -344,16 +491,19 @@ def _client_cli(*args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def test_client_cli_prints_json_and_reports_grpc_errors(server):
-    ok = _client_cli("--server", server.target, "--model_name", MODEL, "--history", "t01:like,t07:listen,t02:skip",
-                     "--exclude", "t09", "t23", "-k", "4", "--timeout", "20")
-    missing = _client_cli("--server", server.target, "--model_name", "no_such_model", "--history", "t01:like")
+def test_client_cli_prints_json_and_reports_grpc_errors(server, catalog, history):
+    best = top_ids(predict(server, st.contract_request(history)))
+    excluded = best[:2]
+    ok = _client_cli("--server", server.target, "--model_name", MODEL,
+                     "--history", ",".join(f"{track}:{label}" for track, label in history),
+                     "--exclude", *excluded, "-k", "4", "--timeout", "20")
+    missing = _client_cli("--server", server.target, "--model_name", "no_such_model", "--history", f"{best[0]}:like")
     out, err = ok.communicate(timeout=120)
     assert ok.returncode == 0, err
     result = json.loads(out)
     assert result["model"] == MODEL and result["version"] == 2
-    assert len(result["recommendations"]) == 4
-    assert {"t09", "t23"}.isdisjoint(item["track_id"] for item in result["recommendations"])
+    assert [item["track_id"] for item in result["recommendations"]] == best[2:6], "the next four after the excluded"
+    assert set(item["track_id"] for item in result["recommendations"]) <= catalog
     scores = [item["score"] for item in result["recommendations"]]
     assert scores == sorted(scores, reverse=True)
     out, err = missing.communicate(timeout=120)
@@ -369,29 +519,33 @@ def test_client_cli_rejects_bad_history(history, complaint):
 
 # --- versions over time ---------------------------------------------------------------------------------
 
-def test_new_version_swaps_in_with_no_failed_request(built, tmp_path):
+def test_new_version_swaps_in_with_no_failed_request(exports, history, tmp_path):
     base = st.free_base_path(tmp_path)
     with st.ServerProcess(["--model_name", MODEL, "--model_base_path", str(base),
                            "--file_system_poll_wait_seconds", "0.5"], tmp_path / "server.log", rest=False) as server:
         server.wait_for_ports()
         with pytest.raises(grpc.RpcError) as raised:
-            predict(server, st.contract_request())
+            predict(server, st.contract_request(history))
         assert raised.value.code() == grpc.StatusCode.UNAVAILABLE, "no version loaded yet"
         assert health(server, MODEL) == health_pb2.HealthCheckResponse.NOT_SERVING
-        st.copy_version(built[1], base, 1)
-        server.wait_for_state(1, AVAILABLE)
+        st.copy_version(exports.scann, base, 1)
+        server.wait_for_state(1, AVAILABLE, MODEL, timeout_s=120)
         st.wait_for(lambda: health(server, "") == health_pb2.HealthCheckResponse.SERVING, 10, "health SERVING")
+        expected = top_ids(predict(server, st.contract_request(history)))
 
         answers: list[list[int]] = [[], []]
         failures: list[str] = []
+        wrong: list[list[str]] = []
         stop = threading.Event()
 
         def client_loop(index: int) -> None:
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 90
             while not stop.is_set() and time.monotonic() < deadline and len(answers[index]) < 20000:
                 try:
-                    response = predict(server, st.contract_request(history=HISTORY))
+                    response = predict(server, st.contract_request(history))
                     answers[index].append(response.model_spec.version.value)
+                    if top_ids(response) != expected:
+                        wrong.append(top_ids(response)[:5])
                 except grpc.RpcError as error:
                     failures.append(f"{error.code().name}: {error.details()}")
 
@@ -401,60 +555,64 @@ def test_new_version_swaps_in_with_no_failed_request(built, tmp_path):
         try:
             (base / "2").mkdir()  # a version folder still being written: waited for, not an error
             time.sleep(1.5)
-            waiting = server.version_states().get(2)
+            waiting = server.version_states(MODEL).get(2)
             assert waiting is not None and waiting.state == START and waiting.status.error_code == 0
-            st.copy_version(built[2], base, 2)
-            st.wait_for(lambda: any(2 in versions for versions in answers), 30, "version 2 answering", server.log)
+            st.copy_version(exports.scann, base, 2)
+            st.wait_for(lambda: all(2 in versions for versions in answers), 90, "version 2 answering", server.log)
             time.sleep(0.5)
         finally:
             stop.set()
             for loop in loops:
                 loop.join(30)
         assert not failures, failures[:5]
+        assert not wrong, f"answers differing from the export's: {wrong[:3]}"
         for versions in answers:
             assert 1 in versions and 2 in versions
             first_new = versions.index(2)
             assert set(versions[first_new:]) == {2}, "once version 2 answered, version 1 never answers again"
-        unloaded = server.wait_for_state(1, END)
+        unloaded = server.wait_for_state(1, END, MODEL)
         assert unloaded.status.error_code == 0
-        assert "version 1: unloaded" in server.log()
+        st.wait_for(lambda: "version 1: unloaded" in server.log(), 10, "the unload logged", server.log)
 
 
-def test_corrupt_newest_version_never_replaces_the_good_one(built, tmp_path):
+def test_corrupt_newest_version_never_replaces_the_good_one(exports, history, tmp_path):
     base = st.free_base_path(tmp_path)
-    st.copy_version(built[1], base, 1)
+    st.copy_version(exports.scann, base, 1)
     with st.ServerProcess(["--model_name", MODEL, "--model_base_path", str(base),
                            "--file_system_poll_wait_seconds", "0.5"], tmp_path / "server.log") as server:
         server.wait_for_ports()
-        server.wait_for_state(1, AVAILABLE)
+        server.wait_for_state(1, AVAILABLE, MODEL, timeout_s=120)
         st.write_corrupt_version(base, 2)
-        failed = server.wait_for_state(2, END)
+        failed = server.wait_for_state(2, END, MODEL)
         assert failed.status.error_code != 0 and failed.status.error_message
-        assert predict(server, st.contract_request()).model_spec.version.value == 1
-        assert server.version_states()[1].state == AVAILABLE
+        assert predict(server, st.contract_request(history)).model_spec.version.value == 1
+        assert server.version_states(MODEL)[1].state == AVAILABLE
         assert health(server, MODEL) == health_pb2.HealthCheckResponse.SERVING
         rest = requests.get(f"{server.rest_url}/v1/models/{MODEL}/versions/2", timeout=20).json()
         assert rest["model_version_status"][0]["state"] == "END"
         assert rest["model_version_status"][0]["status"]["error_code"] != "OK"
-        st.copy_version(built[2], base, 2)  # the version's files change: it is tried again
-        server.wait_for_state(2, AVAILABLE)
-        assert predict(server, st.contract_request()).model_spec.version.value == 2
+        assert rest["model_version_status"][0]["status"]["error_message"] == failed.status.error_message
+        st.copy_version(exports.scann, base, 2)  # the version's files change: it is tried again
+        server.wait_for_state(2, AVAILABLE, MODEL, timeout_s=120)
+        assert predict(server, st.contract_request(history)).model_spec.version.value == 2
 
 
-def test_sigterm_finishes_in_flight_requests_and_exits_0(built, tmp_path):
-    base = st.free_base_path(tmp_path)
-    st.copy_version(built[1], base, 1)
-    # A 3 s batch timeout keeps a request in flight long enough to send SIGTERM during it.
-    with st.ServerProcess(["--model_name", MODEL, "--model_base_path", str(base), "--enable_batching",
+def test_sigterm_finishes_in_flight_requests_and_exits_0(exports, history, tmp_path):
+    base = st.free_base_path(tmp_path, BRUTE_FORCE)
+    st.copy_version(exports.brute_force, base, 1)
+    # A 3 s batch timeout keeps a request in flight long enough to send SIGTERM during it. The brute-force export,
+    # because only a signature with declared batch dimensions is batched (see the test above).
+    with st.ServerProcess(["--model_name", BRUTE_FORCE, "--model_base_path", str(base), "--enable_batching",
                            "--batch_timeout_micros", "3000000", "--num_batch_threads", "1"],
                           tmp_path / "server.log", rest=False) as server:
         server.wait_for_ports()
-        server.wait_for_state(1, AVAILABLE)
+        server.wait_for_state(1, AVAILABLE, BRUTE_FORCE, timeout_s=120)
         result: dict[str, Any] = {}
 
         def in_flight() -> None:
             try:
-                result["version"] = predict(server, st.contract_request()).model_spec.version.value
+                response = predict(server, st.contract_request(history, model_name=BRUTE_FORCE))
+                result["version"], result["tracks"] = response.model_spec.version.value, len(top_ids(response))
             except grpc.RpcError as error:
                 result["error"] = f"{error.code().name}: {error.details()}"
 
@@ -466,21 +624,20 @@ def test_sigterm_finishes_in_flight_requests_and_exits_0(built, tmp_path):
         server.process.terminate()
         assert server.process.wait(30) == 0, server.log()[-3000:]
         thread.join(30)
-        assert result == {"version": 1}, result
+        assert result == {"version": 1, "tracks": K}, result
         assert time.monotonic() - started >= 2.5, "the request ran to its batch timeout, not cut short"
         assert "stopped" in server.log()
 
 
-def test_reload_config_serves_exactly_the_new_model_list(built, tmp_path):
-    first = st.free_base_path(tmp_path / "a")
-    st.copy_version(built[1], first, 1)
-    second_name = f"{MODEL}_brute_force"
-    second = st.free_base_path(tmp_path / "b", second_name)
-    st.copy_version(built[2], second, 5)
+def test_reload_config_serves_exactly_the_new_model_list(exports, history, tmp_path):
+    first = st.free_base_path(tmp_path / "a", MODEL)
+    st.copy_version(exports.scann, first, 1)
+    second = st.free_base_path(tmp_path / "b", BRUTE_FORCE)
+    st.copy_version(exports.brute_force, second, 5)
     with st.ServerProcess(["--model_name", MODEL, "--model_base_path", str(first)], tmp_path / "server.log",
                           rest=False) as server:
         server.wait_for_ports()
-        server.wait_for_state(1, AVAILABLE)
+        server.wait_for_state(1, AVAILABLE, MODEL, timeout_s=120)
 
         def reload(*models: tuple[str, pathlib.Path], platform: str = "tensorflow") -> Any:
             config = model_server_config_pb2.ModelServerConfig()
@@ -489,22 +646,22 @@ def test_reload_config_serves_exactly_the_new_model_list(built, tmp_path):
             request = model_management_pb2.ReloadConfigRequest(config=config)
             return server.model_stub().HandleReloadConfigRequest(request, timeout=30)
 
-        assert reload((MODEL, first), (second_name, second)).status.error_code == 0
-        server.wait_for_state(5, AVAILABLE, model_name=second_name)
-        assert predict(server, st.contract_request(model_name=second_name)).model_spec.version.value == 5
-        assert health(server, second_name) == health_pb2.HealthCheckResponse.SERVING
-        assert predict(server, st.contract_request()).model_spec.version.value == 1, "the kept model never paused"
+        assert reload((MODEL, first), (BRUTE_FORCE, second)).status.error_code == 0
+        server.wait_for_state(5, AVAILABLE, BRUTE_FORCE, timeout_s=120)
+        assert predict(server, st.contract_request(history, model_name=BRUTE_FORCE)).model_spec.version.value == 5
+        assert health(server, BRUTE_FORCE) == health_pb2.HealthCheckResponse.SERVING
+        assert predict(server, st.contract_request(history)).model_spec.version.value == 1, "the kept model never paused"
 
-        assert reload((second_name, second)).status.error_code == 0
+        assert reload((BRUTE_FORCE, second)).status.error_code == 0
         with pytest.raises(grpc.RpcError) as raised:
-            predict(server, st.contract_request())
+            predict(server, st.contract_request(history))
         assert raised.value.code() == grpc.StatusCode.NOT_FOUND
         assert health(server, MODEL) == health_pb2.HealthCheckResponse.NOT_SERVING
 
         with pytest.raises(grpc.RpcError) as raised:
-            reload((second_name, second), platform="pytorch")
+            reload((BRUTE_FORCE, second), platform="pytorch")
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "pytorch" in raised.value.details()
-        assert predict(server, st.contract_request(model_name=second_name)).model_spec.version.value == 5
+        assert predict(server, st.contract_request(history, model_name=BRUTE_FORCE)).model_spec.version.value == 5
 
 
 # --- the batch scheduler alone --------------------------------------------------------------------------
@@ -522,7 +679,7 @@ def test_batch_scheduler_merges_concurrent_requests_padding_with_empty_strings()
         calls.append(merged["history"])
         return {"echo": merged["history"], "row": np.arange(len(merged["history"]))}
 
-    scheduler = BatchScheduler(BatchingOptions(max_batch_size=8, batch_timeout_s=1.0, num_batch_threads=1))
+    scheduler = BatchScheduler(BatchingOptions(max_batch_size=8, batch_timeout_s=2.0, num_batch_threads=1))
     tasks = [_strings([["a", "b"]]), _strings([["c", "d", "e"], ["f", "g", "h"]]), _strings([["i"]])]
     results: list[Any] = [None] * len(tasks)
     barrier = threading.Barrier(len(tasks))
