@@ -29,7 +29,7 @@ $(STAMP): requirements.txt envsetup/music_retrieval_env.py envsetup/install_hook
 	@touch $(STAMP)
 	@echo "setup: $(VENV) ready"
 
-demo: $(STAMP)  ## Simulate a small listening log and run the pipeline through training (output in demo-output/)
+demo: $(STAMP)  ## Simulate a listening log, run the pipeline, serve the pushed model and ask it over gRPC (output in demo-output/)
 	$(PY) -m pipeline.demo --out $(DEMO_DIR)
 
 test: $(STAMP)  ## Run the whole test suite

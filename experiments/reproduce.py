@@ -212,15 +212,20 @@ def cutoff_fraction(cutoff: str, default: float = 0.7) -> float:
     return value if value <= 1.0 else default
 
 
+def expected_train_examples(plan: Plan) -> float:
+    """The log's target plays (positive policy) before the eval cut-off: about the base run's train split."""
+    config = plan.config
+    targets = plan.labels[contract.LIKE] + (plan.labels[contract.LISTEN] if "listen" in config.positive_policy else 0)
+    return targets * cutoff_fraction(config.eval_cutoff)
+
+
 def estimate_seconds(plan: Plan) -> float:
     """Expected wall time from the log's size: pipeline runs, trainings and evaluations.
 
-    Training examples are the log's target plays (positive policy) before the eval cut-off. Constants were
-    measured on this 2-core machine with 30k- and 200k-play simulated logs.
+    Constants were measured on this 2-core machine with 30k- and 200k-play simulated logs.
     """
     config = plan.config
-    targets = plan.labels[contract.LIKE] + (plan.labels[contract.LISTEN] if "listen" in config.positive_policy else 0)
-    train_examples = targets * cutoff_fraction(config.eval_cutoff)
+    train_examples = expected_train_examples(plan)
     trainer = training_seconds(plan, train_examples, config.num_random_negatives)
     fresh = PIPELINE_FIXED_S + PIPELINE_PER_EVENT_S * plan.events + trainer + EVALUATION_S
     cached = PIPELINE_CACHED_FIXED_S + 0.5 * PIPELINE_PER_EVENT_S * plan.events + trainer + EVALUATION_S
@@ -591,6 +596,9 @@ def print_plan(plan: Plan, progress: Progress) -> None:
                  f"pipelines' Trainer), {plan.config.epochs} epochs max, {plan.jobs} pipeline lane(s)")
     progress.say(f"expected duration: ~{expected / 60:.0f} min ({expected:.0f} s) on a 2-core machine "
                  f"{'(--quick)' if plan.quick else '(full run)'}; other load on the machine makes it longer")
+    if expected_train_examples(plan) < FEW_TRAIN_EXAMPLES:
+        progress.say(f"WARNING: about {expected_train_examples(plan):.0f} training examples expected "
+                     f"(< {FEW_TRAIN_EXAMPLES}): the numbers will be mostly noise")
 
 
 def run(plan: Plan, progress: Progress) -> dict[str, Any]:

@@ -87,7 +87,8 @@ def serve_and_ask(result: local_runner.RunResult, config: configs.PipelineConfig
         print("[3/3] nothing to serve: the model was not blessed (the evaluator's reasons are above)")
         return EXIT_NOT_BLESSED
     model_name = configs.SERVED_MODEL_NAMES[serving_export.SCANN]
-    listener = demo_request.busiest_listener(demo_request.read_log(data), config.max_history)
+    log = demo_request.read_log(data)
+    listener = demo_request.keenest_listener(log, config.max_history)
     started = time.perf_counter()
     print(f"[3/3] serving {result.pushed[pusher]} with `python -m serving.server` on loopback "
           f"(log: {out / SERVER_LOG}); asking for listener {listener.user_id}", flush=True)
@@ -95,13 +96,18 @@ def serve_and_ask(result: local_runner.RunResult, config: configs.PipelineConfig
     answer = demo_request.ask(result.serving_base, model_name, listener, out / SERVER_LOG)
     print(f"      {answer['model']} version {answer['version']} answered in {time.perf_counter() - started:.1f} s "
           f"(server start included); server stopped with exit code {answer['server_exit_code']}")
-    print(json.dumps({key: answer[key] for key in ("model", "version", "recommendations")}, indent=2))
+    print(json.dumps({key: answer[key] for key in ("model", "version")}))
+    for rank, row in enumerate(answer["recommendations"], 1):
+        print(f"      {rank:2d}. {row['track_id']}  score {row['score']:.4f}")
     tracks = [row["track_id"] for row in answer["recommendations"]]
-    catalog = sorted(set(demo_request.read_log(data)[contract.TRACK_ID]))
-    truth = demo_request.true_affinity(data, listener.user_id, tracks, catalog)
+    truth = demo_request.true_affinity(data, listener.user_id, {
+        "recommended": tracks,
+        "liked in history": [track for track, label in listener.history if label == contract.LIKE],
+        "whole catalog": sorted(set(log[contract.TRACK_ID])),
+    })
     if truth:
-        print(f"      true affinity (simulator's ground truth) of these {len(tracks)} tracks: "
-              f"{truth['recommended']:.3f}, of the whole catalog: {truth['catalog']:.3f}")
+        print("      true affinity (the simulator's ground truth, cosine) for this listener: "
+              + ", ".join(f"{name} {value:.3f}" for name, value in truth.items()))
     return 0 if answer["server_exit_code"] == 0 else 1
 
 

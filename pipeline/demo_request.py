@@ -36,9 +36,10 @@ def read_log(data_dir: pathlib.Path) -> pd.DataFrame:
                                   keep_default_na=False) for path in files], ignore_index=True)
 
 
-def busiest_listener(log: pd.DataFrame, max_history: int) -> Listener:
-    """The listener with the most plays, and their newest `max_history` plays with labels."""
-    user = log[contract.USER_ID].value_counts().index[0]
+def keenest_listener(log: pd.DataFrame, max_history: int) -> Listener:
+    """The listener with the most thumbs up (the clearest taste to judge), and their newest plays with labels."""
+    likes = log[log[contract.FEEDBACK] == contract.THUMB_UP][contract.USER_ID].value_counts()
+    user = likes.index[0] if len(likes) else log[contract.USER_ID].value_counts().index[0]
     plays = log[log[contract.USER_ID] == user].sort_values(contract.TIMESTAMP_MS).tail(max_history)
     numeric = {column: pd.to_numeric(plays[column], errors="coerce") for column in (contract.LISTEN_MS, contract.TRACK_MS)}
     labels = contract.label_ids(plays[contract.FEEDBACK].to_numpy(), numeric[contract.LISTEN_MS].to_numpy(),
@@ -46,13 +47,12 @@ def busiest_listener(log: pd.DataFrame, max_history: int) -> Listener:
     return Listener(user, [(track, contract.LABELS[label]) for track, label in zip(plays[contract.TRACK_ID], labels)])
 
 
-def true_affinity(data_dir: pathlib.Path, user: str, tracks: list[str], catalog: list[str]) -> Optional[dict[str, float]]:
-    """Mean ground-truth affinity of the recommended tracks and of the catalog, when the log is simulated."""
+def true_affinity(data_dir: pathlib.Path, user: str, groups: dict[str, list[str]]) -> Optional[dict[str, float]]:
+    """Mean ground-truth affinity of each group of tracks for `user`, when the log is simulated."""
     if not (data_dir / ground_truth.GROUND_TRUTH_DIRNAME).is_dir():
         return None
     truth = ground_truth.GroundTruth.load(data_dir)
-    return {"recommended": float(np.mean(truth.affinity([user] * len(tracks), tracks))),
-            "catalog": float(np.mean(truth.affinity([user] * len(catalog), catalog)))}
+    return {name: float(np.mean(truth.affinity([user] * len(tracks), tracks))) for name, tracks in groups.items() if tracks}
 
 
 def ask(serving_dir: pathlib.Path, model_name: str, listener: Listener, log_path: pathlib.Path,

@@ -24,16 +24,19 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import grpc
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from models import serving_export, trainer
 from models.exported import read_lines
 from pipeline import configs
+from pipeline.demo_request import read_log
+from schema import contract
 from serving.process import REPO_ROOT, ServerProcess, wait_for  # noqa: F401  (re-exported for the tests)
 
 MODEL_NAME = configs.SERVED_MODEL_NAMES[serving_export.SCANN]  # music_retrieval
@@ -74,6 +77,20 @@ class Exports:
             raise AssertionError(f"the run pushed nothing from {missing}: its model was not blessed")
         return cls.from_dirs(pushed[serving_export.SCANN], pushed[serving_export.BRUTE_FORCE],
                              result.outputs["Trainer"]["model"][0])
+
+
+def recent_histories(data_dir: pathlib.Path, listeners: int, max_history: int) -> list[list[tuple[str, str]]]:
+    """The newest `max_history` plays (track id, label name), oldest first, of the `listeners` busiest listeners
+    of a span log: requests as the service would get them."""
+    log = read_log(data_dir)
+    histories = []
+    for user in log[contract.USER_ID].value_counts().index[:listeners]:
+        plays = log[log[contract.USER_ID] == user].sort_values(contract.TIMESTAMP_MS).tail(max_history)
+        labels = contract.label_ids(plays[contract.FEEDBACK].to_numpy(),
+                                    pd.to_numeric(plays[contract.LISTEN_MS], errors="coerce").to_numpy(),
+                                    pd.to_numeric(plays[contract.TRACK_MS], errors="coerce").to_numpy())
+        histories.append([(track, contract.LABELS[label]) for track, label in zip(plays[contract.TRACK_ID], labels)])
+    return histories
 
 
 def contract_request(history: Sequence[tuple[str, str]], station: str = "", exclude: Sequence[str] = (),
@@ -210,6 +227,9 @@ def benchmark_batching(model_dir: pathlib.Path, seconds: float = 8.0, concurrenc
             merged = re.findall(r"batching: .*", log.read_text())  # the server's own count, logged at shutdown
             if merged:
                 print(f"  server {merged[-1]}", flush=True)
+            elif BATCHING_SETTINGS[batching]:
+                print("  server batched nothing: the model's signature is not batchable (outputs without a "
+                      "declared batch dimension), so every request ran alone", flush=True)
     return rows
 
 

@@ -275,7 +275,8 @@ def test_quick_reproduction_writes_all_four_experiments(tmp_path, capsys):
     status = reproduce.main([
         "--data", str(data), "--out", str(out), "--quick", "--seeds", "1", "--sweep", "4,16", "--keep-fractions", "0",
         "--set", "epochs=2", "--set", "batch_size=64", "--set", "embedding_dim=16", "--set", "num_layers=1",
-        "--set", "num_random_negatives=16", "--set", "serving_top_k=20", "--set", "serving_max_exclusions=10",
+        "--set", "num_random_negatives=16", "--set", "serving_top_k=5", "--set", "serving_max_exclusions=2",
+        "--set", "max_history=10",
     ])
     printed = capsys.readouterr().out
     assert status == 0

@@ -2,8 +2,9 @@
 gRPC, REST and the client CLI, serving the SavedModels the pipeline really pushes.
 
 Every model here is a copy of the trained pipeline's pushed exports (`trained_pipeline` in conftest): the ScaNN
-one for most tests, the brute-force one where a second model is needed. Versions 1, 2, ... are copies of the
-same export under a test's own base path, so they answer alike and are told apart by `model_spec.version`.
+one for most tests; the brute-force one as the second model, and wherever requests must really be batched (only
+its signature declares the outputs' batch dimension). Versions 1, 2, ... are copies of the same export under a
+test's own base path, so they answer alike and are told apart by `model_spec.version`.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      predict_pb2)
 from tensorflow_serving.config import model_server_config_pb2
 
+from pipeline import configs
 from serving import ServingError
 from serving.batching import BatchingOptions, BatchScheduler
 from serving.client import RecommendationClient
@@ -48,13 +50,6 @@ def exports(trained_pipeline) -> st.Exports:
     return st.Exports.from_run(trained_pipeline.result)
 
 
-@pytest.fixture(scope="module")  # TEMPORARY-FAST
-def exports():  # TEMPORARY-FAST
-    return st.Exports.from_dirs("/tmp/probe/exports/music_retrieval/1",  # TEMPORARY-FAST
-                                "/tmp/probe/exports/music_retrieval_brute_force/1",  # TEMPORARY-FAST
-                                "/tmp/work/ev/q/pipeline/Trainer/model/9")  # TEMPORARY-FAST
-
-
 @pytest.fixture(scope="module")
 def catalog(exports: st.Exports) -> frozenset[str]:
     return frozenset(exports.tracks)
@@ -70,7 +65,7 @@ def history(exports: st.Exports) -> list[tuple[str, str]]:
 @pytest.fixture(scope="module")
 def server(exports: st.Exports, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """ScaNN versions 1 and 2 served together (policy `all`, label stable -> 1) and the brute-force export as a
-    second model, with batching, gRPC and REST."""
+    second model, over gRPC and REST, with batching on (it applies to the models with batchable signatures)."""
     root = tmp_path_factory.mktemp("served")
     base = st.free_base_path(root, MODEL)
     for version in (1, 2):
@@ -130,8 +125,8 @@ def assert_recommendations(result: dict[str, np.ndarray], catalog: frozenset[str
             f"scores must come best first: {row_scores[:10]}"
 
 
-def signature_defs(server: st.ServerProcess, version: int | None = None) -> tuple[Any, Any]:
-    request = get_model_metadata_pb2.GetModelMetadataRequest(model_spec=model_pb2.ModelSpec(name=MODEL),
+def signature_defs(server: st.ServerProcess, version: int | None = None, model_name: str = MODEL) -> tuple[Any, Any]:
+    request = get_model_metadata_pb2.GetModelMetadataRequest(model_spec=model_pb2.ModelSpec(name=model_name),
                                                              metadata_field=["signature_def"])
     if version is not None:
         request.model_spec.version.value = version
@@ -143,10 +138,7 @@ def signature_defs(server: st.ServerProcess, version: int | None = None) -> tupl
 
 def declared_k(server: st.ServerProcess, model_name: str) -> int:
     """K as the serving signature declares it (track_ids' second dimension), -1 when its shape is left open."""
-    request = get_model_metadata_pb2.GetModelMetadataRequest(model_spec=model_pb2.ModelSpec(name=model_name),
-                                                             metadata_field=["signature_def"])
-    defs = get_model_metadata_pb2.SignatureDefMap()
-    server.prediction_stub().GetModelMetadata(request, timeout=20).metadata["signature_def"].Unpack(defs)
+    _, defs = signature_defs(server, model_name=model_name)
     dims = defs.signature_def["serving_default"].outputs["track_ids"].tensor_shape.dim
     return dims[1].size if len(dims) == 2 else -1
 
@@ -226,33 +218,32 @@ def test_client_respects_exclusions_dislikes_and_k(server, catalog, history):
             client.recommend([(ids[0], "loved")])
 
 
-def test_brute_force_export_answers_like_scann(server, catalog, exports):
-    """The two exports share the towers and differ only in the top-k search: brute force is exact, ScaNN is
-    approximate (a tree of leaves + asymmetric hashing, with its best candidates rescored exactly). So their top
-    10s may differ by a track or two that scores close to the cut (the evaluator blesses ScaNN at >= 95% recall@10
-    on average, not per request), and where they name the same track they give it the same (exact) score."""
-    tracks = exports.tracks
-    listeners = [[(tracks[1], "like"), (tracks[7], "listen"), (tracks[2], "skip")],
-                 [(tracks[40], "like"), (tracks[41], "like"), (tracks[300], "dislike")],
-                 [(tracks[5 * i], "listen") for i in range(1, 12)],
-                 []]
+def test_brute_force_export_answers_like_scann(server, catalog, trained_pipeline):
+    """The two exports share the towers and differ only in the top-k search: brute force is exact; ScaNN searches
+    some leaves of a tree with asymmetric hashing, then rescores its best candidates exactly. So on each request
+    ScaNN's scores are exact, and rank by rank never above brute force's (the exact top K beats any K tracks), and
+    a track both name has one score. Their top 10s agree only on average: the evaluator tunes ScaNN to the fewest
+    leaves that reach min_ann_recall (0.95) recall@10 over its test queries, which leaves single requests well
+    below (2 of 10 for one busy listener of this log). So the overlap is asserted over the busiest listeners'
+    recent histories, at 0.85: below the blessing floor, as these are other queries than the evaluator's."""
+    listeners = st.recent_histories(trained_pipeline.data, 40, configs.PipelineConfig().max_history) + [[]]
     overlaps = []
     for listener in listeners:
         scann = predict(server, st.contract_request(listener))
         exact = predict(server, st.contract_request(listener, model_name=BRUTE_FORCE))
         assert exact.model_spec.name == BRUTE_FORCE and exact.model_spec.version.value == 1
         assert_recommendations(outputs(exact), catalog)
-        scann_top, exact_top = top_ids(scann)[:10], top_ids(exact)[:10]
-        overlap = len(set(scann_top) & set(exact_top))
-        assert overlap >= 8, f"ScaNN's top 10 {scann_top} vs the exact {exact_top}"
-        overlaps.append(overlap)
-        exact_scores = dict(zip(top_ids(exact), outputs(exact)["scores"][0]))
-        for track, score in zip(top_ids(scann), outputs(scann)["scores"][0]):
-            if track in exact_scores:
-                np.testing.assert_allclose(score, exact_scores[track], rtol=1e-3, atol=1e-4, err_msg=track)
+        scann_ids, exact_ids = top_ids(scann), top_ids(exact)
+        scann_scores, exact_scores = outputs(scann)["scores"][0], outputs(exact)["scores"][0]
+        assert np.all(scann_scores <= exact_scores + 1e-4), "brute force's i-th best is the exact i-th best"
+        exact_score = dict(zip(exact_ids, exact_scores))
+        for track, score in zip(scann_ids, scann_scores):
+            if track in exact_score:
+                np.testing.assert_allclose(score, exact_score[track], rtol=1e-3, atol=1e-4, err_msg=track)
             else:  # a track brute force left out of its K cannot beat brute force's K-th score
-                assert score <= exact_scores[top_ids(exact)[-1]] + 1e-4, track
-    print(f"ScaNN vs brute force, top-10 overlap per request: {overlaps}")
+                assert score <= exact_scores[-1] + 1e-4, track
+        overlaps.append(len(set(scann_ids[:10]) & set(exact_ids[:10])))
+    assert np.mean(overlaps) / 10 >= 0.85, f"ScaNN's top-10 overlap with the exact top 10, per request: {overlaps}"
     assert declared_k(server, BRUTE_FORCE) == K, "the brute-force signature declares K"
     with RecommendationClient(server.target, BRUTE_FORCE, timeout_s=20) as client:
         with pytest.raises(ValueError, match=f"at most {K}"):
