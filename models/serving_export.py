@@ -164,7 +164,8 @@ class RecommenderModule(tf.Module):
         embedding, disliked = self._query(history_track_ids, history_feedback, station_id)
         excluded = tf.concat([exclude_track_ids, disliked], axis=1)
         scores, track_ids = self.index.query_with_exclusions(embedding, excluded, k=self._k)
-        return {TRACK_IDS: track_ids, SCORES: scores}
+        # Declared [B, K]: clients read K from the metadata, and servers batch only fully shaped signatures.
+        return {TRACK_IDS: tf.ensure_shape(track_ids, [None, self._k]), SCORES: tf.ensure_shape(scores, [None, self._k])}
 
     @tf.function(input_signature=[
         tf.TensorSpec([None, None], tf.string, HISTORY_TRACK_IDS),

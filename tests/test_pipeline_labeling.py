@@ -17,7 +17,8 @@ from tests.test_feedback_labeler_executor import MIN, PLAYS, T0, read_split, str
 pytestmark = pytest.mark.pipeline
 
 SETTINGS = [f"eval_cutoff={T0 + 50 * MIN}", f"test_cutoff={T0 + 92 * MIN}", "max_history=3",
-            "hard_negative_window_ms=600000", "epochs=2", "serving_top_k=2", "serving_max_exclusions=1"]
+            "hard_negative_window_ms=600000", "epochs=2", "serving_top_k=1", "serving_max_exclusions=1"]
+"""The hand-written log's examples hold five tracks: K + E + max_history must fit in them."""
 
 
 def hand_log() -> pd.DataFrame:

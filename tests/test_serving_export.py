@@ -59,6 +59,7 @@ def test_signatures_follow_the_serving_contract(served):
     assert inputs["exclude_track_ids"].shape.as_list() == [None, CONFIG.serving_max_exclusions]
     assert {name: spec.dtype for name, spec in signature.structured_outputs.items()} == {
         "track_ids": tf.string, "scores": tf.float32}
+    assert all(spec.shape.as_list() == [None, CONFIG.serving_top_k] for spec in signature.structured_outputs.values())
     assert "query_embedding" in loaded.signatures
 
 

@@ -204,11 +204,9 @@ def test_client_respects_exclusions_dislikes_and_k(server, catalog, history):
         assert ids[3] not in {item["track_id"] for item in disliked["recommendations"]}
         top = client.recommend(history, k=2)
         assert top["recommendations"] == plain["recommendations"][:2]
-        if declared_k(server, MODEL) == K:  # the client learns K from the metadata and refuses more
-            with pytest.raises(ValueError, match=f"at most {K}"):
-                client.recommend(history, k=K + 1)
-        else:  # the ScaNN export's outputs have no static shape: asking for more gets the K there are
-            assert client.recommend(history, k=K + 1)["recommendations"] == plain["recommendations"]
+        assert declared_k(server, MODEL) == K  # the client learns K from the metadata and refuses more
+        with pytest.raises(ValueError, match=f"at most {K}"):
+            client.recommend(history, k=K + 1)
         empty = client.recommend([], station_id=UNKNOWN_STATION)
         assert len(empty["recommendations"]) == K, "an empty history still gets recommendations"
         embedding = client.query_embedding(history)
@@ -357,8 +355,7 @@ def test_health_reports_serving_per_model(server):
 def test_concurrent_batched_requests_get_their_own_answers(server, exports, tmp_path):
     """A server that batches (and pads) concurrent requests must give each exactly its single-request answer.
 
-    Served: the brute-force export, whose signature declares every output's batch dimension. (The ScaNN export's
-    outputs have no static shape, so the server runs its requests one by one even with batching on.)"""
+    Served: the brute-force export (either export declares every output's batch dimension, so either batches)."""
     tracks = exports.tracks
     labels = ("like", "listen", "skip", "dislike")
     histories = [[(tracks[(37 * i + 5 * j) % len(tracks)], labels[(i + j) % 4]) for j in range(1 + i % 6)]
