@@ -92,9 +92,9 @@ def verdict_sweep(rows: Sequence[Mapping[str, Any]], accuracy_with_hard: Optiona
         top = shares[-1]
         fn_text = (f" False negatives: {top['false_negative_share']:.1%} of sampled random negatives are tracks the "
                    f"listener truly likes, i.e. ~{top['false_negatives_per_query']:.1f} per query at "
-                   f"{top['num_random_negatives']}.")
-    text = (f"Accuracy peaks at {best_n} random negatives ({best:.4f}; {first[0]}: {first[1]:.4f}, {last[0]}: "
-            f"{last[1]:.4f}); best random-only vs with hard negatives: "
+                   f"n = {top['num_random_negatives']}.")
+    text = (f"Test accuracy peaks at n = {best_n} random negatives ({best:.4f}; n = {first[0]}: {first[1]:.4f}, "
+            f"n = {last[0]}: {last[1]:.4f}); best random-only vs with hard negatives: "
             f"{best:.4f} vs {accuracy_with_hard if _ok(accuracy_with_hard) else float('nan'):.4f}.{fn_text}")
     if rises and best_n != last[0] and below_hard:
         return f"{text} Agrees: more random negatives help only up to a point, and stay below real negatives.", "ok"

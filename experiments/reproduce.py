@@ -3,13 +3,14 @@
     python -m experiments.reproduce --data DIR --out DIR [--quick] [--seeds N] [--set KEY=VALUE ...]
 
 Every variant is this project's own pipeline with other settings (never a copy of the model):
-  base run        the TFX pipeline over --data with the settings given (OUT/runs/base); every model below
-                  is judged on THIS run's test split, so all numbers are comparable.
+  base run        the TFX pipeline over --data with the settings given (OUT/runs/base); the models below
+                  are judged on THIS run's test split, so the numbers compare.
   1 hard negatives   Trainer variants on the base run's Transform output, per seed: random negatives only
                   vs random + the listener's real skips/dislikes; test accuracy and time to the
                   random-only run's best eval accuracy.
   2 skips as inputs  pipeline runs with input_policy positives / positives+skips / all (same root as the
-                  base run, so ExampleGen and the other unchanged steps come from TFX's cache).
+                  base run, so ExampleGen and the other unchanged steps come from TFX's cache); each
+                  model reads its own policy's histories of the same test targets and negatives.
   3 random negatives Trainer variants without hard negatives and 1 .. 1024 random negatives; on a
                   simulated log also the share of those negatives the listener truly likes.
   4 feedback proportions  copies of the log keeping a fraction of each listener's skips and dislikes,
@@ -23,6 +24,7 @@ import argparse
 import concurrent.futures
 import contextlib
 import dataclasses
+import io
 import json
 import math
 import multiprocessing
@@ -34,7 +36,7 @@ import shutil
 import sys
 import threading
 import time
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence, TextIO
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # before TensorFlow loads: its C++ INFO lines stay off the console
 
@@ -186,9 +188,9 @@ def make_plan(args: argparse.Namespace) -> Plan:
 
 
 # --- Duration estimate (constants measured on this 2-core machine; see estimate_seconds) ----------------------
-PIPELINE_FIXED_S = 107.0
-"""A fresh pipeline run without its Trainer: process start, ExampleGen .. Transform, the evaluator."""
-PIPELINE_CACHED_FIXED_S = 74.0
+PIPELINE_FIXED_S = 110.0
+"""A fresh pipeline run without its Trainer: ExampleGen .. Transform, the evaluator, the serving export."""
+PIPELINE_CACHED_FIXED_S = 70.0
 """The same when ExampleGen, StatisticsGen and ExampleValidator come from TFX's cache."""
 PIPELINE_PER_EVENT_S = 6.3e-4
 """ExampleGen + FeedbackLabeler + StatisticsGen per play (about half of it is FeedbackLabeler's)."""
@@ -197,12 +199,14 @@ TRAINING_FIXED_S = 22.0
 SECONDS_PER_EXAMPLE_EPOCH = 1.4e-3
 """One training example through one epoch, the epoch's eval pass included (64 random negatives)."""
 EVALUATION_S = 6.0
-TWO_LANE_OVERLAP = 0.3
+TWO_LANE_OVERLAP = 0.6
 """With two lanes on two cores, the shorter lane adds about this share of its time (CPU contention)."""
+SWEEP_CONTENTION = 0.5
+"""Share of the sweep's training time that adds to the wall time when it runs beside the pipeline lanes."""
 
 
 def training_seconds(plan: Plan, train_examples: float, random_negatives: int) -> float:
-    per_example = SECONDS_PER_EXAMPLE_EPOCH * (1.0 + random_negatives / 512)
+    per_example = SECONDS_PER_EXAMPLE_EPOCH * (1.0 + random_negatives / 2048)
     return TRAINING_FIXED_S + plan.config.epochs * train_examples * per_example
 
 
@@ -232,20 +236,31 @@ def estimate_seconds(plan: Plan) -> float:
     lane_a = fresh + cached * len(plan.policy_runs)
     lane_b = fresh * len(plan.fraction_runs)
     pipelines = max(lane_a, lane_b) + TWO_LANE_OVERLAP * min(lane_a, lane_b) if plan.jobs > 1 else lane_a + lane_b
-    in_process = 2 * plan.seeds * training_seconds(plan, train_examples, config.num_random_negatives)
-    in_process += sum(training_seconds(plan, train_examples, n) for n in plan.sweep_to_train)
+    sweep = sum(training_seconds(plan, train_examples, n) for n in plan.sweep_to_train)
+    beside = pipelines - fresh  # the sweep trains while the lanes still run, slowing them by about half its time
+    pipelines_and_sweep = pipelines + SWEEP_CONTENTION * min(sweep, beside) + max(0.0, sweep - beside)
+    hard = 2 * plan.seeds * training_seconds(plan, train_examples, config.num_random_negatives)
     evaluations = (2 * plan.seeds + len(plan.sweep) + plan.pipeline_runs + len(plan.policy_runs)) * EVALUATION_S
-    return pipelines + in_process + evaluations
+    return pipelines_and_sweep + hard + evaluations
 
 
 # --- Progress ---------------------------------------------------------------------------------------------
+def console_stream() -> TextIO:
+    """stdout, kept on the console while a training in this process points fds 1 and 2 at its log file."""
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, io.UnsupportedOperation):  # not fd-backed (e.g. captured): unaffected by fd redirects
+        return sys.stdout
+    return os.fdopen(os.dup(descriptor), "w", buffering=1)
+
+
 class Progress:
     """Prints one line when a step starts and one when it ends, with seconds since the start (thread-safe)."""
 
-    def __init__(self, out=None) -> None:
+    def __init__(self, out: Optional[TextIO] = None) -> None:
         self._began = time.perf_counter()
         self._lock = threading.Lock()
-        self._out = out or sys.stdout
+        self._out = out or console_stream()
 
     def elapsed(self) -> float:
         return time.perf_counter() - self._began
@@ -308,37 +323,59 @@ def pipeline_jobs(plan: Plan) -> tuple[list[tuple[str, training.PipelineJob]], l
     return lane_a, lane_b
 
 
-def run_lanes(plan: Plan, lanes: Sequence[Sequence[tuple[str, training.PipelineJob]]], progress: Progress,
-              durations: Durations) -> dict[str, Any]:
-    """Runs each lane's jobs in order, lanes side by side in worker processes; returns {job name: RunResult}.
+class PipelineLanes:
+    """Runs lanes of pipeline jobs side by side in worker processes; each job's result can be awaited.
 
-    A failed job stops its lane and keeps the other lanes from starting new jobs; the error is raised once
-    the running jobs have finished.
+    Jobs of one lane run in order (a shared root must not be written by two runs at once). A failed job
+    keeps the lanes from starting new jobs; its error is raised to whoever awaits it (or any later job).
     """
-    results: dict[str, Any] = {}
-    stop = threading.Event()
-    context = multiprocessing.get_context("spawn")
-    lanes = [lane for lane in lanes if lane]
-    if plan.jobs == 1:
-        lanes = [[job for lane in lanes for job in lane]]
 
-    def run_lane(pool: concurrent.futures.Executor, lane: Sequence[tuple[str, training.PipelineJob]]) -> None:
+    def __init__(self, plan: Plan, lanes: Sequence[Sequence[tuple[str, training.PipelineJob]]], progress: Progress,
+                 durations: Durations) -> None:
+        lanes = [list(lane) for lane in lanes if lane]
+        self._lanes = [[job for lane in lanes for job in lane]] if plan.jobs == 1 else lanes
+        self._progress, self._durations = progress, durations
+        self._done = {job.name: threading.Event() for lane in self._lanes for _, job in lane}
+        self._results: dict[str, Any] = {}
+        self._errors: dict[str, BaseException] = {}
+        self._stop = threading.Event()
+
+    def __enter__(self) -> "PipelineLanes":
+        workers = len(self._lanes)
+        self._pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        self._threads = concurrent.futures.ThreadPoolExecutor(workers)
+        for lane in self._lanes:
+            self._threads.submit(self._run_lane, lane)
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if exc_info[0] is not None:
+            self._stop.set()  # finish the running jobs, start no more
+        self._threads.shutdown(wait=True)
+        self._pool.shutdown(wait=True)
+
+    def _run_lane(self, lane: Sequence[tuple[str, training.PipelineJob]]) -> None:
         for section, job in lane:
-            if stop.is_set():
-                return
-            try:
-                with timed(progress, durations, section, f"pipeline run {job.name} (log {job.log_path})"):
-                    results[job.name] = pool.submit(training.run_pipeline_job, job).result()
-            except BaseException:
-                stop.set()
-                raise
+            if self._stop.is_set():
+                self._errors[job.name] = RuntimeError(f"pipeline run {job.name} not started: an earlier run failed")
+            else:
+                try:
+                    with timed(self._progress, self._durations, section, f"pipeline run {job.name} (log {job.log_path})"):
+                        self._results[job.name] = self._pool.submit(training.run_pipeline_job, job).result()
+                except BaseException as error:  # handed to the main thread by result(), which raises it
+                    self._errors[job.name] = error
+                    self._stop.set()
+            self._done[job.name].set()
 
-    with concurrent.futures.ProcessPoolExecutor(max_workers=len(lanes), mp_context=context) as pool, \
-            concurrent.futures.ThreadPoolExecutor(max_workers=len(lanes)) as threads:
-        futures = [threads.submit(run_lane, pool, lane) for lane in lanes]
-        for future in futures:
-            future.result()
-    return results
+    def result(self, name: str) -> Any:
+        """The RunResult of one job, once it has finished; raises the job's error if it failed."""
+        self._done[name].wait()
+        if name in self._errors:
+            raise self._errors[name]
+        return self._results[name]
+
+    def results(self) -> dict[str, Any]:
+        return {name: self.result(name) for name in self._done}
 
 
 def write_subsamples(plan: Plan, progress: Progress, durations: Durations) -> dict[float, subsample.SubsampleResult]:
@@ -411,7 +448,7 @@ class Experiments:
 
     def __init__(self, plan: Plan, base: RunFacts, progress: Progress, durations: Durations) -> None:
         self.plan, self.base, self.progress, self.durations = plan, base, progress, durations
-        self.eval_params = training.evaluation_params(plan.config)
+        self.eval_params = plan.config.evaluation_params()
         self.logs = plan.out / "logs"
         self._random_only_seed0: Optional[tuple[training.TrainedVariant, dict[str, Any]]] = None
 
@@ -452,18 +489,27 @@ class Experiments:
             rows.append(seed_row(seed, plain, hard))
         return summarize_hard_negatives(rows, self.plan.hard_negative_weight)
 
-    def random_negatives_sweep(self, shares: Optional[dict[int, float]]) -> list[dict[str, Any]]:
-        rows = []
+    def train_sweep(self) -> dict[int, tuple[training.TrainedVariant, dict[str, Any]]]:
+        """The sweep's own trainings (accuracy only, no timing: they may run beside pipeline runs)."""
         base_params = self.plan.config.training_params()
+        trained = {}
+        for n in self.plan.sweep_to_train:
+            params = dataclasses.replace(base_params, hard_negatives_in_loss=False, num_random_negatives=n)
+            trained[n] = self.train_and_evaluate("random_negatives_sweep", f"{n} random negatives, no hard negatives",
+                                                 params, self.plan.out / "trainings" / "random-negatives" / f"n-{n}")
+        return trained
+
+    def random_negatives_sweep(self, trained_sweep: dict[int, tuple[training.TrainedVariant, dict[str, Any]]],
+                               shares: Optional[dict[int, float]]) -> list[dict[str, Any]]:
+        """One row per sweep point; the config's own number reuses the seed-0 random-only training."""
+        rows = []
         for n in self.plan.sweep:
-            if n == base_params.num_random_negatives and self._random_only_seed0 is not None:
+            if n in trained_sweep:
+                trained, numbers = trained_sweep[n]
+            elif self._random_only_seed0 is not None:
                 trained, numbers = self._random_only_seed0
-                self.progress.say(f"reuse the seed-{base_params.seed} random-only training for {n} random negatives")
             else:
-                params = dataclasses.replace(base_params, hard_negatives_in_loss=False, num_random_negatives=n)
-                trained, numbers = self.train_and_evaluate(
-                    "random_negatives_sweep", f"{n} random negatives, no hard negatives", params,
-                    self.plan.out / "trainings" / "random-negatives" / f"n-{n}")
+                raise RuntimeError(f"no training for {n} random negatives; run hard_negatives() first")
             share = None if shares is None else shares[n]
             rows.append({
                 "num_random_negatives": n,
@@ -608,22 +654,23 @@ def run(plan: Plan, progress: Progress) -> dict[str, Any]:
     plan.out.mkdir(parents=True, exist_ok=True)
     copies = write_subsamples(plan, progress, durations)
     lane_a, lane_b = pipeline_jobs(plan)
-    results = run_lanes(plan, [lane_a, lane_b], progress, durations)
-    facts = {name: RunFacts.of(result) for name, result in results.items()}
-    base = facts[BASE]
-    warnings = []
-    train_examples = int(base.stats["examples"][contract.TRAIN])
-    if train_examples < FEW_TRAIN_EXAMPLES:
-        warnings.append(f"the base run has only {train_examples} training examples (< {FEW_TRAIN_EXAMPLES}): the "
-                        "differences below are mostly noise")
-        progress.say(f"WARNING: {warnings[-1]}")
-    experiments = Experiments(plan, base, progress, durations)
+    warnings: list[str] = []
+    with PipelineLanes(plan, [lane_a, lane_b], progress, durations) as lanes:
+        base = RunFacts.of(lanes.result(BASE))
+        train_examples = int(base.stats["examples"][contract.TRAIN])
+        if train_examples < FEW_TRAIN_EXAMPLES:
+            warnings.append(f"the base run has only {train_examples} training examples (< {FEW_TRAIN_EXAMPLES}): "
+                            "the differences below are mostly noise")
+            progress.say(f"WARNING: {warnings[-1]}")
+        experiments = Experiments(plan, base, progress, durations)
+        trained_sweep = experiments.train_sweep()  # beside the remaining pipeline runs: no timing is taken here
+        facts = {name: RunFacts.of(result) for name, result in lanes.results().items()}
     evaluations = {name: experiments.evaluate_run(section_of(name), name, facts[name]) for name in facts}
     own_split = {name: experiments.evaluate_run("input_policies", name, facts[name], own_split=True)
                  for name in facts if name.startswith("input-")}
-    hard = experiments.hard_negatives()
+    hard = experiments.hard_negatives()  # alone: its training times are compared
     shares = experiments.false_negative_shares()
-    sweep = experiments.random_negatives_sweep(shares)
+    sweep = experiments.random_negatives_sweep(trained_sweep, shares)
     base_evaluation = evaluations[BASE]
     durations.add("total", time.perf_counter() - began)
     return json_safe({
@@ -709,11 +756,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    progress = Progress()
     try:
         plan = make_plan(args)
     except (ValueError, FileNotFoundError) as error:
         parser.error(str(error))
-    progress = Progress()
     print_plan(plan, progress)
     if args.dry_run:
         return 0

@@ -33,8 +33,6 @@ ACCURACY = "eval_pairwise_accuracy"
 SECONDS = "train_seconds_cumulative"
 MODEL_DIR = "model"
 RUN_DIR = "run"
-FALLBACK_EVALUATION_PARAMS = (0.5, 0.0, 0.01, 4, 50, 0.5, 0.5)
-"""RetrievalEvaluator's defaults, for a config that predates `PipelineConfig.evaluation_params()`."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,13 +51,6 @@ class TimeToTarget:
     reached: bool
     seconds: Optional[float]
     epochs: Optional[int]
-
-
-def evaluation_params(config: Any) -> blessing.EvaluationParams:
-    """The config's evaluator settings when it has them, else the evaluator's documented defaults."""
-    if hasattr(config, "evaluation_params"):
-        return config.evaluation_params()
-    return blessing.EvaluationParams(*FALLBACK_EVALUATION_PARAMS)
 
 
 def fn_args_for(data: RunData, out_dir: pathlib.Path, params: TrainingParams) -> fn_args_utils.FnArgs:
