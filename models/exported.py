@@ -18,12 +18,6 @@ import tensorflow as tf
 from models import evaluation, features, trainer
 
 
-def read_lines(path: str) -> list[str]:
-    with tf.io.gfile.GFile(path, "rb") as handle:
-        lines = handle.read().decode("utf-8").split("\n")
-    return lines[:-1] if lines and lines[-1] == "" else lines
-
-
 @dataclasses.dataclass(frozen=True)
 class Vocabularies:
     """Raw ids in id order: tracks[i] has track id i; stations[i] has station id FIRST_STATION_ID + i."""
@@ -89,8 +83,8 @@ class ExportedModel:
             feedback = json.load(handle)
         loaded = tf.saved_model.load(os.path.join(directory, trainer.QUERY_MODEL_DIR))
         vocabularies = Vocabularies(
-            read_lines(os.path.join(directory, trainer.TRACK_VOCABULARY_FILE)),
-            read_lines(os.path.join(directory, trainer.STATION_VOCABULARY_FILE)),
+            features.read_lines(os.path.join(directory, trainer.TRACK_VOCABULARY_FILE)),
+            features.read_lines(os.path.join(directory, trainer.STATION_VOCABULARY_FILE)),
         )
         if embeddings.shape[0] != vocabularies.track_oov_id + features.NUM_OOV_BUCKETS:
             raise ValueError(f"{directory}: {embeddings.shape[0]} candidate embeddings for "

@@ -153,8 +153,13 @@ def read_station_vocabulary(tf_transform_output: tft.TFTransformOutput) -> list[
     path = tf_transform_output.vocabulary_file_by_name(STATION_VOCAB)
     if path is None:
         raise FileNotFoundError(f"no vocabulary file {STATION_VOCAB!r} in {tf_transform_output.transform_savedmodel_dir}")
-    with tf.io.gfile.GFile(path, "rb") as vocab_file:
-        lines = vocab_file.read().decode("utf-8").split("\n")
+    return read_lines(path)
+
+
+def read_lines(path: str) -> list[str]:
+    """A UTF-8 text file's lines (one token per line; a trailing newline adds no empty token)."""
+    with tf.io.gfile.GFile(path, "rb") as handle:
+        lines = handle.read().decode("utf-8").split("\n")
     return lines[:-1] if lines and lines[-1] == "" else lines
 
 

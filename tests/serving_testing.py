@@ -33,7 +33,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from models import serving_export, trainer
-from models.exported import read_lines
+from models.features import read_lines
 from pipeline import configs
 from pipeline.demo_request import read_log
 from schema import contract
