@@ -24,6 +24,8 @@ SPAN_DIR_GLOB = "span-*"
 LATEST_SPAN = "latest"
 INPUT_FORMATS = ("csv", "parquet")
 BEAM_RUNNING_MODES = ("in_memory", "multi_threading", "multi_processing")
+IMAGE_PROJECT_DIR = "/pipeline"
+"""Where the container image (Dockerfile) puts the project; compiled Kubeflow specs point into it."""
 
 
 @dataclasses.dataclass(frozen=True)
