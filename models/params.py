@@ -9,6 +9,11 @@ UNIFORM = "uniform"
 POPULARITY = "popularity"
 SAMPLERS: tuple[str, ...] = (UNIFORM, POPULARITY)
 """How random negatives are drawn (models.loss.CandidateSampler)."""
+DEFAULT_STRATEGY = "default"
+MIRRORED_STRATEGY = "mirrored"
+MULTI_WORKER_STRATEGY = "multi_worker_mirrored"
+STRATEGIES: tuple[str, ...] = (DEFAULT_STRATEGY, MIRRORED_STRATEGY, MULTI_WORKER_STRATEGY)
+"""tf.distribute strategies the Trainer can run under (models.distribution.make_strategy)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,10 +35,14 @@ class TrainingParams:
     epochs: int
     patience: int
     seed: int
+    warm_start: bool
+    distribution_strategy: str
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
+        if self.distribution_strategy not in STRATEGIES:
+            raise ValueError(f"distribution_strategy must be one of {STRATEGIES}, got {self.distribution_strategy!r}")
         positive = ("max_history", "embedding_dim", "num_heads", "batch_size", "epochs", "patience")
         for name in positive:
             if getattr(self, name) < 1:

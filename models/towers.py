@@ -70,6 +70,16 @@ class QueryTower(tf.keras.Model):
         self._final_norm = tf.keras.layers.LayerNormalization()
         self._projection = tf.keras.layers.Dense(config.embedding_dim)
 
+    @property
+    def track_table(self) -> tf.Variable:
+        """The track embedding table [num_track_ids, D], shared with the candidate tower."""
+        return self._track_embedding.embeddings
+
+    @property
+    def station_table(self) -> tf.Variable:
+        """The station embedding table [num_station_ids, D]."""
+        return self._station_embedding.embeddings
+
     def label_embeddings(self) -> np.ndarray:
         """The feedback-type table [NUM_LABELS, D]: row i is contract.LABELS[i]."""
         return self._label_embedding.embeddings.numpy()

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import logging
 import os
+import tempfile
 import time
 from typing import Any, Optional
 
@@ -21,7 +22,7 @@ import tensorflow_transform as tft
 
 from tfx.utils import path_utils
 
-from models import evaluation, features, inputs, loss
+from models import distribution, evaluation, exported, features, inputs, loss, warm_start
 from models.params import TrainingParams
 from models.towers import QueryTower, TowerConfig, build_towers
 from schema import contract
@@ -57,7 +58,8 @@ class RetrievalModel(tfrs.models.Model):
         )
         self._sampler = loss.CandidateSampler(track_counts, params.sampler, params.sampler_alpha)
         self._positive_log_q = tf.constant(loss.in_batch_log_q(track_counts, params.batch_size), dtype=tf.float32)
-        self._sample_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="sample_step")
+        self._sample_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="sample_step",
+                                        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
     def compute_loss(self, batch: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         query = self.query_tower(batch, training=training)
@@ -85,7 +87,8 @@ class RetrievalModel(tfrs.models.Model):
                 hard_ids=hard_ids,
                 hard_mask=batch[features.HARD_NEGATIVE_MASK],
             )
-        return self._loss(**arguments)
+        # Each replica's mean loss over its share of the batch; gradients are summed over replicas.
+        return self._loss(**arguments) / tf.distribute.get_strategy().num_replicas_in_sync
 
 
 def candidate_embeddings(candidate_tower: tf.keras.Model, num_track_ids: int) -> np.ndarray:
@@ -159,11 +162,14 @@ def count_examples(dataset: tf.data.Dataset) -> int:
 
 
 def export_towers(model: RetrievalModel, tower_config: TowerConfig, params: TrainingParams, output_dir: str,
-                  embeddings: np.ndarray, tf_transform_output: tft.TFTransformOutput) -> None:
-    """The query tower over padded id inputs as a SavedModel, every candidate's embedding, the vocabularies.
+                  embeddings: np.ndarray, tf_transform_output: tft.TFTransformOutput,
+                  warm_started: Optional[warm_start.WarmStart] = None) -> None:
+    """The query tower over padded id inputs as a SavedModel, every candidate's embedding, the vocabularies,
+    the towers' weights (a checkpoint a later run warm-starts from).
 
     The vocabularies travel with the model so that a later run (whose Transform may number tracks
-    differently) can still score this model on its own examples: the evaluator's baseline comparison.
+    differently) can still score this model on its own examples (the evaluator's baseline comparison) and
+    start from its embeddings (warm start).
     """
     length = tower_config.max_history
     signature = tf.function(
@@ -189,10 +195,12 @@ def export_towers(model: RetrievalModel, tower_config: TowerConfig, params: Trai
     with tf.io.gfile.GFile(os.path.join(output_dir, CANDIDATE_EMBEDDINGS_FILE), "wb") as handle:
         np.save(handle, embeddings)
     with tf.io.gfile.GFile(os.path.join(output_dir, MODEL_CONFIG_FILE), "w") as handle:
-        json.dump({"tower": dataclasses.asdict(tower_config), "training": dataclasses.asdict(params)}, handle, indent=2)
-    tracks, _ = features.read_track_frequencies(tf_transform_output)
-    write_lines(os.path.join(output_dir, TRACK_VOCABULARY_FILE), tracks)
-    write_lines(os.path.join(output_dir, STATION_VOCABULARY_FILE), features.read_station_vocabulary(tf_transform_output))
+        json.dump({"tower": dataclasses.asdict(tower_config), "training": dataclasses.asdict(params),
+                   "warm_start": warm_started.as_dict() if warm_started else None}, handle, indent=2)
+    warm_start.write_weights(model.query_tower, model.candidate_tower, output_dir)
+    vocabulary = vocabularies(tf_transform_output)
+    write_lines(os.path.join(output_dir, TRACK_VOCABULARY_FILE), list(vocabulary.tracks))
+    write_lines(os.path.join(output_dir, STATION_VOCABULARY_FILE), list(vocabulary.stations))
     with tf.io.gfile.GFile(os.path.join(output_dir, FEEDBACK_EMBEDDINGS_FILE), "w") as handle:
         json.dump(feedback_type_embeddings(model.query_tower), handle, indent=2)
 
@@ -214,8 +222,26 @@ def track_counts_by_id(tf_transform_output: tft.TFTransformOutput) -> np.ndarray
     return np.concatenate([counts, np.zeros(features.NUM_OOV_BUCKETS, dtype=np.int64)])
 
 
-def train(fn_args, params: TrainingParams) -> tuple[RetrievalModel, TowerConfig, EvalAndHistory]:
-    """Fits the model with early stopping on the eval split; returns it with the best epoch's weights."""
+def vocabularies(tf_transform_output: tft.TFTransformOutput) -> exported.Vocabularies:
+    tracks, _ = features.read_track_frequencies(tf_transform_output)
+    return exported.Vocabularies(tracks, features.read_station_vocabulary(tf_transform_output))
+
+
+@dataclasses.dataclass
+class Trained:
+    model: RetrievalModel
+    tower_config: TowerConfig
+    history: EvalAndHistory
+    warm_started: Optional[warm_start.WarmStart]
+
+
+def train(fn_args, params: TrainingParams, strategy: Optional[tf.distribute.Strategy] = None) -> Trained:
+    """Fits the model with early stopping on the eval split; returns it with the best epoch's weights.
+
+    With `params.warm_start` and a base model (`fn_args.base_model`, the last blessed one), training starts
+    from its weights (models/warm_start.py). Variables live in `strategy`'s scope (the default strategy if None).
+    """
+    strategy = strategy or tf.distribute.get_strategy()
     tf.keras.utils.set_random_seed(params.seed)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     counts = track_counts_by_id(tf_transform_output)
@@ -233,12 +259,19 @@ def train(fn_args, params: TrainingParams) -> tuple[RetrievalModel, TowerConfig,
         return inputs.make_dataset(files, fn_args.data_accessor, tf_transform_output, params.batch_size,
                                    params.max_history, params.max_hard_negatives, shuffle=shuffle, seed=params.seed)
 
-    train_dataset, eval_dataset = dataset(fn_args.train_files, True), dataset(fn_args.eval_files, False)
+    train_dataset = distribution.shard_by_data(dataset(fn_args.train_files, True))
+    eval_dataset = dataset(fn_args.eval_files, False)
     train_examples = count_examples(train_dataset)
     if train_examples == 0:
         raise ValueError(f"no training examples in {fn_args.train_files}; check FeedbackLabeler's feedback_stats")
-    model = RetrievalModel(tower_config, params, counts)
-    model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=params.learning_rate))
+    warm_started = None
+    with strategy.scope():
+        model = RetrievalModel(tower_config, params, counts)
+        if params.warm_start:
+            warm_started = warm_start.maybe_apply(model.query_tower, model.candidate_tower, tower_config,
+                                                  getattr(fn_args, "base_model", None),
+                                                  vocabularies(tf_transform_output))
+        model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=params.learning_rate))
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     history = EvalAndHistory(model, eval_dataset, tower_config.num_track_ids, train_examples,
                              os.path.join(fn_args.model_run_dir, TRAINING_HISTORY_FILE), fn_args.model_run_dir)
@@ -248,10 +281,10 @@ def train(fn_args, params: TrainingParams) -> tuple[RetrievalModel, TowerConfig,
                                          restore_best_weights=True),
         tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
     ]
-    log.info("training on %d examples, %d track ids, %d station ids", train_examples,
-             tower_config.num_track_ids, tower_config.num_station_ids)
+    log.info("training on %d examples, %d track ids, %d station ids, %d replica(s)", train_examples,
+             tower_config.num_track_ids, tower_config.num_station_ids, strategy.num_replicas_in_sync)
     model.fit(train_dataset, epochs=params.epochs, callbacks=callbacks, verbose=2)
-    return model, tower_config, history
+    return Trained(model, tower_config, history, warm_started)
 
 
 def exported_model_dir(model_uri: str) -> str:
@@ -260,9 +293,18 @@ def exported_model_dir(model_uri: str) -> str:
 
 
 def run_fn(fn_args) -> None:
-    """The TFX Trainer's entry point (`Trainer(run_fn="models.trainer.run_fn", ...)`)."""
+    """The TFX Trainer's entry point (`Trainer(run_fn="models.trainer.run_fn", ...)`).
+
+    The strategy comes first (multi-worker collectives must be set up before any other TF op). Workers
+    other than the chief train and save like it, but into scratch folders, not the pipeline's outputs.
+    """
     params = TrainingParams.from_custom_config(fn_args.custom_config)
-    model, tower_config, _ = train(fn_args, params)
-    embeddings = candidate_embeddings(model.candidate_tower, tower_config.num_track_ids)
-    export_towers(model, tower_config, params, fn_args.serving_model_dir, embeddings,
-                  tft.TFTransformOutput(fn_args.transform_output))
+    strategy = distribution.make_strategy(params.distribution_strategy)
+    if not distribution.is_chief():
+        scratch = tempfile.mkdtemp(prefix="trainer-worker-")
+        fn_args.model_run_dir = os.path.join(scratch, "model_run")
+        fn_args.serving_model_dir = os.path.join(scratch, "model")
+    trained = train(fn_args, params, strategy)
+    embeddings = candidate_embeddings(trained.model.candidate_tower, trained.tower_config.num_track_ids)
+    export_towers(trained.model, trained.tower_config, params, fn_args.serving_model_dir, embeddings,
+                  tft.TFTransformOutput(fn_args.transform_output), trained.warm_started)

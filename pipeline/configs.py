@@ -8,11 +8,13 @@ from typing import Any, Iterable
 
 from components.feedback_labeler.sequences import LabelingParams
 from components.retrieval_evaluator.blessing import EvaluationParams
-from models.params import TrainingParams
+from models.params import DEFAULT_STRATEGY, MULTI_WORKER_STRATEGY, TrainingParams
 from models.serving_export import BRUTE_FORCE, SCANN, ScannParams, ServingParams
 from schema import contract
 
 PIPELINE_NAME = "music_retrieval"
+KUBEFLOW_PIPELINE_NAME = "music-retrieval"
+"""KFP pipeline names must match [a-z0-9][a-z0-9-]{0,127} (no underscores)."""
 SERVED_MODEL_NAMES = {SCANN: "music_retrieval", BRUTE_FORCE: "music_retrieval_brute_force"}
 """TF Serving model names of the two exports (DESIGN §7): `<serving base>/<name>/<version>/`."""
 SERVING_DIR = "serving"
@@ -34,6 +36,8 @@ class PipelineConfig:
 
     spans: str = LATEST_SPAN
     """Which daily spans ExampleGen reads: 'latest', one span 'N', or an inclusive range 'A-B'."""
+    window_spans: int = 1
+    """Training window with 'latest' or 'N': that span and the window_spans - 1 before it (those that exist)."""
     input_format: str = "auto"
     """'csv', 'parquet', or 'auto' (decided by the files in the span folders)."""
     fail_on_anomalies: bool = False
@@ -93,6 +97,10 @@ class PipelineConfig:
     patience: int = 3
     """Early stopping: epochs without a better eval pairwise accuracy before training stops."""
     seed: int = 42
+    warm_start: bool = False
+    """Start the Trainer from the latest blessed model's weights (tracks and stations matched by raw id)."""
+    distribution_strategy: str = DEFAULT_STRATEGY
+    """tf.distribute strategy of the Trainer: 'default', 'mirrored' or 'multi_worker_mirrored' (TF_CONFIG)."""
 
     # --- RetrievalEvaluator (DESIGN §6) ---
     min_pairwise_accuracy: float = 0.5
@@ -132,7 +140,12 @@ class PipelineConfig:
     """Catalogs smaller than this get an exact index in the 'scann' export too (ScaNN cannot train on them)."""
 
     def __post_init__(self) -> None:
-        parse_spans(self.spans)
+        bounds = parse_spans(self.spans)
+        if self.window_spans < 1:
+            raise ValueError(f"window_spans must be >= 1, got {self.window_spans}")
+        if bounds is not None and bounds[0] != bounds[1] and self.window_spans != 1:
+            raise ValueError(f"spans={self.spans!r} already is the window; leave window_spans at 1 "
+                             "(window_spans goes with spans=latest or spans=N)")
         if self.input_format not in ("auto",) + INPUT_FORMATS:
             raise ValueError(f"input_format must be auto, csv or parquet, got {self.input_format!r}")
         if self.beam_direct_running_mode not in BEAM_RUNNING_MODES:
@@ -170,6 +183,31 @@ class PipelineConfig:
             f"--direct_num_workers={self.beam_direct_num_workers}",
             *extra,
         ]
+
+
+KUBEFLOW_OVERRIDES = (
+    "window_spans=7",
+    "warm_start=true",
+    f"distribution_strategy={MULTI_WORKER_STRATEGY}",
+)
+"""What a scheduled Kubeflow run changes from the defaults: a week of daily spans, warm start from the last
+blessed model, and the multi-worker strategy (one worker without TF_CONFIG). `--set` still overrides them."""
+
+
+def kubeflow_config(assignments: Iterable[str] = ()) -> PipelineConfig:
+    """The scheduled runs' settings: KUBEFLOW_OVERRIDES, then the user's `--set` assignments."""
+    return with_overrides(PipelineConfig(), [*KUBEFLOW_OVERRIDES, *assignments])
+
+
+def window(config: PipelineConfig) -> tuple[int | None, int, bool]:
+    """(span ExampleGen resolves (None: the newest), spans in the window, whether every one must exist)."""
+    bounds = parse_spans(config.spans)
+    if bounds is None:
+        return None, config.window_spans, False
+    first, last = bounds
+    if first == last:
+        return last, config.window_spans, False
+    return last, last - first + 1, True
 
 
 def parse_spans(spec: str) -> tuple[int, int] | None:

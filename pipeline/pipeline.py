@@ -8,11 +8,11 @@ from typing import Optional, Sequence
 
 from tfx import v1 as tfx
 from tfx.components import FileBasedExampleGen
-from tfx.components.example_gen.custom_executors import parquet_executor
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2, range_config_pb2
 
 from components.feedback_labeler.component import FeedbackLabeler
+from components.span_window import executor as span_window
 from components.retrieval_evaluator.component import RetrievalEvaluator
 from components.serving_exporter import executor as exporter_executor
 from components.serving_exporter.component import ServingExporter
@@ -21,6 +21,8 @@ from pipeline import configs
 from schema import contract
 
 FILE_GLOB = "*"
+EVENTS_SPLIT = "events"
+EXAMPLE_GEN_ID = "ExampleGen"
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
 RUN_FN = "models.trainer.run_fn"
 BASELINE_RESOLVER_ID = "latest_blessed_model_resolver"
@@ -44,38 +46,30 @@ def detect_input_format(data_root: pathlib.Path) -> str:
     return formats.pop()
 
 
-def example_gen_configs(
-    spans: str,
-) -> tuple[example_gen_pb2.Input, Optional[range_config_pb2.RangeConfig], Optional[example_gen_pb2.Output]]:
-    """Input, range and output configs for the span selection.
+def build_example_gen(data_root: str, input_format: str, config: configs.PipelineConfig) -> FileBasedExampleGen:
+    """ExampleGen over the span folders: one span resolved per run ('latest' or fixed), read with its window.
 
-    ExampleGen reads one span per run ('latest' or a fixed 'N', via its {SPAN} spec). A range 'A-B' becomes
-    one input split per span (`span_A` ... `span_B`), because ExampleGen's static range holds one span only;
-    the time split is FeedbackLabeler's job, so ExampleGen never hash-splits.
+    ExampleGen's own range holds one span, so the window ('A-B', or `window_spans` back from the resolved span)
+    is read by the span_window executor, into the one `events` split; the time split is FeedbackLabeler's.
     """
-    bounds = configs.parse_spans(spans)
-    if bounds is None or bounds[0] == bounds[1]:
-        input_config = example_gen_pb2.Input(
-            splits=[example_gen_pb2.Input.Split(name="events", pattern=f"{configs.SPAN_PATTERN_DIR}/{FILE_GLOB}")]
+    resolved_span, window_spans, require_every_span = configs.window(config)
+    range_config = None
+    if resolved_span is not None:
+        range_config = range_config_pb2.RangeConfig(
+            static_range=range_config_pb2.StaticRange(start_span_number=resolved_span, end_span_number=resolved_span)
         )
-        output_config = example_gen_pb2.Output(
-            split_config=example_gen_pb2.SplitConfig(
-                splits=[example_gen_pb2.SplitConfig.Split(name="events", hash_buckets=1)]
-            )
-        )
-        range_config = None
-        if bounds is not None:
-            range_config = range_config_pb2.RangeConfig(
-                static_range=range_config_pb2.StaticRange(start_span_number=bounds[0], end_span_number=bounds[0])
-            )
-        return input_config, range_config, output_config
-    input_config = example_gen_pb2.Input(
-        splits=[
-            example_gen_pb2.Input.Split(name=f"span_{span}", pattern=f"span-{span}/{FILE_GLOB}")
-            for span in range(bounds[0], bounds[1] + 1)
-        ]
-    )
-    return input_config, None, None
+    pattern = f"{configs.SPAN_PATTERN_DIR}/{FILE_GLOB}"
+    return FileBasedExampleGen(
+        input_base=data_root,
+        input_config=example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name=EVENTS_SPLIT, pattern=pattern)]),
+        output_config=example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(
+            splits=[example_gen_pb2.SplitConfig.Split(name=EVENTS_SPLIT, hash_buckets=1)])),
+        range_config=range_config,
+        custom_config=span_window.custom_config(span_window.WindowConfig(
+            input_format=input_format, span_pattern=pattern, window_spans=window_spans,
+            require_every_span=require_every_span)),
+        custom_executor_spec=executor_spec.BeamExecutorSpec(span_window.Executor),
+    ).with_id(EXAMPLE_GEN_ID)
 
 
 def create_pipeline(
@@ -87,27 +81,23 @@ def create_pipeline(
     metadata_connection_config: Optional[object] = None,
     beam_pipeline_args: Sequence[str] = (),
     schema_path: str = str(contract.SCHEMA_PATH),
+    labeled_schema_path: str = str(contract.LABELED_SCHEMA_PATH),
 ) -> tfx.dsl.Pipeline:
     """ExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator -> FeedbackLabeler -> Transform -> Trainer
     -> RetrievalEvaluator (against the last blessed model, found by a Resolver) -> ServingExporter -> two Pushers
     (ScaNN and brute-force twins, each to `serving_base/<model name>/<version>/`, only when blessed).
 
     Two curated schemas: the raw log's (`schema_path`) for validation, and the labelled sequences'
-    (`contract.LABELED_SCHEMA_PATH`, imported as `LabeledSchemaGen`) for Transform.
+    (`labeled_schema_path`, imported as `LabeledSchemaGen`) for Transform; a container image passes its own
+    copies' paths. With `warm_start`, the Trainer starts from the model the baseline Resolver finds.
     """
     input_format = config.input_format
     if input_format == "auto":
+        if "://" in data_root:
+            raise ValueError(f"cannot look into {data_root} to pick the input format; "
+                             "--set input_format=csv or input_format=parquet")
         input_format = detect_input_format(pathlib.Path(data_root))
-    input_config, range_config, output_config = example_gen_configs(config.spans)
-    example_gen_args = dict(
-        input_base=data_root, input_config=input_config, output_config=output_config, range_config=range_config
-    )
-    if input_format == "csv":
-        example_gen = tfx.components.CsvExampleGen(**example_gen_args)
-    else:
-        example_gen = FileBasedExampleGen(
-            custom_executor_spec=executor_spec.BeamExecutorSpec(parquet_executor.Executor), **example_gen_args
-        )
+    example_gen = build_example_gen(data_root, input_format, config)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.ImportSchemaGen(schema_file=schema_path)
     example_validator = tfx.components.ExampleValidator(
@@ -116,7 +106,7 @@ def create_pipeline(
     feedback_labeler = FeedbackLabeler(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"], params=config.labeling_params()
     )
-    labeled_schema_gen = tfx.components.ImportSchemaGen(schema_file=str(contract.LABELED_SCHEMA_PATH)).with_id(
+    labeled_schema_gen = tfx.components.ImportSchemaGen(schema_file=labeled_schema_path).with_id(
         "LabeledSchemaGen"
     )
     transform = tfx.components.Transform(
@@ -126,6 +116,11 @@ def create_pipeline(
         splits_config=tfx.proto.SplitsConfig(analyze=[contract.TRAIN], transform=list(contract.SPLITS)),
         disable_statistics=True,
     )
+    baseline_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id(BASELINE_RESOLVER_ID)
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],
@@ -133,12 +128,8 @@ def create_pipeline(
         train_args=tfx.proto.TrainArgs(splits=[contract.TRAIN]),
         eval_args=tfx.proto.EvalArgs(splits=[contract.EVAL]),
         custom_config=dataclasses.asdict(config.training_params()),
+        base_model=baseline_resolver.outputs["model"] if config.warm_start else None,
     )
-    baseline_resolver = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id(BASELINE_RESOLVER_ID)
     evaluator = RetrievalEvaluator(
         model=trainer.outputs["model"],
         model_run=trainer.outputs["model_run"],

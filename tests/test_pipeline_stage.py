@@ -13,7 +13,7 @@ from schema import contract
 from tests.conftest import random_log
 
 pytestmark = pytest.mark.pipeline
-COMPONENTS = {"CsvExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "FeedbackLabeler",
+COMPONENTS = {"ExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "FeedbackLabeler",
               "LabeledSchemaGen", "Transform", "Trainer", "RetrievalEvaluator", "ServingExporter", "ScannPusher",
               "BruteForcePusher"}
 SMALL_CATALOG = ["serving_top_k=5", "serving_max_exclusions=2", "max_history=5"]
@@ -40,7 +40,7 @@ def test_latest_span_in_process(three_day_log, tmp_path):
     data, written = three_day_log
     result = local_runner.run(data, tmp_path / "root", QUICK)
     assert COMPONENTS <= set(result.outputs)
-    examples = split_examples(result.outputs["CsvExampleGen"]["examples"][0])
+    examples = split_examples(result.outputs["ExampleGen"]["examples"][0])
     assert list(examples) == ["events"]
     assert len(examples["events"]) == written[3]
     first_ms_of_span_3 = min(timestamps(examples["events"]))
@@ -49,14 +49,14 @@ def test_latest_span_in_process(three_day_log, tmp_path):
     assert result.anomalies == []
 
 
-def test_span_range_reads_one_split_per_span(three_day_log, tmp_path):
+def test_span_range_reads_every_span_into_the_events_split(three_day_log, tmp_path):
     data, written = three_day_log
     config = configs.with_overrides(QUICK, ["spans=1-3"])
     result = local_runner.run(data, tmp_path / "root", config)
-    examples = split_examples(result.outputs["CsvExampleGen"]["examples"][0])
-    assert {name: len(rows) for name, rows in examples.items()} == {f"span_{s}": n for s, n in written.items()}
-    statistics = pathlib.Path(result.outputs["StatisticsGen"]["statistics"][0])
-    assert sorted(p.name for p in statistics.glob("Split-*")) == ["Split-span_1", "Split-span_2", "Split-span_3"]
+    examples = split_examples(result.outputs["ExampleGen"]["examples"][0])
+    assert {name: len(rows) for name, rows in examples.items()} == {"events": sum(written.values())}
+    days = {t // spans.DAY_MS for t in timestamps(examples["events"])}
+    assert len(days) == 3
     assert result.anomalies == []
 
 
@@ -71,7 +71,7 @@ def test_parquet_log_with_out_of_domain_feedback_fails_on_request(tmp_path, caps
     out = capsys.readouterr()
     assert status == local_runner.EXIT_ANOMALIES
     assert "[events] feedback:" in out.out
-    assert "FileBasedExampleGen.examples" in out.out
+    assert "ExampleGen.examples" in out.out
 
 
 def test_bad_setting_is_a_usage_error(three_day_log, tmp_path, capsys):

@@ -9,13 +9,14 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components.feedback_labeler import executor, sequences
+from components import ARTIFACT_TYPE_NAMESPACE
 from components.parameters import execution_parameters
 
 
 class FeedbackStats(types.Artifact):
     """A JSON document (feedback_stats.json) of label counts, quarantine reasons, splits and coverage."""
 
-    TYPE_NAME = "FeedbackStats"
+    TYPE_NAME = f"{ARTIFACT_TYPE_NAMESPACE}.FeedbackStats"
 
 
 def _parameters() -> dict[str, ExecutionParameter]:

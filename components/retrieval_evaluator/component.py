@@ -10,6 +10,7 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components.feedback_labeler.component import FeedbackStats
+from components import ARTIFACT_TYPE_NAMESPACE
 from components.parameters import execution_parameters
 from components.retrieval_evaluator import blessing, executor
 from models.serving_export import ScannParams
@@ -18,7 +19,7 @@ from models.serving_export import ScannParams
 class RetrievalEvaluation(types.Artifact):
     """evaluation.json (the numbers of record) and evaluation.html (the same, readable, with plots)."""
 
-    TYPE_NAME = "RetrievalEvaluation"
+    TYPE_NAME = f"{ARTIFACT_TYPE_NAMESPACE}.RetrievalEvaluation"
 
 
 class RetrievalEvaluatorSpec(types.ComponentSpec):

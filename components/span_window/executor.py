@@ -1,0 +1,138 @@
+"""A FileBasedExampleGen executor that reads the training window: span S (resolved by ExampleGen) and its predecessors.
+
+ExampleGen resolves one span per run (`{SPAN}` in the pattern: the newest, or the one a static range fixes),
+both here and in the Kubeflow driver, and fingerprints it. Kubeflow cannot compile a span-range resolver, so
+the window is read here instead: spans S - window + 1 ... S, concatenated into the one `events` split. Older
+spans are assumed immutable (late data goes into a new span), because the cache fingerprint covers span S only.
+
+The settings travel in ExampleGen's `custom_config` (a Struct packed in `CustomConfig`), made by
+`custom_config()`; the spans read are recorded on the output artifact (custom property `window_spans`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import Any
+
+import apache_beam as beam
+import tensorflow as tf
+from google.protobuf import struct_pb2
+from tfx.components.example_gen import utils
+from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
+from tfx.components.example_gen.csv_example_gen import executor as csv_executor
+from tfx.components.example_gen.custom_executors import parquet_executor
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import proto_utils
+
+SPAN_PLACEHOLDER = "{SPAN}"
+WINDOW_SPANS_PROPERTY = "window_spans"
+"""Custom property of the output Examples: the span numbers read, comma-separated, oldest first."""
+READERS = {"csv": csv_executor._CsvToExample, "parquet": parquet_executor._ParquetToExample}
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowConfig:
+    input_format: str
+    """'csv' or 'parquet'."""
+    span_pattern: str
+    """The split pattern with the {SPAN} placeholder, relative to input_base (e.g. 'span-{SPAN}/*')."""
+    window_spans: int
+    """How many spans, ending with the resolved one."""
+    require_every_span: bool
+    """True for an explicit range (a missing span is an error); False for a rolling window, whose first days
+    simply have fewer spans."""
+
+    def __post_init__(self) -> None:
+        if self.input_format not in READERS:
+            raise ValueError(f"input_format must be one of {sorted(READERS)}, got {self.input_format!r}")
+        if SPAN_PLACEHOLDER not in self.span_pattern:
+            raise ValueError(f"span_pattern must contain {SPAN_PLACEHOLDER}, got {self.span_pattern!r}")
+        if self.window_spans < 1:
+            raise ValueError(f"window_spans must be >= 1, got {self.window_spans}")
+
+
+def custom_config(config: WindowConfig) -> example_gen_pb2.CustomConfig:
+    """ExampleGen's `custom_config` carrying the window settings."""
+    struct = struct_pb2.Struct()
+    struct.update(dataclasses.asdict(config))
+    packed = example_gen_pb2.CustomConfig()
+    packed.custom_config.Pack(struct)
+    return packed
+
+
+def window_config(exec_properties: dict[str, Any]) -> WindowConfig:
+    raw = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
+    if not raw:
+        raise ValueError("span_window executor needs ExampleGen(custom_config=span_window.executor.custom_config(...))")
+    packed = example_gen_pb2.CustomConfig()
+    proto_utils.json_to_proto(raw, packed)
+    struct = struct_pb2.Struct()
+    if not packed.custom_config.Unpack(struct):
+        raise ValueError(f"ExampleGen custom_config is not a window config: {raw}")
+    values = dict(struct)
+    return WindowConfig(
+        input_format=str(values["input_format"]),
+        span_pattern=str(values["span_pattern"]),
+        window_spans=int(values["window_spans"]),
+        require_every_span=bool(values["require_every_span"]),
+    )
+
+
+def spans_to_read(input_base: str, config: WindowConfig, resolved_span: int) -> list[int]:
+    """The window's spans that exist, oldest first; fails when a required span (or the resolved one) is absent."""
+    wanted = range(max(1, resolved_span - config.window_spans + 1), resolved_span + 1)
+    present = [span for span in wanted if tf.io.gfile.glob(span_pattern(input_base, config, span))]
+    missing = sorted(set(wanted) - set(present))
+    if resolved_span in missing or (config.require_every_span and missing):
+        raise FileNotFoundError(
+            f"no files for span(s) {missing} under {input_base} (pattern {config.span_pattern!r}); "
+            "write the missing days or choose another range with --set spans=...")
+    if missing:
+        log.info("training window: spans %s are not there yet, reading %s", missing, present)
+    return present
+
+
+def span_pattern(input_base: str, config: WindowConfig, span: int) -> str:
+    return os.path.join(input_base, config.span_pattern.replace(SPAN_PLACEHOLDER, str(span)))
+
+
+@beam.ptransform_fn
+@beam.typehints.with_input_types(beam.Pipeline)
+@beam.typehints.with_output_types(Any)
+def _WindowToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any], split_pattern: str):  # noqa: N802
+    """Every span of the window through the format's own ExampleGen reader, flattened into one split."""
+    config = window_config(exec_properties)
+    input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+    spans = spans_to_read(input_base, config, int(exec_properties[utils.SPAN_PROPERTY_NAME]))
+    reader = READERS[config.input_format]
+    relative = [config.span_pattern.replace(SPAN_PLACEHOLDER, str(span)) for span in spans]
+    log.info("ExampleGen reads spans %s of %s (%s)", spans, input_base, config.input_format)
+    return [pipeline | f"ReadSpan[{span}]" >> reader(exec_properties, pattern)
+            for span, pattern in zip(spans, relative)] | "FlattenSpans" >> beam.Flatten()
+
+
+class Executor(BaseExampleGenExecutor):
+    """csv or parquet, one span or a window of them; records which spans it read."""
+
+    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:  # noqa: N802
+        return _WindowToExample
+
+    def Do(self, input_dict: dict[str, list], output_dict: dict[str, list], exec_properties: dict[str, Any]) -> None:
+        config = window_config(exec_properties)
+        spans = spans_to_read(exec_properties[standard_component_specs.INPUT_BASE_KEY], config,
+                              int(exec_properties[utils.SPAN_PROPERTY_NAME]))
+        super().Do(input_dict, output_dict, exec_properties)
+        examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
+        examples.set_string_custom_property(WINDOW_SPANS_PROPERTY, ",".join(str(span) for span in spans))
+
+
+def read_window_spans(examples: Any) -> list[int]:
+    """The spans an ExampleGen artifact holds (from its custom property)."""
+    text = examples.get_string_custom_property(WINDOW_SPANS_PROPERTY)
+    return [int(part) for part in text.split(",") if part]
+
+
