@@ -26,7 +26,6 @@ import pathlib
 import platform
 import sys
 import tempfile
-import threading
 import time
 from importlib import metadata
 from typing import Any, Callable, Optional, Sequence
@@ -34,6 +33,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import psutil
 
+from benchmarks.measure import PeakRssSampler
 from listening_logs import simulate
 from pipeline import configs
 from schema import contract
@@ -71,61 +71,7 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-# --- Peak memory ----------------------------------------------------------------------------------------
-
-class PeakRssSampler:
-    """Samples RSS of this process plus all its (recursive) children every `interval` s in a thread.
-
-    Use as a context manager; after exit, `peak_total`, `peak_self` and `peak_children` are bytes (each
-    the maximum over samples, so the three peaks need not come from the same sample). An error in the
-    sampling thread is re-raised on exit.
-    """
-
-    def __init__(self, interval: float = DEFAULT_SAMPLE_INTERVAL_S) -> None:
-        self.interval = interval
-        self.process = psutil.Process()
-        self.peak_total = self.peak_self = self.peak_children = 0
-        self.peak_processes = 1
-        self.samples = 0
-        self._stop = threading.Event()
-        self._error: Optional[BaseException] = None
-        self._thread = threading.Thread(target=self._run, name="peak-rss-sampler", daemon=True)
-
-    def sample(self) -> None:
-        own = self.process.memory_info().rss
-        children = 0
-        alive = 1
-        for child in self.process.children(recursive=True):
-            try:
-                children += child.memory_info().rss
-                alive += 1
-            except (psutil.NoSuchProcess, psutil.ZombieProcess):
-                continue  # a child that exited between listing and reading holds no memory
-        self.peak_self = max(self.peak_self, own)
-        self.peak_children = max(self.peak_children, children)
-        self.peak_total = max(self.peak_total, own + children)
-        self.peak_processes = max(self.peak_processes, alive)
-        self.samples += 1
-
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                self.sample()
-                self._stop.wait(self.interval)
-        except BaseException as error:  # re-raised in __exit__
-            self._error = error
-
-    def __enter__(self) -> "PeakRssSampler":
-        self.sample()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self._stop.set()
-        self._thread.join()
-        if self._error is not None:
-            raise RuntimeError("peak RSS sampling failed") from self._error
-        self.sample()
+# --- Peak memory: benchmarks.measure.PeakRssSampler (shared with the other sections) ----------------
 
 
 # --- Preparation: the log as ExampleGen would write it --------------------------------------------------
