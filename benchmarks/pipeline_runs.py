@@ -1,0 +1,120 @@
+"""Real pipeline runs on simulated logs, made once per (log, settings) and shared by the sections.
+
+The training section needs a run's Transform output, the serving section its exported model, the pipeline
+section its timings; when their logs and settings are the same (--quick, --tiny) one run serves all three.
+Each run is `pipeline.local_runner.run` in a fresh spawned process (as experiments.reproduce runs its
+pipelines), its TFX/Beam/TensorFlow chatter in a log file, with caching off so every step really runs.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import hashlib
+import multiprocessing
+import pathlib
+import shutil
+import time
+from typing import Any, Callable, Optional
+
+from benchmarks.settings import Profile
+
+CACHE_OFF = "enable_cache=false"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """What a run depends on: the simulated log's sizes and the pipeline settings."""
+
+    users: int
+    tracks: int
+    events: int
+    days: int
+    seed: int
+    settings: tuple[str, ...]
+
+    @classmethod
+    def of(cls, profile: Profile, prefix: str) -> "RunSpec":
+        """The 'model' or 'pipeline' log of a profile; spans cover every simulated day, caching is off."""
+        sizes = profile.log(prefix)
+        settings = (f"spans=1-{sizes['days']}", CACHE_OFF, *profile.settings(prefix))
+        return cls(**sizes, settings=settings)
+
+    @property
+    def name(self) -> str:
+        digest = hashlib.sha1("\n".join(self.settings).encode()).hexdigest()[:8]
+        return f"{self.events}-plays-{self.users}-users-{self.tracks}-tracks-{digest}"
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineRun:
+    """One finished run: where its log and artifacts are, what it returned, how long it took."""
+
+    spec: RunSpec
+    data_dir: pathlib.Path
+    root: pathlib.Path
+    log_path: pathlib.Path
+    result: Any
+    """pipeline.local_runner.RunResult."""
+    plays: int
+    simulate_s: float
+    wall_s: float
+    """Around local_runner.run in its process, including that process's start and imports."""
+
+    def output(self, component: str, key: str) -> str:
+        uris = self.result.outputs.get(component, {}).get(key)
+        if not uris:
+            raise LookupError(f"pipeline run {self.root} has no {component}.{key} output")
+        return uris[0]
+
+
+def _run_in_child(data_dir: pathlib.Path, root: pathlib.Path, settings: tuple[str, ...],
+                  log_path: pathlib.Path) -> tuple[Any, float]:
+    """Runs in the spawned process: the pipeline, its output sent to `log_path`."""
+    from experiments.training import output_to
+    from pipeline import configs, local_runner
+
+    config = configs.with_overrides(configs.PipelineConfig(), settings)
+    with output_to(log_path):
+        began = time.perf_counter()
+        result = local_runner.run(data_dir, root, config)
+        return result, time.perf_counter() - began
+
+
+class PipelineRuns:
+    """Makes each distinct run once, under `<out>/pipeline-runs/<name>/`."""
+
+    def __init__(self, out: pathlib.Path, say: Callable[[str], None]) -> None:
+        self.out = out
+        self.say = say
+        self._runs: dict[RunSpec, PipelineRun] = {}
+
+    def get(self, spec: RunSpec) -> PipelineRun:
+        if spec not in self._runs:
+            self._runs[spec] = self._make(spec)
+        else:
+            self.say(f"pipeline: reusing the run of {spec.events:,} plays in {self._runs[spec].root}")
+        return self._runs[spec]
+
+    def made(self, spec: RunSpec) -> Optional[PipelineRun]:
+        return self._runs.get(spec)
+
+    def _make(self, spec: RunSpec) -> PipelineRun:
+        from listening_logs import simulate
+
+        folder = self.out / "pipeline-runs" / spec.name
+        if folder.exists():
+            shutil.rmtree(folder)
+        data_dir, root, log_path = folder / "data", folder / "root", folder / "pipeline.log"
+        began = time.perf_counter()
+        summary = simulate.simulate(simulate.SimulationConfig(users=spec.users, tracks=spec.tracks, events=spec.events,
+                                                              days=spec.days, seed=spec.seed), data_dir)
+        simulate_s = time.perf_counter() - began
+        self.say(f"pipeline: simulated {summary['events']:,} plays in {simulate_s:.1f} s; running "
+                 f"pipeline.local_runner (settings {list(spec.settings)}; log {log_path})")
+        began = time.perf_counter()
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+            result, _ = pool.submit(_run_in_child, data_dir, root, spec.settings, log_path).result()
+        wall = time.perf_counter() - began
+        self.say(f"pipeline: run finished in {wall:.1f} s -> {root}")
+        return PipelineRun(spec, data_dir, root, log_path, result, int(summary["events"]), simulate_s, wall)
