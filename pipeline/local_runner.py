@@ -23,7 +23,8 @@ from tfx import v1 as tfx
 
 from models.trainer import TRAINING_HISTORY_FILE
 from pipeline import configs, run_outputs
-from pipeline.pipeline import create_pipeline
+from components.span_window import executor as span_window
+from pipeline.pipeline import EXAMPLE_GEN_ID, create_pipeline
 
 EXIT_ANOMALIES = 3
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -43,6 +44,10 @@ class RunResult:
     pushed: dict[str, Optional[str]]
     """Pusher id -> the version folder pushed by this run, None when the model was not blessed."""
     serving_base: pathlib.Path
+    states: dict[str, str]
+    """Component id -> its execution state in this run ('COMPLETE', or 'CACHED' when TFX reused its outputs)."""
+    spans: list[int]
+    """The daily spans ExampleGen read, oldest first (the training window)."""
 
 
 def run(
@@ -73,7 +78,14 @@ def run(
     anomalies: list[run_outputs.Anomaly] = []
     for uri in outputs.get("ExampleValidator", {}).get("anomalies", []):
         anomalies.extend(run_outputs.read_anomalies(uri))
-    return RunResult(outputs, anomalies, run_outputs.pushed_destinations(store, outputs), serving_base)
+    return RunResult(outputs, anomalies, run_outputs.pushed_destinations(store, outputs), serving_base,
+                     run_outputs.latest_run_states(store), example_gen_spans(store, outputs))
+
+
+def example_gen_spans(store, outputs: dict[str, dict[str, list[str]]]) -> list[int]:
+    uris = outputs.get(EXAMPLE_GEN_ID, {}).get("examples", [])
+    text = run_outputs.string_property(store, uris[0], span_window.WINDOW_SPANS_PROPERTY) if uris else None
+    return [int(span) for span in text.split(",")] if text else []
 
 
 def print_report(result: RunResult, out: TextIO | None = None) -> None:
@@ -83,6 +95,11 @@ def print_report(result: RunResult, out: TextIO | None = None) -> None:
         for key, uris in sorted(keys.items()):
             for uri in uris:
                 print(f"  {component}.{key}: {uri}", file=out)
+    if result.spans:
+        print(f"ExampleGen read spans {', '.join(map(str, result.spans))}", file=out)
+    cached = sorted(component for component, state in result.states.items() if state == "CACHED")
+    if cached:
+        print(f"Reused from TFX's cache (same inputs and settings as an earlier run): {', '.join(cached)}", file=out)
     for uri in result.outputs.get("FeedbackLabeler", {}).get("feedback_stats", []):
         print("FeedbackLabeler:", file=out)
         for line in run_outputs.feedback_stats_summary(run_outputs.read_feedback_stats(uri)):

@@ -26,19 +26,24 @@ def sqlite_store(path: pathlib.Path) -> mlmd.MetadataStore:
     return mlmd.MetadataStore(config)
 
 
-def latest_run_outputs(store: mlmd.MetadataStore) -> dict[str, dict[str, list[str]]]:
-    """{component id: {output key: [artifact URIs]}} for the newest pipeline run, cached steps included."""
+def latest_run(store: mlmd.MetadataStore) -> metadata_store_pb2.Context:
     runs = store.get_contexts_by_type("pipeline_run")
     if not runs:
         raise LookupError("the MLMD store holds no pipeline run")
-    latest = max(runs, key=lambda context: (context.create_time_since_epoch, context.id))
+    return max(runs, key=lambda context: (context.create_time_since_epoch, context.id))
+
+
+def component_of(store: mlmd.MetadataStore, execution: metadata_store_pb2.Execution) -> str:
+    node = next((c.name for c in store.get_contexts_by_execution(execution.id) if c.type == "node"),
+                str(execution.id))
+    return node.split(".", 1)[-1]
+
+
+def latest_run_outputs(store: mlmd.MetadataStore) -> dict[str, dict[str, list[str]]]:
+    """{component id: {output key: [artifact URIs]}} for the newest pipeline run, cached steps included."""
     outputs: dict[str, dict[str, list[str]]] = {}
-    for execution in store.get_executions_by_context(latest.id):
-        node = next(
-            (c.name for c in store.get_contexts_by_execution(execution.id) if c.type == "node"),
-            str(execution.id),
-        )
-        component = node.split(".", 1)[-1]
+    for execution in store.get_executions_by_context(latest_run(store).id):
+        component = component_of(store, execution)
         events = [
             event
             for event in store.get_events_by_execution_ids([execution.id])
@@ -49,6 +54,23 @@ def latest_run_outputs(store: mlmd.MetadataStore) -> dict[str, dict[str, list[st
             key = event.path.steps[0].key if event.path.steps else "output"
             outputs.setdefault(component, {}).setdefault(key, []).append(artifacts[event.artifact_id].uri)
     return outputs
+
+
+def latest_run_states(store: mlmd.MetadataStore) -> dict[str, str]:
+    """{component id: 'COMPLETE', 'CACHED', ...} for the newest run: which steps ran and which TFX reused."""
+    return {component_of(store, execution): metadata_store_pb2.Execution.State.Name(execution.last_known_state)
+            for execution in store.get_executions_by_context(latest_run(store).id)}
+
+
+def string_property(store: mlmd.MetadataStore, uri: str, name: str) -> Optional[str]:
+    """A string custom property of the (newest) artifact at `uri`, None when unset."""
+    artifacts = store.get_artifacts_by_uri(uri)
+    if not artifacts:
+        raise LookupError(f"no artifact at {uri} in the MLMD store")
+    value = max(artifacts, key=lambda artifact: artifact.id).custom_properties.get(name)
+    return value.string_value if value is not None else None
+
+
 PUSHED_MODEL_KEY = "pushed_model"
 """The standard Pusher's output key."""
 

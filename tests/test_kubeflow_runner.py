@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import pathlib
 
+import kfp
 import pytest
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from pipeline import configs, kubeflow_runner
+from pipeline import configs, kubeflow_runner, schedule
 from pipeline.pipeline import BASELINE_RESOLVER_ID, create_pipeline
+from tests.kfp_fake_server import RECURRING_RUNS, FakeKfpApi
 
 IMAGE = "registry.example.com/music-retrieval:test"
 PIPELINE_ROOT = "gs://bucket/root"
@@ -23,7 +25,7 @@ SETTINGS = ["input_format=parquet", "epochs=3"]
 
 
 @pytest.fixture(scope="module")
-def compiled(tmp_path_factory):
+def compiled_path(tmp_path_factory) -> pathlib.Path:
     output = tmp_path_factory.mktemp("kfp") / "music_retrieval.json"
     status = kubeflow_runner.main([
         "--output", str(output), "--image", IMAGE, "--data-root", DATA_ROOT, "--pipeline-root", PIPELINE_ROOT,
@@ -31,7 +33,12 @@ def compiled(tmp_path_factory):
         *(part for setting in SETTINGS for part in ("--set", setting)),
     ])
     assert status == 0
-    job = json.loads(output.read_text())
+    return output
+
+
+@pytest.fixture(scope="module")
+def compiled(compiled_path):
+    job = json.loads(compiled_path.read_text())
     spec = json_format.ParseDict(job["pipelineSpec"], pipeline_spec_pb2.PipelineSpec())
     return job, spec
 
@@ -45,7 +52,7 @@ def task_node(task_name: str) -> str:
 
 
 def constant(spec: pipeline_spec_pb2.PipelineSpec, task: str, parameter: str) -> str:
-    value = spec.root.dag.tasks[task].inputs.parameters[parameter].runtime_value.constant_value
+    value = spec.root.dag.tasks[task].inputs.parameters[parameter].runtime_value.constant
     return value.string_value
 
 
@@ -70,6 +77,7 @@ def test_image_pipeline_root_and_data_reach_the_components(compiled):
     job, spec = compiled
     assert job["runtimeConfig"]["gcsOutputDirectory"] == PIPELINE_ROOT
     assert job["pipelineSpec"]["pipelineInfo"]["name"] == configs.KUBEFLOW_PIPELINE_NAME
+    assert spec.schema_version == "2.1.0", "the KFP v2 API server only accepts pipeline spec 2.1.0"
     deployment = job["pipelineSpec"]["deploymentSpec"]["executors"]
     images = {name: executor["container"]["image"] for name, executor in deployment.items() if "container" in executor}
     assert len(images) == len(spec.root.dag.tasks) - len(RESOLVER_TASK_SUFFIXES)
@@ -125,3 +133,16 @@ def test_usage_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         kubeflow_runner.main(["--help"])
     assert exit_info.value.code == 0
+
+
+def test_the_compiled_spec_is_scheduled_as_is(compiled_path, tmp_path, monkeypatch, capsys):
+    """The project's own spec through `pipeline.schedule` to a fake KFP API that checks what the real one does."""
+    monkeypatch.setattr(kfp.Client, "_LOCAL_KFP_CONTEXT", str(tmp_path / "kfp-context.json"))
+    with FakeKfpApi() as api:
+        status = schedule.main(["--spec", str(compiled_path), "--cron", "0 3 * * *", "--host", api.host])
+        assert status == 0, capsys.readouterr()
+        (request,) = api.calls("POST", RECURRING_RUNS)
+    job = json.loads(compiled_path.read_text())
+    assert request.body["pipeline_spec"] == job["pipelineSpec"]
+    assert request.body["runtime_config"]["pipeline_root"] == PIPELINE_ROOT
+    assert request.body["trigger"] == {"cron_schedule": {"cron": "0 0 3 * * *"}}
