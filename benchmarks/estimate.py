@@ -1,0 +1,84 @@
+"""Expected wall time of each section from its sizes, printed before a run starts.
+
+Constants measured on this 2-core machine (idle where possible); another engineer's load makes runs longer.
+The pipeline and training constants are experiments.reproduce's, measured on the same machine.
+"""
+from __future__ import annotations
+
+from benchmarks.pipeline_runs import RunSpec
+from benchmarks.settings import Profile
+
+PROCESS_START_S = 15.0
+"""Importing TensorFlow, TFX and Beam in a fresh process."""
+LABELLING_PREP_S_PER_EVENT = 6e-5
+"""Simulating and writing the log as TFRecords and Parquet."""
+BEAM_S_PER_EVENT = 2.5e-4
+BEAM_FIXED_S = 8.0
+PANDAS_S_PER_EVENT = 4e-6
+PIPELINE_FIXED_S = 110.0
+PIPELINE_S_PER_EVENT = 6.3e-4
+TRAINING_FIXED_S = 22.0
+SECONDS_PER_EXAMPLE_EPOCH = 1.4e-3
+TRAIN_EXAMPLES_PER_EVENT = {"like": 0.05, "like+listen": 0.45}
+"""Training examples per simulated play (train split) by positive policy."""
+RETRIEVAL_WORKER_FIXED_S = 12.0
+SCANN_BUILD_S_PER_POINT = 4e-5
+EXACT_PASS_S_PER_POINT = 4e-6
+"""One recall pass of all queries (per 1000 queries) through an exact method."""
+SERVER_START_S = 15.0
+SWAP_S = 8.0
+
+
+def _settings(spec: RunSpec) -> dict[str, str]:
+    return dict(setting.split("=", 1) for setting in spec.settings)
+
+
+def train_examples(spec: RunSpec) -> float:
+    return spec.events * TRAIN_EXAMPLES_PER_EVENT.get(_settings(spec).get("positive_policy", "like"), 0.05)
+
+
+def training_s(examples: float, epochs: int) -> float:
+    return TRAINING_FIXED_S + epochs * examples * SECONDS_PER_EXAMPLE_EPOCH
+
+
+def pipeline_s(spec: RunSpec) -> float:
+    epochs = int(_settings(spec).get("epochs", 10))
+    return PROCESS_START_S + PIPELINE_FIXED_S + PIPELINE_S_PER_EVENT * spec.events + training_s(train_examples(spec),
+                                                                                              epochs)
+
+
+def section_seconds(profile: Profile, sections: tuple[str, ...]) -> dict[str, float]:
+    """Seconds per selected section; a shared pipeline run is charged to the first section that needs it."""
+    charged: set[RunSpec] = set()
+
+    def run_once(spec: RunSpec) -> float:
+        if spec in charged:
+            return 0.0
+        charged.add(spec)
+        return pipeline_s(spec)
+
+    model, pipeline = RunSpec.of(profile, "model"), RunSpec.of(profile, "pipeline")
+    found: dict[str, float] = {}
+    for section in sections:
+        if section == "labelling":
+            events = profile.labelling_events
+            found[section] = (LABELLING_PREP_S_PER_EVENT * events + PANDAS_S_PER_EVENT * events
+                              + sum(BEAM_FIXED_S * w + BEAM_S_PER_EVENT * events for w in profile.workers))
+        elif section == "training":
+            epochs = int(dict(s.split("=", 1) for s in profile.settings("training")).get("epochs", 10))
+            found[section] = run_once(model) + 2 * profile.training_seeds * training_s(train_examples(model), epochs)
+        elif section == "retrieval":
+            total = 0.0
+            for n in profile.catalogs:
+                configs = len(profile.leaf_fractions) * len(profile.reorder)
+                per_worker = (RETRIEVAL_WORKER_FIXED_S + 2 * SCANN_BUILD_S_PER_POINT * n
+                              + (2 + 2 * configs) * 2 * profile.retrieval_loop_s
+                              + 2 * EXACT_PASS_S_PER_POINT * n * profile.retrieval_queries / 1000)
+                total += per_worker * len(profile.threads)
+            found[section] = total
+        elif section == "serving":
+            found[section] = (run_once(model) + 2 * SERVER_START_S + (len(profile.clients) + 1) * profile.serving_loop_s
+                              + 2 * profile.serving_swap_s + SWAP_S)
+        elif section == "pipeline":
+            found[section] = run_once(pipeline)
+    return found

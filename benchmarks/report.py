@@ -1,0 +1,236 @@
+"""RESULTS.md from results.json: one table per section, the ratios first, the raw numbers after."""
+from __future__ import annotations
+
+import math
+from typing import Any, Optional, Sequence
+
+from benchmarks.settings import BATCH_SIZE, RECALL_TARGETS
+
+NA = "n/a"
+
+
+def number(value: Any, digits: int = 3) -> str:
+    """A readable number: thousands separators for large ones, `digits` significant digits for small ones."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return NA
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if value == 0:
+        return "0"
+    return f"{value:.{digits}g}"
+
+
+def times(value: Optional[float]) -> str:
+    return NA if value is None else f"{number(value)}×"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell if isinstance(cell, str) else number(cell) for cell in row) + " |"
+              for row in rows]
+    return "\n".join(lines)
+
+
+def header(results: dict[str, Any]) -> str:
+    machine, versions = results["machine"], results["versions"]
+    cpu = machine["cpu"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Written by `{results['command']}` ({results['profile']} profile) on {results['created_utc']}, "
+        f"{number(results['wall_s'] / 60, 2)} min (expected {number(results['expected_s'] / 60, 2)} min). "
+        "Do not edit: a full run rewrites this file.",
+        "",
+        f"Machine: {cpu['model']}, {machine['cpu_count']} CPUs, SIMD {' '.join(cpu['simd']) or NA}, "
+        f"{number(machine['total_memory_mb'])} MB RAM; load average at start {machine['loadavg']}, at end "
+        f"{results.get('loadavg_end', NA)}. Versions: "
+        + ", ".join(f"{name} {version}" for name, version in versions.items()) + ".",
+        "",
+        "Every figure is a ratio against the obvious alternative measured in the same run, because absolute "
+        "speeds drift on this shared machine. Raw numbers, sizes and seeds are in results.json.",
+    ]
+    if results.get("errors"):
+        lines += ["", "**Incomplete run**: " + "; ".join(f"{k}: {v.splitlines()[-1]}" for k, v in
+                                                         results["errors"].items())]
+    return "\n".join(lines)
+
+
+def headlines(sections: dict[str, Any]) -> str:
+    rows = []
+    if "labelling" in sections:
+        s = sections["labelling"]
+        rows.append(("Labelling", f"Beam in-process events/s ÷ pandas events/s ({number(s['sizes']['events'])} plays)",
+                     times(s["ratios"]["beam_in_process_over_pandas_events_per_s"])))
+        for key, value in s["ratios"].items():
+            if key.endswith("_workers_over_in_process_events_per_s"):
+                rows.append(("Labelling", f"Beam {key.split('_')[1]} workers ÷ in-process (events/s)", times(value)))
+    if "training" in sections:
+        s = sections["training"]
+        rows.append(("Training", f"time to the random-only accuracy, with hard negatives ÷ random only "
+                                 f"({len(s['seeds'])} seed(s); paper {s['paper_time_ratio']})", times(s["time_ratio"])))
+    if "retrieval" in sections and sections["retrieval"]["catalogs"]:
+        s = sections["retrieval"]["catalogs"][-1]
+        for mode in ("single", f"batch{BATCH_SIZE}"):
+            rows.append(("Retrieval", f"ScaNN native QPS at recall@10 0.95 ÷ exact numpy, {mode}, 1 thread, "
+                                      f"{number(s['catalog'])} tracks",
+                         times(s["ratios"].get(f"scann_native_at_0.95_over_numpy_exact_{mode}_1t"))))
+    if "serving" in sections:
+        s = sections["serving"]
+        rows.append(("Serving", "gRPC p50 ÷ in-process p50 (1 client)",
+                     times(s["grpc_overhead"]["p50_ratio_grpc_over_in_process"])))
+        rows.append(("Serving", "first request without ÷ with warm-up",
+                     times(s["first_request"]["ratio_without_over_with"])))
+        rows.append(("Serving", "failed requests during a version swap under load", number(s["version_swap"]["failed"])))
+    if "pipeline" in sections:
+        s = sections["pipeline"]
+        rows.append(("Pipeline", f"slowest component's share of the run ({number(s['plays'])} plays)",
+                     f"{s['slowest_component']} {number(100 * s['slowest_share'], 2)}%"))
+    return "## Headlines\n\n" + table(("Section", "Figure", "Value"), rows)
+
+
+def labelling(s: dict[str, Any]) -> str:
+    pandas = s["pandas"]
+    rows = [(f"Beam DirectRunner {run['mode']}", run["workers"], run["wall_s"], run["events_per_s"],
+             run["peak_rss_mb"], run["peak_rss_increase_mb"], times(run["events_per_s"] / pandas["events_per_s"]))
+            for run in s["beam"]]
+    rows.append(("pandas reference (read Parquet + compute)", 1, pandas["wall_s"], pandas["events_per_s"],
+                 pandas["peak_rss_mb"], pandas["peak_rss_increase_mb"], "1×"))
+    agreement = s["agreement"]
+    return "\n\n".join([
+        f"## 1. Labelling: FeedbackLabeler vs pandas ({number(s['sizes']['events'])} simulated plays, "
+        f"{number(s['sizes']['users'])} listeners, {number(s['sizes']['tracks'])} tracks)",
+        table(("Run", "Processes", "Wall s", "Events/s", "Peak RSS MB", "RSS increase MB", "Events/s vs pandas"), rows),
+        f"pandas: read {number(pandas['read_s'])} s, compute {number(pandas['compute_s'])} s "
+        f"({number(pandas['compute_events_per_s'])} events/s without the read). Beam reads GZIP TFRecords of "
+        "tf.train.Example (ExampleGen's output) and writes labelled sequences; peak RSS is sampled.",
+        "The pandas reference covers: " + "; ".join(s["pandas_covers"]) + ". It does not cover: "
+        + "; ".join(s["pandas_does_not_cover"]) + ".",
+        f"Agreement with every Beam run on {', '.join(agreement['compared'])}: "
+        f"{'all equal' if agreement['agrees'] else 'DIFFERENT (see results.json)'}.",
+    ])
+
+
+def training(s: dict[str, Any]) -> str:
+    rows = [(row["seed"], row["target_eval_accuracy"],
+             f"{number(row['time_to_target_random_only_s'])} ({row['epochs_to_target_random_only']})",
+             f"{number(row['time_to_target_with_hard_s'])} ({row['epochs_to_target_with_hard'] or 'not reached'})",
+             times(row["time_ratio"]), row["examples_per_s_random_only"], row["examples_per_s_with_hard"])
+            for row in s["per_seed"]]
+    rows.append(("mean", "", number(s["time_to_target_random_only_s"]), number(s["time_to_target_with_hard_s"]),
+                 times(s["time_ratio"]), s["examples_per_s_random_only"], s["examples_per_s_with_hard"]))
+    params = s["training_params"]
+    return "\n\n".join([
+        f"## 2. Training: random negatives only vs random + real hard negatives ({number(s['train_examples'])} "
+        f"training examples)",
+        table(("Seed", "Target (random-only best eval pairwise acc.)", "Random only: s (epochs)",
+               "With hard: s (epochs)", "Time ratio", "Examples/s random only", "Examples/s with hard"), rows),
+        f"Time = the Trainer's cumulative training seconds until an epoch reaches the target (evaluation excluded). "
+        f"Paper: about {s['paper_time_ratio']}. With hard negatives reached the target in "
+        f"{s['with_hard_reached_target_seeds']} of {len(s['per_seed'])} seed(s). Examples/s with hard ÷ random only: "
+        f"{times(s['examples_per_s_ratio'])}. Settings: {params['epochs']} epochs max, patience {params['patience']}, "
+        f"batch {params['batch_size']}, {params['num_random_negatives']} random negatives, up to "
+        f"{params['max_hard_negatives']} hard negatives.",
+    ])
+
+
+def _qps_cell(entry: Optional[dict[str, Any]]) -> str:
+    if not entry or entry.get("interpolated_qps") is None:
+        return "not reached"
+    config = entry.get("best_config") or {}
+    where = f" (best {number(entry['best_qps'])} at L={config['leaves_to_search']}, R={config['reorder']})" \
+        if "leaves_to_search" in config else ""
+    return number(entry["interpolated_qps"]) + where
+
+
+def retrieval(s: dict[str, Any]) -> str:
+    parts = [f"## 3. Retrieval: exact vs ScaNN, top-{s['k']} over {s['dim']}-d {s['embeddings']} embeddings "
+             f"({s['queries']} queries)",
+             f"Threads: {s['threads_meaning']}. ScaNN: {s['scann_config']}. Sweep: leaves searched "
+             f"{s['leaf_fractions']} of the leaves, reorder {s['reorder']}."]
+    for c in s["catalogs"]:
+        parts.append(f"### {number(c['catalog'])} tracks ({c['num_leaves']} leaves)")
+        parts.append(table(("Threads", "Copy GB/s", "Matmul GFLOP/s", "1-query roofline QPS", f"Batch-{BATCH_SIZE} "
+                            "roofline QPS", "Batch bound"),
+                           [(t, r["copy_gb_per_s"], r["matmul_gflop_per_s"], r["single_query_roofline_qps"],
+                             r["batch_roofline_qps"], r["batch_bound"]) for t, r in c["roofline"].items()]))
+        exact = [(row["method"], row["threads"], row["mode"], row["qps"], row["p50_ms"], row["p99_ms"],
+                  row["share_of_roofline"]) for row in c["rows"] if row["method"].endswith("exact")]
+        parts.append(table(("Exact", "Threads", "Mode", "QPS", "p50 ms", "p99 ms", "Share of roofline"), exact))
+        recall_rows = []
+        for method, by_threads in c["qps_at_recall"].items():
+            for threads, by_mode in by_threads.items():
+                for mode, targets in by_mode.items():
+                    recall_rows.append((method, threads, mode,
+                                        *(_qps_cell(targets.get(f"{t:.2f}")) for t in RECALL_TARGETS)))
+        parts.append(table(("Method", "Threads", "Mode", *(f"QPS at recall {t:.2f}" for t in RECALL_TARGETS)),
+                           recall_rows))
+        builds = [(method, threads, b["build_s"], b["index_mb"], b["rss_increase_mb"])
+                  for threads, by_method in c["builds"].items() for method, b in by_method.items()]
+        parts.append(table(("Index", "Threads", "Build s", "Index MB", "RSS increase MB"), builds))
+        parts.append(table(("Ratio", "Value"), [(key, times(value)) for key, value in c["ratios"].items()]))
+        sweep = [(row["method"], row["threads"], row["mode"], row["leaves_to_search"], row["reorder"], row["recall"],
+                  row["qps"], row["p50_ms"], row["share_of_roofline"])
+                 for row in c["rows"] if not row["method"].endswith("exact")]
+        parts.append("<details><summary>ScaNN sweep</summary>\n\n" + table(
+            ("Method", "Threads", "Mode", "Leaves searched", "Reorder", "Recall@10", "QPS", "p50 ms",
+             "Share of byte roofline"), sweep) + "\n\n</details>")
+    parts.append("Roofline: one exact query streams the catalog (bytes / copy bandwidth); a batch of "
+                 f"{BATCH_SIZE} costs max(FLOPs / matmul peak, bytes / bandwidth). ScaNN's share uses an estimate of "
+                 "the bytes a query reads (centroids, searched leaves' 4-bit codes, reordered rows).")
+    return "\n\n".join(parts)
+
+
+def serving(s: dict[str, Any]) -> str:
+    local = s["in_process"]
+    rows = [(row["clients"], row["qps"], row["p50_ms"], row["p99_ms"], row["failed"]) for row in s["closed_loop"]]
+    rows.append(("in-process (1 caller)", local["qps"], local["p50_ms"], local["p99_ms"], 0))
+    first, swap, overhead = s["first_request"], s["version_swap"], s["grpc_overhead"]
+    return "\n\n".join([
+        "## 4. Serving: gRPC server on loopback vs the same model in-process",
+        f"Model: {s['model_source']}.",
+        table(("Clients (closed loop)", "QPS", "p50 ms", "p99 ms", "Failed"), rows),
+        table(("Ratio", "Value"), [
+            ("gRPC p50 ÷ in-process p50 (1 client)", times(overhead["p50_ratio_grpc_over_in_process"])),
+            ("gRPC p50 − in-process p50, ms", number(overhead["p50_added_ms"])),
+            ("gRPC max QPS ÷ in-process QPS", times(overhead["qps_ratio_grpc_max_over_in_process"])),
+            ("first request without warm-up ÷ with warm-up", times(first["ratio_without_over_with"])),
+        ]),
+        table(("First request after AVAILABLE", "ms", "Server start to AVAILABLE, s"), [
+            ("without warm-up", first["without_warmup_ms"], first["server_start_s_without_warmup"]),
+            ("with warm-up (assets.extra)", first["with_warmup_ms"], first["server_start_s_with_warmup"]),
+            ("steady state p50 (1 client)", first["steady_p50_ms"], ""),
+            ("in-process: first call after loading (no warm-up)", first["in_process_first_call_ms"], ""),
+        ]),
+        f"Version swap under {swap['clients']} clients: {number(swap['requests'])} requests answered, "
+        f"**{swap['failed']} failed**, answers by version {swap['answers_by_version']}; version 2 served "
+        f"{number(swap['swap_seconds_after_push'])} s after it was copied in; p99 during the swap "
+        f"{number(swap['p99_ms'])} ms.",
+    ])
+
+
+def pipeline(s: dict[str, Any]) -> str:
+    rows = [(row["component"], row["seconds"], f"{number(100 * row['share_of_run'], 2)}%", row["state"])
+            for row in s["components"]]
+    return "\n\n".join([
+        f"## 5. Pipeline: pipeline.local_runner end to end ({number(s['plays'])} simulated plays)",
+        table(("Component", "Seconds", "Share of run", "State"), rows),
+        f"Run {number(s['mlmd_span_s'])} s by MLMD (first start to last end), {number(s['wall_s'])} s with the "
+        f"process start; {number(s['orchestration_s'])} s between components; {number(s['events_per_s'])} plays/s "
+        f"end to end. Slowest: **{s['slowest_component']}** ({number(100 * s['slowest_share'], 2)}% of the run). "
+        f"Settings: {s['settings']}.",
+    ])
+
+
+RENDERERS = {"labelling": labelling, "training": training, "retrieval": retrieval, "serving": serving,
+             "pipeline": pipeline}
+
+
+def render(results: dict[str, Any]) -> str:
+    sections = results["sections"]
+    parts = [header(results), headlines(sections)]
+    parts += [RENDERERS[name](body) for name, body in sections.items() if name in RENDERERS]
+    return "\n\n".join(parts) + "\n"
