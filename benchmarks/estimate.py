@@ -47,8 +47,9 @@ def pipeline_s(spec: RunSpec) -> float:
                                                                                               epochs)
 
 
-def section_seconds(profile: Profile, sections: tuple[str, ...]) -> dict[str, float]:
-    """Seconds per selected section; a shared pipeline run is charged to the first section that needs it."""
+def section_seconds(profile: Profile, sections: tuple[str, ...], model_given: bool = False) -> dict[str, float]:
+    """Seconds per selected section; a shared pipeline run is charged to the first section that needs it (the
+    serving section needs none when a model folder is given)."""
     charged: set[RunSpec] = set()
 
     def run_once(spec: RunSpec) -> float:
@@ -77,7 +78,7 @@ def section_seconds(profile: Profile, sections: tuple[str, ...]) -> dict[str, fl
                 total += per_worker * len(profile.threads)
             found[section] = total
         elif section == "serving":
-            found[section] = (run_once(model) + 2 * SERVER_START_S + (len(profile.clients) + 1) * profile.serving_loop_s
+            found[section] = ((0.0 if model_given else run_once(model)) + 2 * SERVER_START_S + (len(profile.clients) + 1) * profile.serving_loop_s
                               + 2 * profile.serving_swap_s + SWAP_S)
         elif section == "pipeline":
             found[section] = run_once(pipeline)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Optional, Sequence
 
 from benchmarks.settings import BATCH_SIZE, RECALL_TARGETS
@@ -35,6 +36,11 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def last_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""
+
+
 def header(results: dict[str, Any]) -> str:
     machine, versions = results["machine"], results["versions"]
     cpu = machine["cpu"]
@@ -54,7 +60,7 @@ def header(results: dict[str, Any]) -> str:
         "speeds drift on this shared machine. Raw numbers, sizes and seeds are in results.json.",
     ]
     if results.get("errors"):
-        lines += ["", "**Incomplete run**: " + "; ".join(f"{k}: {v.splitlines()[-1]}" for k, v in
+        lines += ["", "**Incomplete run**: " + "; ".join(f"{name}: {last_line(text)}" for name, text in
                                                          results["errors"].items())]
     return "\n".join(lines)
 
@@ -146,6 +152,30 @@ def _qps_cell(entry: Optional[dict[str, Any]]) -> str:
     return number(entry["interpolated_qps"]) + where
 
 
+RATIO_KEY = re.compile(r"^(?P<figure>.+)_(?P<mode>single|batch\d+)_(?P<threads>\d+)t$")
+
+
+def ratio_matrix(ratios: dict[str, Optional[float]]) -> str:
+    """Ratios named '<figure>_<mode>_<threads>t' as a figure x (mode, threads) table; the rest as a list."""
+    cells: dict[str, dict[str, Optional[float]]] = {}
+    columns: list[str] = []
+    others = []
+    for key, value in ratios.items():
+        match = RATIO_KEY.match(key)
+        if not match:
+            others.append((key.replace("_", " "), times(value)))
+            continue
+        column = f"{match['mode']}, {match['threads']} thread(s)"
+        if column not in columns:
+            columns.append(column)
+        cells.setdefault(match["figure"].replace("_", " "), {})[column] = value
+    rows = [(figure, *(times(by_column.get(column)) for column in columns)) for figure, by_column in cells.items()]
+    parts = [table(("Ratio", *columns), rows)] if rows else []
+    if others:
+        parts.append(table(("Ratio", "Value"), others))
+    return "\n\n".join(parts)
+
+
 def retrieval(s: dict[str, Any]) -> str:
     parts = [f"## 3. Retrieval: exact vs ScaNN, top-{s['k']} over {s['dim']}-d {s['embeddings']} embeddings "
              f"({s['queries']} queries)",
@@ -171,7 +201,7 @@ def retrieval(s: dict[str, Any]) -> str:
         builds = [(method, threads, b["build_s"], b["index_mb"], b["rss_increase_mb"])
                   for threads, by_method in c["builds"].items() for method, b in by_method.items()]
         parts.append(table(("Index", "Threads", "Build s", "Index MB", "RSS increase MB"), builds))
-        parts.append(table(("Ratio", "Value"), [(key, times(value)) for key, value in c["ratios"].items()]))
+        parts.append(ratio_matrix(c["ratios"]))
         sweep = [(row["method"], row["threads"], row["mode"], row["leaves_to_search"], row["reorder"], row["recall"],
                   row["qps"], row["p50_ms"], row["share_of_roofline"])
                  for row in c["rows"] if not row["method"].endswith("exact")]

@@ -127,7 +127,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.model_dir is not None and not (args.model_dir / "saved_model.pb").is_file():
         parser.error(f"--model-dir {args.model_dir} is not a SavedModel version folder (no saved_model.pb)")
     say = Progress("bench")
-    expected = estimate.section_seconds(profile, args.sections)
+    expected = estimate.section_seconds(profile, args.sections, args.model_dir is not None)
     say(f"{profile.name} run of {', '.join(args.sections)} -> {args.out}")
     say("expected: " + ", ".join(f"{name} ~{seconds / 60:.1f} min" for name, seconds in expected.items())
         + f"; total ~{sum(expected.values()) / 60:.0f} min on an idle 2-core machine (load now {load_average()})")
