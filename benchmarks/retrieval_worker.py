@@ -89,7 +89,8 @@ class Worker:
         build_s = time.perf_counter() - began
 
         def all_ids(queries: np.ndarray) -> np.ndarray:
-            return np.concatenate([batch_fn(queries[i:i + 256]).numpy() for i in range(0, len(queries), 256)])
+            return np.concatenate([batch_fn(queries[i:i + self.batch]).numpy()
+                                   for i in range(0, len(queries), self.batch)])
 
         self.measure("tf_exact", lambda q: single_fn(q).numpy(), lambda q: batch_fn(q).numpy(), all_ids)
         self.builds["tf_exact"] = {"build_s": build_s, "index_mb": self.db.nbytes / MB,
