@@ -26,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=pathlib.Path, required=True, help="model and model_run folders go here")
     configs.add_settings_argument(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
     params = configs.with_overrides(configs.PipelineConfig(), args.settings).training_params()
     trainer.run_fn(fn_args_for(RunData(args.transform_graph, args.examples), args.out, params))
     return 0

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow_transform as tft
 
 from components.retrieval_evaluator import blessing
-from models import evaluation, features, inputs, metrics, serving_export, trainer
+from models import evaluation, inputs, metrics, serving_export, trainer
 from models.exported import ExportedModel, IdMap, Vocabularies
 from schema import contract
 
@@ -39,8 +39,7 @@ class RunData:
         return tft.TFTransformOutput(self.transform_graph_uri)
 
     def vocabularies(self) -> Vocabularies:
-        output = self.transform_output
-        return Vocabularies(features.read_track_frequencies(output)[0], features.read_station_vocabulary(output))
+        return trainer.vocabularies(self.transform_output)
 
 
 def collect_for(model: ExportedModel, data: RunData, split: str = contract.TEST,

@@ -128,11 +128,3 @@ class Executor(BaseExampleGenExecutor):
         super().Do(input_dict, output_dict, exec_properties)
         examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
         examples.set_string_custom_property(WINDOW_SPANS_PROPERTY, ",".join(str(span) for span in spans))
-
-
-def read_window_spans(examples: Any) -> list[int]:
-    """The spans an ExampleGen artifact holds (from its custom property)."""
-    text = examples.get_string_custom_property(WINDOW_SPANS_PROPERTY)
-    return [int(part) for part in text.split(",") if part]
-
-
