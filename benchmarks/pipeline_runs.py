@@ -14,7 +14,7 @@ import multiprocessing
 import pathlib
 import shutil
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from benchmarks.settings import Profile
 
@@ -94,9 +94,6 @@ class PipelineRuns:
         else:
             self.say(f"pipeline: reusing the run of {spec.events:,} plays in {self._runs[spec].root}")
         return self._runs[spec]
-
-    def made(self, spec: RunSpec) -> Optional[PipelineRun]:
-        return self._runs.get(spec)
 
     def _make(self, spec: RunSpec) -> PipelineRun:
         from listening_logs import simulate

@@ -42,7 +42,7 @@ def component_times(metadata_path: pathlib.Path) -> list[dict[str, Any]]:
 
 def summarize(run: PipelineRun) -> dict[str, Any]:
     """The section's numbers for one finished run."""
-    from pipeline import configs
+    from pipeline import configs, run_outputs
 
     rows = component_times(run.root / configs.METADATA_FILE)
     failed = [row["component"] for row in rows if row["state"] not in ("COMPLETE", "CACHED")]
@@ -54,9 +54,7 @@ def summarize(run: PipelineRun) -> dict[str, Any]:
     for row in rows:
         row["share_of_run"] = ratio(row["seconds"], span_s)
     slowest = max(rows, key=lambda row: row["seconds"])
-    stats_uri = run.output("FeedbackLabeler", "feedback_stats")
-    from pipeline import run_outputs
-    stats = run_outputs.read_feedback_stats(stats_uri)
+    stats = run_outputs.read_feedback_stats(run.output("FeedbackLabeler", "feedback_stats"))
     return {
         "plays": run.plays,
         "settings": list(run.spec.settings),

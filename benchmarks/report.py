@@ -210,7 +210,9 @@ def retrieval(s: dict[str, Any]) -> str:
              "Share of byte roofline"), sweep) + "\n\n</details>")
     parts.append("Roofline: one exact query streams the catalog (bytes / copy bandwidth); a batch of "
                  f"{BATCH_SIZE} costs max(FLOPs / matmul peak, bytes / bandwidth). ScaNN's share uses an estimate of "
-                 "the bytes a query reads (centroids, searched leaves' 4-bit codes, reordered rows).")
+                 "the bytes a query reads (centroids, searched leaves' 4-bit codes, reordered rows). The roofline counts "
+                 "scoring only: selecting the top 10 (numpy's argpartition, TF's top_k) comes on top, and for exact "
+                 "numpy batches it can cost more than the matmul.")
     return "\n\n".join(parts)
 
 

@@ -9,7 +9,6 @@ import dataclasses
 import json
 import math
 import os
-import pathlib
 import subprocess
 import sys
 
