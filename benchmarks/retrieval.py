@@ -173,7 +173,7 @@ def run(profile: Profile, out: pathlib.Path, say: Callable[[str], None]) -> dict
                              profile.seed)
         catalog_queries = embeddings(profile.retrieval_queries, profile.retrieval_dim, profile.retrieval_embeddings,
                                      profile.seed + 1, centres, profile.seed)
-        exact = ann_metrics.exact_top_k(catalog_queries, catalog, RECALL_K)
+        exact = ann_metrics.exact_top_k(catalog_queries, catalog, RECALL_K, block=BATCH_SIZE)
         paths = {name: out / f"{name}-{n}.npy" for name in ("catalog", "queries", "exact")}
         np.save(paths["catalog"], catalog)
         np.save(paths["queries"], catalog_queries)
