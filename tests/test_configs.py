@@ -1,11 +1,16 @@
 """Settings parse strictly, and the span selection becomes the ExampleGen configs it should."""
 from __future__ import annotations
 
-import pytest
+import dataclasses
 
+import pytest
+from tfx.proto import example_gen_pb2, range_config_pb2
+from tfx.utils import proto_utils
+
+from components.span_window import executor as span_window
 from listening_logs import spans
 from pipeline import configs
-from pipeline.pipeline import detect_input_format, example_gen_configs
+from pipeline.pipeline import build_example_gen, detect_input_format
 from tests.conftest import random_log
 
 
@@ -35,24 +40,63 @@ def test_bad_overrides_say_what_to_fix(assignment, message):
         configs.with_overrides(configs.PipelineConfig(), [assignment])
 
 
+def example_gen_settings(*assignments: str):
+    """ExampleGen's input, range and output configs and the window, parsed back from its exec properties."""
+    example_gen = build_example_gen("/data", "csv", configs.with_overrides(configs.PipelineConfig(), assignments))
+    properties = example_gen.exec_properties
+
+    def parse(key: str, message):
+        return proto_utils.json_to_proto(properties[key], message) if properties.get(key) else None
+
+    return (parse("input_config", example_gen_pb2.Input()), parse("range_config", range_config_pb2.RangeConfig()),
+            parse("output_config", example_gen_pb2.Output()), span_window.window_config(properties))
+
+
 def test_latest_span_reads_one_split_without_hash_splitting():
-    input_config, range_config, output_config = example_gen_configs("latest")
+    input_config, range_config, output_config, window = example_gen_settings()
     assert [s.pattern for s in input_config.splits] == ["span-{SPAN}/*"]
     assert range_config is None
     assert [(s.name, s.hash_buckets) for s in output_config.split_config.splits] == [("events", 1)]
+    assert (window.window_spans, window.require_every_span, window.input_format) == (1, False, "csv")
 
 
-def test_single_span_uses_static_range():
-    _, range_config, _ = example_gen_configs("5")
+def test_single_span_uses_static_range_and_a_window_looks_back_from_it():
+    _, range_config, _, window = example_gen_settings("spans=5", "window_spans=3")
     assert (range_config.static_range.start_span_number, range_config.static_range.end_span_number) == (5, 5)
+    assert (window.window_spans, window.require_every_span) == (3, False)
 
 
-def test_span_range_becomes_one_split_per_span():
-    input_config, range_config, output_config = example_gen_configs("2-4")
-    assert [(s.name, s.pattern) for s in input_config.splits] == [
-        ("span_2", "span-2/*"), ("span_3", "span-3/*"), ("span_4", "span-4/*"),
-    ]
-    assert range_config is None and output_config is None
+def test_span_range_is_the_last_span_with_a_window_that_must_be_complete():
+    input_config, range_config, _, window = example_gen_settings("spans=2-4")
+    assert [s.pattern for s in input_config.splits] == ["span-{SPAN}/*"]
+    assert range_config.static_range.start_span_number == range_config.static_range.end_span_number == 4
+    assert (window.window_spans, window.require_every_span) == (3, True)
+    with pytest.raises(ValueError, match="already is the window"):
+        configs.with_overrides(configs.PipelineConfig(), ["spans=2-4", "window_spans=2"])
+    with pytest.raises(ValueError, match="window_spans must be >= 1"):
+        configs.with_overrides(configs.PipelineConfig(), ["window_spans=0"])
+
+
+def test_window_reads_the_spans_that_exist_and_fails_on_missing_required_ones(tmp_path):
+    spans.write_spans(random_log(60, days=3), tmp_path)
+    (tmp_path / "span-5").mkdir()
+    (tmp_path / "span-5" / "events.csv").write_text("x\n")
+    rolling = span_window.WindowConfig("csv", "span-{SPAN}/*", window_spans=7, require_every_span=False)
+    assert span_window.spans_to_read(str(tmp_path), rolling, 5) == [1, 2, 3, 5]
+    assert span_window.spans_to_read(str(tmp_path), rolling, 2) == [1, 2]
+    with pytest.raises(FileNotFoundError, match=r"span\(s\) \[4\]"):
+        span_window.spans_to_read(str(tmp_path), dataclasses.replace(rolling, require_every_span=True), 5)
+    with pytest.raises(FileNotFoundError, match="no files for span 6, the one ExampleGen resolved"):
+        span_window.spans_to_read(str(tmp_path), rolling, 6)
+    with pytest.raises(ValueError, match="SPAN"):
+        span_window.WindowConfig("csv", "span-1/*", window_spans=1, require_every_span=False)
+
+
+def test_remote_data_root_needs_an_explicit_format():
+    from pipeline.pipeline import create_pipeline
+
+    with pytest.raises(ValueError, match="input_format=csv"):
+        create_pipeline("p", "/root", "gs://bucket/logs", configs.PipelineConfig(), "/serving")
 
 
 def test_input_format_detection(tmp_path):

@@ -87,7 +87,10 @@ def spans_to_read(input_base: str, config: WindowConfig, resolved_span: int) -> 
     wanted = range(max(1, resolved_span - config.window_spans + 1), resolved_span + 1)
     present = [span for span in wanted if tf.io.gfile.glob(span_pattern(input_base, config, span))]
     missing = sorted(set(wanted) - set(present))
-    if resolved_span in missing or (config.require_every_span and missing):
+    if resolved_span in missing:
+        raise FileNotFoundError(f"no files for span {resolved_span}, the one ExampleGen resolved, under {input_base} "
+                                f"(pattern {config.span_pattern!r})")
+    if config.require_every_span and missing:
         raise FileNotFoundError(
             f"no files for span(s) {missing} under {input_base} (pattern {config.span_pattern!r}); "
             "write the missing days or choose another range with --set spans=...")
