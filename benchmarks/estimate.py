@@ -67,7 +67,8 @@ def section_seconds(profile: Profile, sections: tuple[str, ...], model_given: bo
                               + sum(BEAM_FIXED_S * w + BEAM_S_PER_EVENT * events for w in profile.workers))
         elif section == "training":
             epochs = int(dict(s.split("=", 1) for s in profile.settings("training")).get("epochs", 10))
-            found[section] = run_once(model) + 2 * profile.training_seeds * training_s(train_examples(model), epochs)
+            found[section] = run_once(model) + (1 + len(profile.hard_weights)) * profile.training_seeds * training_s(
+                train_examples(model), epochs)
         elif section == "retrieval":
             total = 0.0
             for n in profile.catalogs:

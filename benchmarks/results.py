@@ -43,11 +43,13 @@ REQUIRED: dict[str, tuple[tuple[str, str], ...]] = {
     "training": (
         ("train_examples", "positive"), ("seeds", "nonempty"),
         ("per_seed.*.target_eval_accuracy", "unit"), ("per_seed.*.time_to_target_random_only_s", "positive"),
-        ("per_seed.*.examples_per_s_random_only", "positive"), ("per_seed.*.examples_per_s_with_hard", "positive"),
-        ("per_seed.*.time_ratio", "ratio_or_null"),
-        ("examples_per_s_random_only", "positive"), ("examples_per_s_with_hard", "positive"),
-        ("examples_per_s_ratio", "positive"), ("time_to_target_random_only_s", "positive"),
-        ("time_ratio", "ratio_or_null"), ("paper_time_ratio", "positive"), ("with_hard_reached_target_seeds", "present"),
+        ("per_seed.*.examples_per_s_random_only", "positive"), ("per_seed.*.with_hard", "nonempty"),
+        ("per_seed.*.with_hard.*.examples_per_s", "positive"), ("per_seed.*.with_hard.*.time_ratio", "ratio_or_null"),
+        ("per_seed.*.with_hard.*.best_eval_accuracy", "unit"),
+        ("examples_per_s_random_only", "positive"), ("time_to_target_random_only_s", "positive"),
+        ("with_hard", "nonempty"), ("with_hard.*.examples_per_s", "positive"),
+        ("with_hard.*.examples_per_s_ratio", "positive"), ("with_hard.*.time_ratio", "ratio_or_null"),
+        ("with_hard.*.reached_target_seeds", "present"), ("paper_time_ratio", "positive"),
     ),
     "retrieval": (
         ("catalogs", "nonempty"), ("catalogs.*.catalog", "positive"),

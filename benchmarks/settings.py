@@ -48,6 +48,9 @@ class Profile:
     training_seeds: int = 3
     training_settings: str = ""
     """Trainer overrides for the in-process trainings (';'-separated key=value)."""
+    training_hard_weights: str = "1,100,300"
+    """hard_negative_weight of each random + hard run (1 is the product default; at 1 the five hard negatives
+    are lost among the logQ-corrected blocks, the README's Trainer section shows where the weight matters)."""
 
     # --- 3 retrieval: exact (numpy, TF) vs ScaNN (TF op, native) on synthetic embeddings ---
     retrieval_catalogs: str = "100000,1000000"
@@ -89,6 +92,8 @@ class Profile:
         for name in ("labelling_workers", "retrieval_catalogs", "retrieval_threads", "retrieval_reorder",
                      "serving_clients"):
             int_list(getattr(self, name), name)
+        if not all(weight > 0 for weight in self.hard_weights):
+            raise ValueError("training_hard_weights must be > 0")
         fractions = float_list(self.retrieval_leaf_fractions, "retrieval_leaf_fractions")
         if not all(0 < f <= 1 for f in fractions):
             raise ValueError("retrieval_leaf_fractions must lie in (0, 1]")
@@ -101,6 +106,10 @@ class Profile:
     @property
     def workers(self) -> list[int]:
         return int_list(self.labelling_workers, "labelling_workers")
+
+    @property
+    def hard_weights(self) -> list[float]:
+        return float_list(self.training_hard_weights, "training_hard_weights")
 
     @property
     def catalogs(self) -> list[int]:
@@ -178,7 +187,7 @@ TINY = Profile(
     labelling_events=3_000, labelling_users=60, labelling_tracks=400, labelling_days=3, labelling_shards=2,
     model_events=6_000, model_users=100, model_tracks=1_200, model_days=3,
     model_settings="epochs=1;patience=1;positive_policy=like+listen",
-    training_seeds=1, training_settings="epochs=2;patience=2",
+    training_seeds=1, training_settings="epochs=2;patience=2", training_hard_weights="100",
     retrieval_catalogs="3000", retrieval_queries=64, retrieval_loop_s=0.1,
     retrieval_leaf_fractions="0.05,0.3", retrieval_reorder="10,50",
     roofline_copy_mb=32, roofline_matmul_n=256,

@@ -18,7 +18,12 @@ from benchmarks.measure import ratio
 from benchmarks.pipeline_runs import PipelineRun, PipelineRuns, RunSpec
 from benchmarks.settings import PAPER_TIME_RATIO, Profile
 
-VARIANTS = ("random_only", "with_hard")
+RANDOM_ONLY = "random_only"
+
+
+def hard_variant(weight: float) -> str:
+    """Folder and key name of the random + hard run at one hard_negative_weight (e.g. 'with_hard_w100')."""
+    return f"with_hard_w{weight:g}"
 
 
 def mean(values: Sequence[Optional[float]]) -> Optional[float]:
@@ -43,34 +48,62 @@ def training_config(profile: Profile) -> Any:
                                                              *profile.settings("training")])
 
 
-def seed_row(seed: int, plain: Any, hard: Any) -> dict[str, Any]:
-    """One seed's comparison (experiments.training's TrainedVariant for each variant)."""
+def hard_row(plain: Any, hard: Any, target: Optional[float]) -> dict[str, Any]:
+    """One random + hard run against the random-only run of the same seed."""
+    from experiments import training
+
+    own = training.time_to_target(plain.history, target)
+    reached = training.time_to_target(hard.history, target)
+    return {
+        "time_to_target_s": reached.seconds,
+        "epochs_to_target": reached.epochs,
+        "reached_target": reached.reached,
+        "time_ratio": ratio(reached.seconds, own.seconds),
+        "best_eval_accuracy": training.best_accuracy(hard.history),
+        "examples_per_s": examples_per_second(hard.history),
+        "epochs": len(hard.history),
+        "train_seconds": hard.history[-1]["train_seconds_cumulative"],
+        "wall_s": hard.seconds,
+        "history": training.curve(hard.history),
+    }
+
+
+def seed_row(seed: int, plain: Any, hard_by_weight: dict[str, Any]) -> dict[str, Any]:
+    """One seed's comparison (experiments.training's TrainedVariant per run); hard runs keyed by weight."""
     from experiments import training
 
     target = training.best_accuracy(plain.history)
     own = training.time_to_target(plain.history, target)
-    reached = training.time_to_target(hard.history, target)
     return {
         "seed": seed,
         "target_eval_accuracy": target,
         "time_to_target_random_only_s": own.seconds,
-        "time_to_target_with_hard_s": reached.seconds,
         "epochs_to_target_random_only": own.epochs,
-        "epochs_to_target_with_hard": reached.epochs,
-        "with_hard_reached_target": reached.reached,
-        "time_ratio": ratio(reached.seconds, own.seconds),
         "best_eval_accuracy_random_only": target,
-        "best_eval_accuracy_with_hard": training.best_accuracy(hard.history),
         "examples_per_s_random_only": examples_per_second(plain.history),
-        "examples_per_s_with_hard": examples_per_second(hard.history),
         "epochs_random_only": len(plain.history),
-        "epochs_with_hard": len(hard.history),
         "train_seconds_random_only": plain.history[-1]["train_seconds_cumulative"],
-        "train_seconds_with_hard": hard.history[-1]["train_seconds_cumulative"],
         "wall_s_random_only": plain.seconds,
-        "wall_s_with_hard": hard.seconds,
         "history_random_only": training.curve(plain.history),
-        "history_with_hard": training.curve(hard.history),
+        "with_hard": {weight: hard_row(plain, hard, target) for weight, hard in hard_by_weight.items()},
+    }
+
+
+def weight_summary(rows: list[dict[str, Any]], weight: str) -> dict[str, Any]:
+    """Means over seeds for one hard_negative_weight; the time ratio only when every seed reached the target."""
+    runs = [row["with_hard"][weight] for row in rows]
+    time_plain = mean([row["time_to_target_random_only_s"] for row in rows])
+    time_hard = mean([run["time_to_target_s"] for run in runs])
+    speed = mean([run["examples_per_s"] for run in runs])
+    return {
+        "hard_negative_weight": float(weight),
+        "time_to_target_s": time_hard,
+        "reached_target_seeds": sum(bool(run["reached_target"]) for run in runs),
+        "time_ratio": ratio(time_hard, time_plain),
+        "epochs_to_target": mean([run["epochs_to_target"] for run in runs]),
+        "best_eval_accuracy": mean([run["best_eval_accuracy"] for run in runs]),
+        "examples_per_s": speed,
+        "examples_per_s_ratio": ratio(speed, mean([row["examples_per_s_random_only"] for row in rows])),
     }
 
 
@@ -88,9 +121,12 @@ def run(profile: Profile, runs: PipelineRuns, out: pathlib.Path, say: Callable[[
     rows = []
     for index in range(profile.training_seeds):
         seed = config.seed + index
+        plans = [(RANDOM_ONLY, dataclasses.replace(base, seed=seed, hard_negatives_in_loss=False))] + [
+            (hard_variant(weight), dataclasses.replace(base, seed=seed, hard_negatives_in_loss=True,
+                                                       hard_negative_weight=weight))
+            for weight in profile.hard_weights]
         trained = {}
-        for variant in VARIANTS:
-            params = dataclasses.replace(base, seed=seed, hard_negatives_in_loss=variant == "with_hard")
+        for variant, params in plans:
             folder = out / f"seed-{seed}" / variant
             if folder.exists():
                 shutil.rmtree(folder)
@@ -98,14 +134,14 @@ def run(profile: Profile, runs: PipelineRuns, out: pathlib.Path, say: Callable[[
                 f"{base.patience}, {stats['examples']['train']:,} training examples; log {out / 'trainings.log'})")
             with training.output_to(out / "trainings.log"):
                 trained[variant] = training.train_variant(data, params, folder)
-        row = seed_row(seed, trained["random_only"], trained["with_hard"])
+        row = seed_row(seed, trained[RANDOM_ONLY], {f"{weight:g}": trained[hard_variant(weight)]
+                                                     for weight in profile.hard_weights})
         say(f"training: seed {seed}: target {row['target_eval_accuracy']}, random-only "
-            f"{row['time_to_target_random_only_s']} s, with hard {row['time_to_target_with_hard_s']} s "
-            f"(ratio {row['time_ratio']})")
+            f"{row['time_to_target_random_only_s']} s; with hard " + ", ".join(
+                f"weight {weight}: {run['time_to_target_s']} s (ratio {run['time_ratio']})"
+                for weight, run in row["with_hard"].items()))
         rows.append(row)
-    reached = sum(bool(row["with_hard_reached_target"]) for row in rows)
-    time_plain = mean([row["time_to_target_random_only_s"] for row in rows])
-    time_hard = mean([row["time_to_target_with_hard_s"] for row in rows])
+    weights = [f"{weight:g}" for weight in profile.hard_weights]
     return {
         "model_run": str(model_run.root),
         "train_examples": int(stats["examples"]["train"]),
@@ -114,14 +150,10 @@ def run(profile: Profile, runs: PipelineRuns, out: pathlib.Path, say: Callable[[
         "seeds": [row["seed"] for row in rows],
         "per_seed": rows,
         "examples_per_s_random_only": mean([row["examples_per_s_random_only"] for row in rows]),
-        "examples_per_s_with_hard": mean([row["examples_per_s_with_hard"] for row in rows]),
-        "time_to_target_random_only_s": time_plain,
-        "time_to_target_with_hard_s": time_hard,
-        "with_hard_reached_target_seeds": reached,
-        "time_ratio": ratio(time_hard, time_plain),
-        "time_ratio_note": "mean time with hard / mean time random-only over seeds; null unless the with-hard "
-                           "run reached the target in every seed",
-        "examples_per_s_ratio": ratio(mean([row["examples_per_s_with_hard"] for row in rows]),
-                                      mean([row["examples_per_s_random_only"] for row in rows])),
+        "time_to_target_random_only_s": mean([row["time_to_target_random_only_s"] for row in rows]),
+        "best_eval_accuracy_random_only": mean([row["best_eval_accuracy_random_only"] for row in rows]),
+        "with_hard": {weight: weight_summary(rows, weight) for weight in weights},
+        "time_ratio_note": "mean time with hard / mean time random-only over seeds, per hard_negative_weight; null "
+                           "unless the with-hard run reached the target in every seed",
         "paper_time_ratio": PAPER_TIME_RATIO,
     }
