@@ -48,7 +48,7 @@ class Profile:
     training_seeds: int = 3
     training_settings: str = ""
     """Trainer overrides for the in-process trainings (';'-separated key=value)."""
-    training_hard_weights: str = "1,100,300"
+    training_hard_weights: str = "1,300"
     """hard_negative_weight of each random + hard run (1 is the product default; at 1 the five hard negatives
     are lost among the logQ-corrected blocks, the README's Trainer section shows where the weight matters)."""
 
