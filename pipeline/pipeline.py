@@ -1,4 +1,4 @@
-"""The one `create_pipeline()`: the DAG every runner runs (DESIGN §2). Runners only choose where it runs."""
+"""The one `create_pipeline()`: the DAG every runner runs (docs/design.md §2). Runners only choose where it runs."""
 from __future__ import annotations
 
 import dataclasses

@@ -13,7 +13,7 @@ from typing import Any, Mapping, Optional, Union
 
 import numpy as np
 
-# --- Columns (DESIGN §3) --------------------------------------------------------------------------------
+# --- Columns (docs/design.md §3) ------------------------------------------------------------------------
 USER_ID = "user_id"
 TRACK_ID = "track_id"
 STATION_ID = "station_id"
@@ -102,7 +102,7 @@ def label_ids(
 ) -> np.ndarray:
     """Label ids (indices into LABELS) for arrays of plays; NaN marks a missing duration.
 
-    The one implementation of DESIGN §3's labelling rule: thumbs decide first; without them a short play
+    The one implementation of docs/design.md §3's labelling rule: thumbs decide first; without them a short play
     (below `skip_ms`, or below `skip_fraction` of a known track duration) is a SKIP, anything else a LISTEN.
     """
     feedback = np.asarray(feedback).astype(str)
@@ -240,7 +240,7 @@ def validate_row(raw: Mapping[str, Any]) -> Validation:
     return Validation(row, None)
 
 
-# --- Training examples written by FeedbackLabeler (DESIGN §4) -------------------------------------------
+# --- Training examples written by FeedbackLabeler (docs/design.md §4) -----------------------------------
 # One tf.train.Example per positive target; the lists are variable-length, oldest to newest for history.
 EX_USER_ID = "user_id"
 EX_STATION_ID = "station_id"
@@ -260,7 +260,7 @@ LABELED_SCHEMA_PATH = pathlib.Path(__file__).resolve().with_name("labeled_exampl
 TRAIN, EVAL, TEST = "train", "eval", "test"
 SPLITS: tuple[str, ...] = (TRAIN, EVAL, TEST)
 
-# Policies (DESIGN §4): which labels are targets, which enter the history, which are hard negatives.
+# Policies (docs/design.md §4): which labels are targets, which enter the history, which are hard negatives.
 POSITIVE_POLICIES: dict[str, tuple[str, ...]] = {"like": (LIKE,), "like+listen": (LIKE, LISTEN)}
 INPUT_POLICIES: dict[str, tuple[str, ...]] = {
     "positives": (),  # the positive policy's labels only

@@ -1,6 +1,6 @@
-"""A model server that speaks TensorFlow Serving's gRPC and REST APIs, and a client for it (DESIGN §7).
+"""A model server that speaks TensorFlow Serving's gRPC and REST APIs, and a client for it (docs/design.md §7).
 
-No `tensorflow_model_server` binary can be installed here (DESIGN §8), so `serving.server` stands in for it:
+No `tensorflow_model_server` binary can be installed here (docs/design.md §8), so `serving.server` stands in for it:
 same directory layout, same flags, same protos and status codes, so the client code in `serving.client` works
 against either. Modules: `server` (CLI and wiring), `model_manager` (versions: discover, load, warm up, swap,
 status), `prediction_service` (gRPC servicers), `rest` (REST API), `batching` (request batching), `tensors`

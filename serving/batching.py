@@ -10,7 +10,7 @@ batches. Results are split back by row, and a failure of the merged run is every
 Padding (`pad_variable_length_inputs`, on by default here): inputs whose signature leaves a dimension other
 than the batch one unknown (None) are padded to the longest in the batch, strings with "" and numbers with
 0 (False for bools), so requests of different history lengths share a batch. For this project's contract ""
-is the padding token (DESIGN §7), so a padded history means the same. Outputs are not un-padded, as in TF
+is the padding token (docs/design.md §7), so a padded history means the same. Outputs are not un-padded, as in TF
 Serving: an output whose shape follows a padded input comes back at the batch's length.
 """
 from __future__ import annotations

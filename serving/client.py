@@ -2,7 +2,7 @@
 
 Built only on `tensorflow_serving.apis` stubs, so it works against `serving.server` and a real
 `tensorflow_model_server` alike. TF Serving has no optional inputs, so the client fills the contract's
-(DESIGN §7): an empty `station_id`, and `exclude_track_ids` padded with "" to the width E the model declares
+(docs/design.md §7): an empty `station_id`, and `exclude_track_ids` padded with "" to the width E the model declares
 in its metadata (read once per version with GetModelMetadata; a signature that leaves E open gets the
 exclusions as given, and the model enforces its maximum). An empty history is sent as one "" token. Empty
 track ids in the answer are padding and are dropped.

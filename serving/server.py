@@ -7,7 +7,7 @@ Serves `<model_base_path>/<version>/` SavedModels (newest version by default), p
 swapping them in with no failed request; or several models from `--model_config_file` (TF Serving's text
 ModelServerConfig). Flags are named as `tensorflow_model_server` names them; the few it lacks are marked
 "(this server)". In production, where the real binary can be installed, it serves the same directories and
-the same clients (DESIGN §7-8).
+the same clients (docs/design.md §7-8).
 """
 from __future__ import annotations
 

@@ -13,7 +13,6 @@ from listening_logs import spans
 from schema import contract
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 DAY0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 

@@ -1,6 +1,6 @@
 """Helpers for the serving tests: the real pushed exports, requests in their contract, a server on loopback.
 
-The tests serve what the pipeline pushes (DESIGN §7): `<serving base>/<model name>/<version>/` SavedModels
+The tests serve what the pipeline pushes (docs/design.md §7): `<serving base>/<model name>/<version>/` SavedModels
 with `serving_default` (history_track_ids, history_feedback [B, L], station_id [B], exclude_track_ids [B, E]
 -> track_ids, scores [B, K]) and `query_embedding`. `Exports` finds a run's two pushed version folders (ScaNN
 and brute force) and the catalog they recommend from (the Trainer's track vocabulary); `copy_version` puts a

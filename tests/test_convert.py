@@ -1,4 +1,7 @@
-"""Tests of `listening_logs.convert` and its adapters on the real MSSD / Piki samples and small fixtures."""
+"""Tests of `listening_logs.convert` and its adapters on real Piki rows, a hand-written MSSD log and small fixtures.
+
+Every input lives under tests/fixtures/ (see the README or PROVENANCE.md in each folder).
+"""
 from __future__ import annotations
 
 import csv
@@ -15,11 +18,12 @@ from listening_logs import convert
 from schema import contract
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
-MSSD_SAMPLE = SHARED_DATA / "mssd-sample" / "mssd_log_head201.csv"
-PIKI_SAMPLE = SHARED_DATA / "piki-sample" / "piki_head500.csv"
-TOYPIKI_SAMPLE = SHARED_DATA / "piki-sample" / "toypiki_dataset.csv"
-FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures" / "convert"
+ALL_FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures"
+MSSD_SAMPLE = ALL_FIXTURES / "mssd" / "sessions.csv"
+"""Invented MSSD-format log (the real sample's licence is unclear): 48 rows, 5 sessions, 2 days, see its README."""
+PIKI_SAMPLE = ALL_FIXTURES / "piki" / "piki_head500.csv"
+TOYPIKI_SAMPLE = ALL_FIXTURES / "piki" / "toypiki_dataset.csv"
+FIXTURES = ALL_FIXTURES / "convert"
 MAPPED_PLAYS = FIXTURES / "mapped_plays.tsv"
 MAPPED_BAD_ROWS = FIXTURES / "mapped_bad_rows.tsv"
 MAPPING = FIXTURES / "mapped_plays.yaml"
@@ -79,17 +83,28 @@ def test_mssd_sample_converts_with_skip_2_as_the_skip(tmp_path: pathlib.Path) ->
     status, out = run(tmp_path, "mssd", MSSD_SAMPLE)
     assert status == 0
     document = summary(out)
-    assert (document["rows_read"], document["rows_written"], document["quarantined"]) == (201, 201, {})
+    assert (document["rows_read"], document["rows_written"], document["quarantined"]) == (48, 48, {})
     plays = events(out)
+    # skip_2 True: session a 4 + b 3 + c 3 + d 4 + e 0 = 14 (tests/fixtures/mssd/README.md).
     skip_2_true = sum(row["skip_2"] == "True" for row in sample_rows(MSSD_SAMPLE))
-    assert skip_2_true == 82
+    assert skip_2_true == 14
     assert (plays[contract.LISTEN_MS] == "0").sum() == skip_2_true
     assert set(plays[contract.LISTEN_MS]) == {"0", ""}
     labels = [contract.label_of(contract.validate_row(row).row) for row in plays.to_dict("records")]
-    assert labels.count(contract.SKIP) == 82 and labels.count(contract.LISTEN) == 119
-    assert plays[contract.USER_ID].nunique() == 11
+    assert labels.count(contract.SKIP) == 14 and labels.count(contract.LISTEN) == 48 - 14
+    assert plays[contract.USER_ID].nunique() == 5
     assert (plays[contract.USER_ID] == plays[contract.STATION_ID]).all()
     assert (plays[contract.FEEDBACK] == contract.NO_FEEDBACK).all()
+
+
+def test_mssd_only_skip_2_decides_the_skip(tmp_path: pathlib.Path) -> None:
+    """skip_3-only rows (session e, positions 3 and 8) are LISTEN; skip_1 rows are SKIP through skip_2."""
+    status, out = run(tmp_path, "mssd", MSSD_SAMPLE)
+    assert status == 0
+    plays = events(out)
+    listened = dict(zip(plays[contract.TRACK_ID], plays[contract.LISTEN_MS]))  # these four tracks occur once
+    assert listened["t_fixture-e03"] == listened["t_fixture-e08"] == ""  # skip_3 only
+    assert listened["t_fixture-a03"] == listened["t_fixture-c02"] == "0"  # skip_1 (and so skip_2)
 
 
 def test_mssd_timestamps_keep_session_order(tmp_path: pathlib.Path) -> None:
@@ -105,18 +120,23 @@ def test_mssd_timestamps_keep_session_order(tmp_path: pathlib.Path) -> None:
 
 
 def test_mssd_timestamp_is_midnight_plus_hour_plus_position(tmp_path: pathlib.Path) -> None:
-    """First sample row: 15-07-18, hour 16, position 1 -> 2018-07-15T16:00:01Z."""
+    """First fixture row: 15-07-18, hour 16, position 1 -> 2018-07-15T16:00:01Z; the other spelling and midnight."""
     status, out = run(tmp_path, "mssd", MSSD_SAMPLE)
     assert status == 0
     plays = events(out)
-    first = plays[plays[contract.TRACK_ID] == "t_0479f24c-27d2-46d6-a00c-7ec928f2b539"]
-    assert list(first[contract.TIMESTAMP_MS]) == [str(MS_2018_07_15_16H + 1000)]
+    stamps = dict(zip(plays[contract.TRACK_ID], plays[contract.TIMESTAMP_MS].astype(int)))
+    hour_ms = 3_600_000
+    assert stamps["t_fixture-a01"] == MS_2018_07_15_16H + 1000
+    assert stamps["t_fixture-b01"] == MS_2018_07_15_16H - 7 * hour_ms + 1000  # 2018-07-15, hour 9, position 1
+    assert stamps["t_fixture-c04"] == MS_2018_07_15_16H - 17 * hour_ms + 4000  # 14-07-18, hour 23, position 4
+    assert stamps["t_fixture-c05"] == MS_2018_07_15_16H - 16 * hour_ms + 5000  # 15-07-18, hour 0, position 5
 
 
 def test_mssd_sessions_across_two_days_make_two_spans(tmp_path: pathlib.Path) -> None:
     status, out = run(tmp_path, "mssd", MSSD_SAMPLE)
     assert status == 0
-    assert summary(out)["spans"] == {"span-1": 28, "span-2": 173}  # 28 rows dated 14-07-18
+    # 2018-07-14: session c positions 1-4, d 10, e 8 = 22; 2018-07-15: a 12, b 10, c positions 5-8 = 26.
+    assert summary(out)["spans"] == {"span-1": 22, "span-2": 26}
 
 
 def test_mssd_bad_rows_are_quarantined_and_good_rows_kept(tmp_path: pathlib.Path) -> None:
@@ -430,7 +450,7 @@ def test_overwrite_replaces_an_earlier_conversion(tmp_path: pathlib.Path) -> Non
     status, out = run(tmp_path, "mssd", MSSD_SAMPLE, "--overwrite")
     assert status == 0
     assert sorted(path.name for path in out.glob("span-*")) == ["span-1", "span-2"]
-    assert len(events(out)) == 201
+    assert len(events(out)) == 48
 
 
 # --- As a program ---------------------------------------------------------------------------------------
@@ -441,8 +461,8 @@ def test_runs_as_a_module(tmp_path: pathlib.Path) -> None:
         [sys.executable, "-m", "listening_logs.convert", *args], cwd=REPO, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
-    assert "wrote 201 rows in 2 span(s)" in done.stderr
-    assert summary(out)["rows_written"] == 201
+    assert "wrote 48 rows in 2 span(s)" in done.stderr
+    assert summary(out)["rows_written"] == 48
 
 
 def test_help_explains_each_format() -> None:

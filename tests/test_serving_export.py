@@ -1,4 +1,4 @@
-"""The pushed serving SavedModels (DESIGN §7) from a real pipeline run: contract, exclusions, stock ops only."""
+"""The pushed serving SavedModels (docs/design.md §7) from a real pipeline run: contract, exclusions, stock ops."""
 from __future__ import annotations
 
 import dataclasses

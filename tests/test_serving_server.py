@@ -1,4 +1,4 @@
-"""The TF-Serving-compatible server (DESIGN §7): a real `python -m serving.server` on loopback, spoken to over
+"""The TF-Serving-compatible server (docs/design.md §7): a real `python -m serving.server` on loopback, spoken to over
 gRPC, REST and the client CLI, serving the SavedModels the pipeline really pushes.
 
 Every model here is a copy of the trained pipeline's pushed exports (`trained_pipeline` in conftest): the ScaNN

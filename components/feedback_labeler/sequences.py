@@ -1,6 +1,6 @@
 """Turns one listener's labelled plays into training examples: history, target and real hard negatives.
 
-Pure Python and independent of Beam, so the rules are tested on hand-written logs (DESIGN §4):
+Pure Python and independent of Beam, so the rules are tested on hand-written logs (docs/design.md §4):
 - a target is a play whose label is in the positive policy;
 - its history is the listener's plays strictly before it whose labels the input policy admits, up to
   `max_history`, the most recent ones of the target's station first, then the most recent of other

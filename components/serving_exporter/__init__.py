@@ -1,1 +1,1 @@
-"""ServingExporter: the Trainer's towers -> the two serving SavedModels the Pushers push (DESIGN §7)."""
+"""ServingExporter: the Trainer's towers -> the two serving SavedModels the Pushers push (docs/design.md §7)."""
