@@ -13,18 +13,25 @@ Generative model (every number below is a `SimulationConfig` field and a CLI fla
 - Stations: each user has a few (`stations_per_user`), seeded by a genre drawn from taste **
   `station_taste_power`, or (`artist_station_share`) by the artist of that genre closest to them. A station
   plays popularity-weighted tracks of its seed artist (`same_artist_share`) or genre, plus a little of the
-  whole catalog (`exploration_share`). So a disliked track is mostly a station-genre track whose style
-  leans away from the user: far closer to the user's liked tracks than a random track (a hard negative).
+  whole catalog (`exploration_share`), and optionally of its unpopular tail (`tail_exploration_share`:
+  uniform over the catalog, so mostly tracks a listener is unlikely to know). So a disliked track is mostly
+  a station-genre track whose style leans away from the user: far closer to the user's liked tracks than a
+  random track (a hard negative).
 - Sessions: plays come in sessions on one station (`session_plays_mean`) on one UTC day; each play starts
   when the previous one stopped (its listen_ms) plus a short gap (`gap_mean_ms`); sessions of a user-day
   do not overlap unless they cannot fit in the day (counted as `overfull_user_days`).
 - Outcomes: affinity = cosine(user, track) (`ground_truth.GroundTruth.affinity`). Thumbs down, thumbs up
-  and taste skips are logistic in affinity (`*_max`, `*_slope`, `*_center`), drawn in that order;
+  and taste skips are logistic in affinity (`*_max`, `*_slope`, `*_center`), drawn in that order; with
+  `*_tail_weight` their logits also move with the track's tail score (log popularity rank: unfamiliar tracks
+  are rejected more, hits liked more), as on real logs where rejected tracks are far less popular;
   context skips (`context_skip_rate`) override taste (false negatives). Skip-only users turn a thumbs-down
   intent into a skip and a thumbs-up intent into a listen.
 - listen_ms: skips mostly 1-30 s (a few `late_skip_share` skips stop later but before
   `DEFAULT_SKIP_FRACTION` of the track), dislikes short, listens and likes play the whole track
   (a `partial_play_share` stops somewhere past both skip thresholds).
+
+Named presets (`listening_logs.presets`, `--preset default|realistic`) set several knobs at once; the
+default preset is the original behaviour, byte for byte.
 
 Outputs: `span-N/events.<fmt>` per day (N = day + 1), `catalog/tracks.csv`, `ground_truth/` and
 `summary.json`. Identical config and seed give byte-identical files.
@@ -44,7 +51,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from listening_logs import spans
+from listening_logs import presets, spans
 from listening_logs.ground_truth import GROUND_TRUTH_DIRNAME, GroundTruth, unit_rows
 from schema import contract
 
@@ -127,6 +134,9 @@ class SimulationConfig:
                                       "stations")
     exploration_share: float = _param(0.03, "share of plays drawn from the whole catalog by popularity",
                                       "stations")
+    tail_exploration_share: float = _param(0.0, "share of plays drawn uniformly from the whole catalog, so "
+                                                "mostly from its unpopular tail: tracks a listener is unlikely "
+                                                "to know (0: off)", "stations")
 
     session_plays_mean: float = _param(12.0, "mean number of plays in a session", "sessions")
     max_session_plays: int = _param(100, "a session is cut after this many plays", "sessions")
@@ -142,6 +152,13 @@ class SimulationConfig:
     skip_max: float = _param(0.55, "highest probability of a taste skip", "outcomes")
     skip_slope: float = _param(8.0, "steepness of taste skips as affinity falls", "outcomes")
     skip_center: float = _param(0.30, "affinity at which a taste skip is half its maximum", "outcomes")
+    like_tail_weight: float = _param(0.0, "thumbs-up logit falls by this x (tail score - 0.5); the tail score "
+                                          "is ln(popularity rank) / ln(tracks): 0 for the most popular track, "
+                                          "1 for the least (0: popularity plays no part)", "outcomes")
+    dislike_tail_weight: float = _param(0.0, "thumbs-down logit rises by this x (tail score - 0.5): unfamiliar "
+                                             "tracks are rejected more (0: off)", "outcomes")
+    skip_tail_weight: float = _param(0.0, "taste-skip logit rises by this x (tail score - 0.5) (0: off)",
+                                     "outcomes")
     context_skip_rate: float = _param(0.06, "share of plays skipped for reasons unrelated to taste "
                                             "(false negatives)", "outcomes")
     partial_play_share: float = _param(0.05, "share of listens and likes that stop before the end",
@@ -193,10 +210,13 @@ class SimulationConfig:
         ]
         non_negative = ["artist_spread", "track_spread", "zipf_exponent", "track_ms_sigma", "user_noise",
                         "activity_sigma", "station_taste_power", "gap_mean_ms", "like_slope", "dislike_slope",
-                        "skip_slope"]
+                        "skip_slope", "like_tail_weight", "dislike_tail_weight", "skip_tail_weight"]
         checks += [(getattr(self, name) >= 0, f"{name} must be >= 0") for name in non_negative]
         checks += [(self.taste_concentration > 0, "taste_concentration must be > 0")]
+        checks += [(self.exploration_share + self.tail_exploration_share <= 1.0,
+                    "exploration_share + tail_exploration_share must be <= 1")]
         shares = ["skip_only_share", "artist_station_share", "same_artist_share", "exploration_share",
+                  "tail_exploration_share",
                   "like_max", "dislike_max", "skip_max", "context_skip_rate", "partial_play_share",
                   "late_skip_share", "style_share"]
         checks += [(0.0 <= getattr(self, name) <= 1.0, f"{name} must be within [0, 1]") for name in shares]
@@ -460,15 +480,22 @@ def _session_stations(stations: Stations, session_user: np.ndarray, rng: np.rand
 
 
 def _draw_tracks(config: SimulationConfig, catalog: Catalog, stations: Stations, station: np.ndarray,
-                 rng: np.random.Generator) -> np.ndarray:
-    """Station programming: seed artist, else seed genre, else (exploration) the whole catalog."""
+                 rng: np.random.Generator, tail_rng: Optional[np.random.Generator] = None) -> np.ndarray:
+    """Station programming: seed artist, else seed genre, else (exploration) the whole catalog.
+
+    Tail exploration (uniform over the catalog) draws its tracks from `tail_rng`, and only when it is on, so
+    a config without it consumes `rng` exactly as before (same seed, same bytes).
+    """
     n = len(station)
     seed_artist = stations.artist[station]
     mode = rng.random(n)
     explore = mode < config.exploration_share
-    same_artist = ~explore & (seed_artist >= 0) & (rng.random(n) < config.same_artist_share)
-    in_genre = ~explore & ~same_artist
+    tail = ~explore & (mode < config.exploration_share + config.tail_exploration_share)
+    same_artist = ~explore & ~tail & (seed_artist >= 0) & (rng.random(n) < config.same_artist_share)
+    in_genre = ~explore & ~tail & ~same_artist
     track = np.empty(n, dtype=np.int64)
+    if tail.any():
+        track[tail] = (tail_rng or rng).integers(config.tracks, size=int(tail.sum()))
     everyone = WeightedGroups.build(np.zeros(config.tracks, dtype=np.int64), catalog.popularity, 1)
     track[explore] = everyone.sample(np.zeros(int(explore.sum()), dtype=np.int64), rng)
     by_artist = WeightedGroups.build(catalog.track_artist, catalog.popularity, len(catalog.artist_genre))
@@ -478,13 +505,42 @@ def _draw_tracks(config: SimulationConfig, catalog: Catalog, stations: Stations,
     return track
 
 
+def tail_scores(popularity: np.ndarray) -> np.ndarray:
+    """ln(popularity rank) / ln(tracks) per track: 0 for the most popular, 1 for the least.
+
+    On a log scale because familiarity does: the 10th and the 100th hit differ about as much to a listener
+    as the 100th and the 1000th track.
+    """
+    n = len(popularity)
+    if n < 2:
+        return np.zeros(n)
+    rank = np.empty(n, dtype=np.int64)
+    rank[np.argsort(-popularity, kind="stable")] = np.arange(1, n + 1)
+    return np.log(rank) / np.log(n)
+
+
+def _with_tail(logit: np.ndarray, weight: float, tail: Optional[np.ndarray]) -> np.ndarray:
+    """`logit + weight x (tail - 0.5)`; the logit itself, untouched, when the weight is 0 (same bytes)."""
+    if weight == 0.0 or tail is None:
+        return logit
+    return logit + weight * (tail - 0.5)
+
+
 def draw_labels(config: SimulationConfig, affinity: np.ndarray, skip_only: np.ndarray,
-                rng: np.random.Generator) -> np.ndarray:
-    """Intended label id per play: thumbs down, thumbs up, taste skip in turn; context skips override."""
+                rng: np.random.Generator, tail: Optional[np.ndarray] = None) -> np.ndarray:
+    """Intended label id per play: thumbs down, thumbs up, taste skip in turn; context skips override.
+
+    `tail` is each play's track tail score (`tail_scores`); with the `*_tail_weight` settings it makes
+    unfamiliar tracks more often disliked and skipped and less often liked.
+    """
     n = len(affinity)
-    p_dislike = config.dislike_max * _sigmoid(-config.dislike_slope * (affinity - config.dislike_center))
-    p_like = config.like_max * _sigmoid(config.like_slope * (affinity - config.like_center))
-    p_skip = config.skip_max * _sigmoid(-config.skip_slope * (affinity - config.skip_center))
+    dislike_logit = _with_tail(-config.dislike_slope * (affinity - config.dislike_center),
+                               config.dislike_tail_weight, tail)
+    like_logit = _with_tail(config.like_slope * (affinity - config.like_center), -config.like_tail_weight, tail)
+    skip_logit = _with_tail(-config.skip_slope * (affinity - config.skip_center), config.skip_tail_weight, tail)
+    p_dislike = config.dislike_max * _sigmoid(dislike_logit)
+    p_like = config.like_max * _sigmoid(like_logit)
+    p_skip = config.skip_max * _sigmoid(skip_logit)
     draws = rng.random((4, n))
     dislike = draws[0] < p_dislike
     like = ~dislike & (draws[1] < p_like)
@@ -551,8 +607,13 @@ def _session_starts(config: SimulationConfig, session_user: np.ndarray, session_
 
 
 def make_events(config: SimulationConfig, catalog: Catalog, listeners: Listeners, stations: Stations,
-                truth: GroundTruth, rng: np.random.Generator) -> Events:
-    """All plays: sessions, station programming, outcomes, listen times, timestamps."""
+                truth: GroundTruth, rng: np.random.Generator,
+                tail_rng: Optional[np.random.Generator] = None) -> Events:
+    """All plays: sessions, station programming, outcomes, listen times, timestamps.
+
+    `tail_rng` draws the tail-exploration tracks (a stream of its own, so settings without them leave every
+    other draw, and so the default log, unchanged).
+    """
     user = np.repeat(np.arange(config.users), listeners.plays)
     session = _session_ids(config, user, rng)
     first_event = np.flatnonzero(np.r_[True, session[1:] != session[:-1]])
@@ -560,9 +621,9 @@ def make_events(config: SimulationConfig, catalog: Catalog, listeners: Listeners
     session_day = _session_days(config, len(first_event), rng)
     session_station = _session_stations(stations, session_user, rng)
     station = session_station[session]
-    track = _draw_tracks(config, catalog, stations, station, rng)
+    track = _draw_tracks(config, catalog, stations, station, rng, tail_rng)
     affinity = truth.affinity_by_index(user, track)
-    label = draw_labels(config, affinity, listeners.skip_only[user], rng)
+    label = draw_labels(config, affinity, listeners.skip_only[user], rng, tail_scores(catalog.popularity)[track])
     listen_ms = draw_listen_ms(config, label, catalog.track_ms[track], rng)
     gap = np.clip(rng.exponential(config.gap_mean_ms, len(user)).astype(np.int64), 1, MAX_GAP_MS)
     step = listen_ms + gap
@@ -587,7 +648,9 @@ def _station_ids(user_ids: np.ndarray, stations: Stations) -> np.ndarray:
 
 def generate(config: SimulationConfig) -> Simulation:
     """The whole simulated world and its log, in memory; deterministic in `config.seed`."""
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(4)]
+    # The fifth stream is only drawn from by settings that are off by default (tail exploration); spawned
+    # children do not depend on how many siblings follow them, so the first four are what they always were.
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(5)]
     catalog = make_catalog(config, streams[0])
     listeners = make_listeners(config, catalog, streams[1])
     stations = make_stations(config, catalog, listeners, streams[2])
@@ -599,7 +662,7 @@ def generate(config: SimulationConfig) -> Simulation:
         track_ids=ids["track"].astype(str), track_vectors=catalog.track_vectors,
         artist_ids=ids["artist"].astype(str), artist_vectors=catalog.artist_vectors,
         genre_ids=ids["genre"].astype(str), genre_centres=catalog.genre_centres)
-    events = make_events(config, catalog, listeners, stations, truth, streams[3])
+    events = make_events(config, catalog, listeners, stations, truth, streams[3], tail_rng=streams[4])
     return Simulation(config, ids, catalog, listeners, stations, events, truth)
 
 
@@ -692,8 +755,11 @@ def clear_previous_outputs(out_dir: pathlib.Path) -> None:
 
 
 def simulate(config: SimulationConfig, out_dir: pathlib.Path, overwrite: bool = False,
-             progress: Optional[Progress] = None) -> dict[str, Any]:
-    """Generates and writes spans, catalog, ground truth and summary.json; returns the summary."""
+             progress: Optional[Progress] = None, preset: Optional[str] = None) -> dict[str, Any]:
+    """Generates and writes spans, catalog, ground truth and summary.json; returns the summary.
+
+    `preset` only names, in the summary, the preset the config came from (None: not said).
+    """
     say = progress or (lambda message: None)
     began = time.perf_counter()
     out_dir = pathlib.Path(out_dir)
@@ -715,6 +781,7 @@ def simulate(config: SimulationConfig, out_dir: pathlib.Path, overwrite: bool = 
         table.to_csv(truth_dir / name, index=False)
     say(f"wrote {out_dir / CATALOG_DIRNAME / CATALOG_FILENAME} and {truth_dir}/")
     summary = summarize(simulation, frame, written)
+    summary["preset"] = preset
     summary["seconds"] = round(time.perf_counter() - began, 3)
     (out_dir / SUMMARY_FILENAME).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return summary
@@ -731,31 +798,55 @@ def build_parser() -> argparse.ArgumentParser:
     """Flags generated from SimulationConfig, so every knob has exactly one default and help text."""
     parser = argparse.ArgumentParser(
         prog="python -m listening_logs.simulate",
-        usage="%(prog)s --out DIR [--users N] [--tracks M] [--events E] [--days D] [--seed S] "
-              "[--format {csv,parquet}] [--overwrite] [behaviour flags below]",
+        usage="%(prog)s --out DIR [--preset {" + ",".join(presets.PRESETS) + "}] [--users N] [--tracks M] "
+              "[--events E] [--days D] [--seed S] [--format {csv,parquet}] [--overwrite] [behaviour flags below]",
         description=__doc__.split("\n\n")[0],
         epilog="Writes DIR/span-N/events.<format> (day N-1), DIR/catalog/tracks.csv (popularity = the track's "
                "global sampling weight, summing to 1), DIR/ground_truth/ (query it with "
-               "`python -m listening_logs.ground_truth`) and DIR/summary.json.",
+               "`python -m listening_logs.ground_truth`) and DIR/summary.json. Defaults shown are the default "
+               "preset's; a flag given explicitly overrides the chosen preset's value.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", required=True, type=pathlib.Path, metavar="DIR",
                         help="output directory (created if missing; must be empty unless --overwrite)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the spans, catalog, ground truth and summary of an earlier run in DIR")
+    parser.add_argument("--preset", choices=sorted(presets.PRESETS), default=presets.DEFAULT,
+                        help="named settings, overridden by any flag given explicitly: "
+                             + "; ".join(presets.describe(name) for name in presets.PRESETS))
     groups = {key: parser.add_argument_group(title) for key, title in _GROUP_TITLES.items()}
     for field in dataclasses.fields(SimulationConfig):
         meta = field.metadata
         flag = meta.get("flag", "--" + field.name.replace("_", "-"))
         extra = {"choices": meta["choices"]} if "choices" in meta else {}
+        # SUPPRESS keeps flags the user did not give out of the namespace, so only explicit ones beat a preset.
         groups[meta["group"]].add_argument(flag, dest=field.name, type=type(field.default),
-                                           default=field.default, help=meta["help"], **extra)
+                                           default=argparse.SUPPRESS,
+                                           help=f"{meta['help']} (default: {field.default})", **extra)
     return parser
 
 
+def preset_config(name: str = presets.DEFAULT, **overrides: Any) -> SimulationConfig:
+    """The config of a named preset (`listening_logs.presets`), with `overrides` applied on top.
+
+    Raises ValueError for an unknown preset or field name, and for any nonsense value.
+    """
+    values = {**presets.overrides(name), **overrides}
+    known = {field.name for field in dataclasses.fields(SimulationConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown simulation settings {unknown} (preset {name!r}); valid ones are the "
+                         "SimulationConfig fields listed by --help")
+    return SimulationConfig(**values)
+
+
 def config_from_args(args: argparse.Namespace) -> SimulationConfig:
-    """The config named by parsed flags (raises ValueError listing every nonsense value)."""
+    """The config named by parsed flags: the preset (default: `default`) with every flag present applied.
+
+    Raises ValueError listing every nonsense value.
+    """
     names = [field.name for field in dataclasses.fields(SimulationConfig)]
-    return SimulationConfig(**{name: getattr(args, name) for name in names})
+    given = {name: getattr(args, name) for name in names if hasattr(args, name)}
+    return preset_config(getattr(args, "preset", presets.DEFAULT), **given)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -767,12 +858,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ValueError, FileExistsError) as error:
         parser.error(str(error))  # exits 2 with the message
     progress = lambda message: print(f"simulate: {message}", file=sys.stderr, flush=True)  # noqa: E731
-    summary = simulate(config, args.out, overwrite=args.overwrite, progress=progress)
+    summary = simulate(config, args.out, overwrite=args.overwrite, progress=progress, preset=args.preset)
     shares = ", ".join(f"{name} {share:.1%}" for name, share in summary["label_shares"].items())
     print(f"simulate: {summary['events']} events, {summary['users']} users, {summary['tracks']} tracks played, "
           f"{summary['stations']} stations, {len(summary['spans'])} spans -> {args.out} "
           f"in {summary['seconds']:.1f} s")
-    print(f"simulate: labels {shares}; skip-only users {summary['skip_only_users']}")
+    print(f"simulate: preset {args.preset}; labels {shares}; skip-only users {summary['skip_only_users']}")
     return 0
 
 
