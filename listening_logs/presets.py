@@ -19,15 +19,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     DEFAULT: {},
     REALISTIC: {
         # Stations reach into the unpopular tail: tracks the listener is unlikely to know...
-        "tail_exploration_share": 0.15,
-        # ...and an unfamiliar track is rejected far more often, a hit liked a little more often.
-        "dislike_tail_weight": 5.0,
-        "skip_tail_weight": 4.0,
-        "like_tail_weight": 3.0,
+        "tail_exploration_share": 0.2,
+        # ...and an unfamiliar track is rejected far more often, a hit liked more often.
+        "dislike_tail_weight": 6.0,
+        "skip_tail_weight": 6.0,
+        "like_tail_weight": 5.0,
         # Popularity-drawn exploration would put rejected hits among the negatives; the tail share replaces it.
         "exploration_share": 0.0,
         # Skips for reasons unrelated to taste or familiarity carry no popularity signal: fewer of them.
-        "context_skip_rate": 0.03,
+        "context_skip_rate": 0.02,
     },
 }
 """Field overrides per preset name; `default` overrides nothing."""

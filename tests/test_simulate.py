@@ -345,3 +345,100 @@ def test_ground_truth_cli_rejects_unknown_user(small_run, capsys: pytest.Capture
         ground_truth.main(["--dir", str(small_run[0]), "--user", "nobody", "--track", "t0000"])
     assert exit_info.value.code == 2
     assert "unknown user" in capsys.readouterr().err
+
+
+# --- Presets: the default stays as it was, `realistic` rejects unpopular tracks ----------------------------
+
+TINY_SPAN_SHA256 = {
+    "span-1/events.csv": "24c287ddb0734d262ac870481c75f2e293c25146dc479674d59ca658ac4836d0",
+    "span-2/events.csv": "ae93816f36801efafb1085221275e5ccc7645fa3f743abdc0cd7e3f23a66f935",
+}
+"""sha256 of TINY's span files, recorded with the simulator before the presets and popularity settings existed."""
+TINY_LABELS = {"dislike": 64, "like": 153, "listen": 1200, "skip": 583}
+"""TINY's summary.json label counts, recorded at the same time."""
+
+
+def test_default_preset_output_is_unchanged(tmp_path: pathlib.Path) -> None:
+    import hashlib
+
+    config = simulate.preset_config("default", **{f.name: getattr(TINY, f.name) for f in dataclasses.fields(TINY)
+                                                  if f.name in ("users", "tracks", "events", "days", "seed")})
+    assert config == TINY
+    summary = simulate.simulate(config, tmp_path / "sim", preset="default")
+    assert summary["labels"] == TINY_LABELS
+    assert summary["preset"] == "default"
+    hashes = {name: hashlib.sha256(data).hexdigest() for name, data in file_bytes(tmp_path / "sim").items()
+              if name.startswith(spans.SPAN_PREFIX)}
+    assert hashes == TINY_SPAN_SHA256
+
+
+def test_tail_scores_are_log_popularity_ranks() -> None:
+    scores = simulate.tail_scores(np.array([0.1, 0.5, 0.4]))  # ranks 3, 1, 2 of 3
+    np.testing.assert_allclose(scores, [1.0, 0.0, np.log(2) / np.log(3)])
+    assert simulate.tail_scores(np.array([1.0])).tolist() == [0.0]
+
+
+@pytest.fixture(scope="module")
+def preset_profiles() -> dict[str, tuple[dict, simulate.Simulation]]:
+    """Profiles of SMALL's size under each preset (labelling at the pipeline's defaults, spelled out)."""
+    from components.feedback_labeler.sequences import LabelingParams
+    from listening_logs import profile
+
+    params = LabelingParams(skip_ms=30_000, skip_fraction=0.25, positive_policy="like", input_policy="all",
+                            negative_policy="dislikes+skips", max_history=20, max_hard_negatives=5,
+                            hard_negative_window_ms=3_600_000, eval_cutoff="0.7", test_cutoff="0.85",
+                            max_events_per_user=5000)
+    size = {name: getattr(SMALL, name) for name in ("users", "tracks", "events", "days", "seed")}
+    result = {}
+    for name in ("default", "realistic"):
+        simulation = simulate.generate(simulate.preset_config(name, **size))
+        result[name] = (profile.profile_log(simulation.frame(), params), simulation)
+    return result
+
+
+def test_realistic_preset_makes_most_popular_a_strong_baseline(preset_profiles) -> None:
+    default, realistic = preset_profiles["default"][0], preset_profiles["realistic"][0]
+    assert default["most_popular"]["pairwise_accuracy"] < 0.65  # the kind simulator: popularity says little
+    assert realistic["most_popular"]["pairwise_accuracy"] >= 0.75
+    assert realistic["most_popular"]["pairs"] > 1_000
+    popularity = realistic["popularity_percentile"]
+    assert popularity["like"]["mean"] > popularity["listen"]["mean"] > popularity["skip"]["mean"]
+    assert popularity["like"]["mean"] > popularity["dislike"]["mean"] + 5
+
+
+def test_realistic_preset_keeps_plausible_labels_and_meaningful_truth(preset_profiles) -> None:
+    profile_, simulation = preset_profiles["realistic"]
+    for name, (low, high) in simulate.TARGET_LABEL_SHARES.items():
+        assert low <= profile_["label_shares"][name] <= high, name
+    events = simulation.events
+    mean_affinity = {name: events.affinity[events.label == LABEL[name]].mean() for name in LABEL}
+    assert mean_affinity[contract.LIKE] > mean_affinity[contract.LISTEN] > mean_affinity[contract.SKIP]
+    assert mean_affinity[contract.LIKE] > mean_affinity[contract.DISLIKE] + 0.3
+
+
+def test_explicit_flags_override_the_preset(tmp_path: pathlib.Path) -> None:
+    parser = simulate.build_parser()
+    realistic = simulate.config_from_args(parser.parse_args(["--out", str(tmp_path), "--preset", "realistic"]))
+    assert realistic == simulate.preset_config("realistic")
+    assert realistic.tail_exploration_share > 0 and realistic.exploration_share == 0.0
+    mixed = simulate.config_from_args(parser.parse_args(
+        ["--out", str(tmp_path), "--preset", "realistic", "--exploration-share", "0.03", "--users", "50"]))
+    assert mixed == dataclasses.replace(realistic, exploration_share=0.03, users=50)
+    plain = simulate.config_from_args(parser.parse_args(["--out", str(tmp_path)]))
+    assert plain == SimulationConfig()
+
+
+def test_unknown_preset_or_setting_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown preset 'kind'; choose one of"):
+        simulate.preset_config("kind")
+    with pytest.raises(ValueError, match=r"unknown simulation settings \['colour'\]"):
+        simulate.preset_config("default", colour=1)
+    with pytest.raises(ValueError, match="exploration_share \\+ tail_exploration_share must be <= 1"):
+        simulate.preset_config("default", exploration_share=0.6, tail_exploration_share=0.6)
+
+
+def test_cli_help_lists_the_presets() -> None:
+    result = run_module("listening_logs.simulate", "--help")
+    assert result.returncode == 0
+    assert "--preset {default,realistic}" in result.stdout
+    assert "tail_exploration_share=0.2" in " ".join(result.stdout.split())
