@@ -375,7 +375,7 @@ def format_profile(profile: Mapping[str, Any]) -> str:
         *[f"  {name}: {_fmt(v['pairwise_accuracy'])} over {v['pairs']} pairs" for name, v in mp["variants"].items()],
         f"listeners who never use thumbs: {_fmt(100 * (profile['listeners_without_thumbs_share'] or 0.0), 1)}%",
         f"time: {_fmt(profile['time']['span_days'], 2)} days ({profile['time']['calendar_days']} calendar days, "
-        f"{profile['time']['days_with_plays']} with plays), {_fmt(profile['time']['plays_per_day'], 1)} plays per day",
+        f"{profile['time']['days_with_plays']} with plays), {_fmt(profile['time']['plays_per_day'], 2)} plays per day",
     ]
     if profile.get("conversion_quarantined"):
         lines.append("quarantined by the conversion: " + ", ".join(
