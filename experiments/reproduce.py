@@ -131,6 +131,8 @@ def span_numbers(data: pathlib.Path) -> list[int]:
 
 def selected_spans(spec: str, found: Sequence[int]) -> list[int]:
     """The span numbers a spans setting reads; a range over a missing folder is refused up front."""
+    if spec == configs.ALL_SPANS:
+        return list(found)
     bounds = configs.parse_spans(spec)
     chosen = [max(found)] if bounds is None else list(range(bounds[0], bounds[1] + 1))
     missing = [span for span in chosen if span not in found]

@@ -34,6 +34,8 @@ class Collected:
     top_ids: np.ndarray
     history_lengths: np.ndarray
     history_skips: np.ndarray
+    negative_ranks: np.ndarray
+    """Per example, the best rank among its held-out real negatives (inf when it has none)."""
     disliked: dict[bytes, frozenset]
     """Per listener, every track a history token of theirs labels as disliked."""
 
@@ -44,7 +46,8 @@ class Collected:
 def collect(dataset: tf.data.Dataset, scorer: Scorer, max_k: int = max(metrics.DEFAULT_KS)) -> Collected:
     """Scores every example once against the catalog, history tracks excluded (the target never)."""
     parts: dict[str, list[np.ndarray]] = {name: [] for name in (
-        "user_ids", "target_ids", "ranks", "pair_wins", "pair_counts", "top_ids", "history_lengths", "history_skips")}
+        "user_ids", "target_ids", "ranks", "pair_wins", "pair_counts", "top_ids", "history_lengths", "history_skips",
+        "negative_ranks")}
     disliked: dict[bytes, set] = {}
     for batch in dataset:
         scores = scorer(batch)
@@ -53,7 +56,8 @@ def collect(dataset: tf.data.Dataset, scorer: Scorer, max_k: int = max(metrics.D
         history_ids = batch[features.HISTORY_TRACK_IDS_XF].numpy()
         history_mask = batch[features.HISTORY_MASK].numpy()
         history_labels = batch[features.HISTORY_LABELS_XF].numpy()
-        negative_scores = np.asarray(scores)[rows[:, None], batch[features.HARD_NEGATIVE_TRACK_IDS_XF].numpy()]
+        negative_ids = batch[features.HARD_NEGATIVE_TRACK_IDS_XF].numpy()
+        negative_scores = np.asarray(scores)[rows[:, None], negative_ids]
         positive_scores = np.asarray(scores)[rows, targets][:, None]
         negative_mask = batch[features.HARD_NEGATIVE_MASK].numpy()
         masked = metrics.exclude(scores, targets, history_ids, history_mask)
@@ -65,6 +69,8 @@ def collect(dataset: tf.data.Dataset, scorer: Scorer, max_k: int = max(metrics.D
                                    * negative_mask).sum(axis=1))
         parts["pair_counts"].append(negative_mask.sum(axis=1))
         parts["top_ids"].append(metrics.top_k_ids(masked, max_k))
+        parts["negative_ranks"].append(metrics.best_held_out_negative_ranks(
+            masked, negative_ids, negative_mask, targets, history_ids, history_mask))
         parts["history_lengths"].append(history_mask.sum(axis=1))
         parts["history_skips"].append(((history_labels == SKIP_ID) & history_mask).sum(axis=1))
         for user, track in zip(*(array[(history_labels == DISLIKE_ID) & history_mask]
@@ -92,6 +98,7 @@ def summarize(collected: Collected, ks: Sequence[int] = metrics.DEFAULT_KS,
         **ranking.result(),
         "disliked_in_top_k": metrics.disliked_in_top_k(
             collected.top_ids[keep], [collected.disliked.get(user, empty) for user in users], ks),
+        **metrics.held_out_negative_hits(collected.negative_ranks[keep], ks),
         "coverage": covered_share,
         "examples": int(keep.sum()),
         "users": num_users,

@@ -41,7 +41,7 @@ from typing import Any, Optional, Union
 import numpy as np
 import tensorflow as tf
 
-from models.params import POPULARITY, SAMPLERS, UNIFORM
+from models.params import NEGATIVE_LOSSES, NOT_TO_RECOMMEND, PAIRWISE, POPULARITY, SAMPLERS, SOFTMAX, UNIFORM
 
 MASKED_LOGIT = -1e9
 """The logit of a masked column: finite (no inf - inf = NaN), and exp(MASKED_LOGIT - any real logit) == 0."""
@@ -49,6 +49,8 @@ POSITIVE_COLUMN = 0
 """The label: every row's positive is its first logit."""
 NO_WEIGHT = 1.0
 """A hard negative weight that leaves the softmax unchanged."""
+NOT_TO_RECOMMEND_EPSILON = 1e-6
+"""p(neg) is clipped to 1 - this, so -log(1 - p) stays finite when a rejected track takes all the mass."""
 
 DISTRIBUTIONS: tuple[str, ...] = SAMPLERS
 MIN_COUNT = 1.0
@@ -284,6 +286,119 @@ class SampledSoftmaxLoss(tf.keras.layers.Layer):
             hard=hard, hard_ids=hard_ids, hard_mask=hard_mask,
         )
         return tf.reduce_mean(per_example)
+
+
+# --- Terms for the listener's own real negatives, next to the softmax ---------------------------------------
+class PairwiseTerm(tf.keras.layers.Layer):
+    """Each row's positive against each of its own real negatives: mean softplus((s_neg - s_pos) / T).
+
+    This is the pairwise logistic (BPR) loss on exactly the pairs the evaluator's pairwise accuracy counts.
+    In the softmax a handful of real negatives are a rounding error next to the in-batch and random blocks
+    (each of which stands for the whole catalog); here every real negative takes a full share of its row's
+    gradient, as in the paper's per-position binary cross-entropy.
+    """
+
+    def call(self, positive_logit: tf.Tensor, hard_logits: tf.Tensor, valid: tf.Tensor) -> tf.Tensor:
+        """positive_logit: [B, 1] = s_pos / T; hard_logits: [B, H] = s_neg / T; valid: [B, H] bool.
+
+        Returns [B]: each row's mean over its valid negatives (0 for a row without any).
+        """
+        losses = tf.nn.softplus(hard_logits - positive_logit)
+        return _masked_row_mean(losses, valid)
+
+
+class NotToRecommendTerm(tf.keras.layers.Layer):
+    """-log(1 - p(neg)) for each real negative, p from the same sampled softmax the positive is trained in.
+
+    The negative-feedback-aware objective of Wang et al., "Learning from Negative User Feedback and Measuring
+    Responsiveness for Sequential Recommenders" (RecSys 2023): the log-likelihood of NOT recommending a track
+    the listener rejected. Its gradient is about p(neg), so it only pushes down rejected tracks the model
+    would actually recommend.
+    """
+
+    def call(self, logits: tf.Tensor, num_hard: tf.Tensor, valid: tf.Tensor) -> tf.Tensor:
+        """logits: [B, C] masked, corrected logits whose last num_hard columns are the hard block;
+        valid: [B, num_hard] bool. Returns [B]: each row's mean over its valid negatives."""
+        log_z = tf.reduce_logsumexp(logits, axis=1, keepdims=True)
+        p = tf.exp(logits[:, -num_hard:] - log_z)
+        losses = -tf.math.log1p(-tf.minimum(p, 1.0 - NOT_TO_RECOMMEND_EPSILON))
+        return _masked_row_mean(losses, valid)
+
+
+def _masked_row_mean(losses: tf.Tensor, valid: tf.Tensor) -> tf.Tensor:
+    weights = tf.cast(valid, losses.dtype)
+    return tf.reduce_sum(losses * weights, axis=1) / tf.maximum(tf.reduce_sum(weights, axis=1), 1.0)
+
+
+class RetrievalLoss(tf.keras.layers.Layer):
+    """The Trainer's objective: the sampled softmax, plus one term for the real negatives (`negative_loss`).
+
+    negative_loss:
+      'softmax'           the softmax alone (real negatives only in its denominator, at hard_negative_weight);
+      'pairwise'          + negative_loss_weight x PairwiseTerm;
+      'not_to_recommend'  + negative_loss_weight x NotToRecommendTerm.
+    Without hard negatives (hard_negatives_in_loss=False, or none in a row) every formulation is the softmax
+    alone, so a random-only run is the same model whatever negative_loss says. Takes the inputs of
+    SampledSoftmaxLoss; calling it returns the batch mean of `per_example_loss`.
+    """
+
+    def __init__(self, negative_loss: str = PAIRWISE, negative_loss_weight: float = 1.0,
+                 temperature: float = 1.0, hard_negative_weight: float = NO_WEIGHT, use_logq: bool = True,
+                 **layer_kwargs: Any) -> None:
+        super().__init__(**layer_kwargs)
+        if negative_loss not in NEGATIVE_LOSSES:
+            raise ValueError(f"negative_loss must be one of {NEGATIVE_LOSSES}, got {negative_loss!r}")
+        if not negative_loss_weight >= 0:
+            raise ValueError(f"negative_loss_weight must be >= 0, got {negative_loss_weight}")
+        self.negative_loss = negative_loss
+        self.negative_loss_weight = float(negative_loss_weight)
+        self.softmax = SampledSoftmaxLoss(temperature, hard_negative_weight, use_logq)
+        self._positive = PositiveLogits()
+        self._hard = HardNegativeLogits()
+        self._pairwise = PairwiseTerm()
+        self._not_to_recommend = NotToRecommendTerm()
+
+    def get_config(self) -> dict:
+        own = {key: value for key, value in self.softmax.get_config().items()
+               if key in ("temperature", "hard_negative_weight", "use_logq")}
+        return {**super().get_config(), **own, "negative_loss": self.negative_loss,
+                "negative_loss_weight": self.negative_loss_weight}
+
+    def per_example_loss(self, query: tf.Tensor, positive: tf.Tensor, positive_ids: tf.Tensor,
+                         user_ids: tf.Tensor, positive_log_q: Optional[tf.Tensor] = None, *,
+                         random: Optional[tf.Tensor] = None, random_ids: Optional[tf.Tensor] = None,
+                         random_log_q: Optional[tf.Tensor] = None, hard: Optional[tf.Tensor] = None,
+                         hard_ids: Optional[tf.Tensor] = None, hard_mask: Optional[tf.Tensor] = None) -> tf.Tensor:
+        """[B]: each row's softmax cross-entropy plus its weighted real-negative term."""
+        logits = self.softmax.logits(
+            query, positive, positive_ids, user_ids, positive_log_q,
+            random=random, random_ids=random_ids, random_log_q=random_log_q,
+            hard=hard, hard_ids=hard_ids, hard_mask=hard_mask,
+        )
+        labels = tf.fill(tf.shape(logits)[:1], POSITIVE_COLUMN)
+        per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+        if (self.negative_loss == SOFTMAX or self.negative_loss_weight == 0
+                or not _given("hard", hard=hard, hard_ids=hard_ids, hard_mask=hard_mask)):
+            return per_example
+        hard_logits, valid = self._hard(query, hard, hard_ids, hard_mask, positive_ids)
+        if self.negative_loss == PAIRWISE:
+            positive_logit = self._positive(query, positive) / self.softmax.temperature
+            term = self._pairwise(positive_logit, hard_logits / self.softmax.temperature, valid)
+        elif self.negative_loss == NOT_TO_RECOMMEND:
+            term = self._not_to_recommend(logits, tf.shape(hard)[1], valid)
+        else:
+            raise AssertionError(f"unhandled negative_loss {self.negative_loss!r}")
+        return per_example + self.negative_loss_weight * term
+
+    def call(self, query: tf.Tensor, positive: tf.Tensor, positive_ids: tf.Tensor, user_ids: tf.Tensor,
+             positive_log_q: Optional[tf.Tensor] = None, *, random: Optional[tf.Tensor] = None,
+             random_ids: Optional[tf.Tensor] = None, random_log_q: Optional[tf.Tensor] = None,
+             hard: Optional[tf.Tensor] = None, hard_ids: Optional[tf.Tensor] = None,
+             hard_mask: Optional[tf.Tensor] = None) -> tf.Tensor:
+        """The batch mean of `per_example_loss` (a scalar)."""
+        return tf.reduce_mean(self.per_example_loss(
+            query, positive, positive_ids, user_ids, positive_log_q, random=random, random_ids=random_ids,
+            random_log_q=random_log_q, hard=hard, hard_ids=hard_ids, hard_mask=hard_mask))
 
 
 def _given(block: str, **tensors: Optional[tf.Tensor]) -> bool:

@@ -76,6 +76,41 @@ class RankingAccumulator:
         }
 
 
+def best_held_out_negative_ranks(masked_scores: np.ndarray, negative_ids: np.ndarray, negative_mask: np.ndarray,
+                                 targets: np.ndarray, history_ids: np.ndarray, history_mask: np.ndarray) -> np.ndarray:
+    """Per row, the best 0-based rank (ties half) among its held-out real negatives; inf when it has none.
+
+    A held-out negative is one of the row's own real negatives (a track the listener skipped or disliked near
+    the target) that is neither the target nor in the row's history: the ranking excludes history tracks, so
+    a negative the listener already rejected in the history could never show up, and would say nothing.
+    masked_scores are the row's scores with history excluded (`exclude`).
+    """
+    negative_ids = np.asarray(negative_ids)
+    in_history = ((negative_ids[:, :, None] == np.asarray(history_ids)[:, None, :])
+                  & np.asarray(history_mask, dtype=bool)[:, None, :]).any(axis=2)
+    held_out = np.asarray(negative_mask, dtype=bool) & ~in_history & (negative_ids != np.asarray(targets)[:, None])
+    best = np.full(len(negative_ids), np.inf)
+    for column in range(negative_ids.shape[1]):
+        rows = np.nonzero(held_out[:, column])[0]
+        if rows.size:
+            ranks = ranks_of_targets(masked_scores[rows], negative_ids[rows, column])
+            best[rows] = np.minimum(best[rows], ranks)
+    return best
+
+
+def held_out_negative_hits(best_negative_ranks: np.ndarray, ks: Sequence[int] = DEFAULT_KS) -> dict[str, object]:
+    """held_out_negative_hit_rate_at_k: over queries with a held-out real negative, the share whose top-k
+    holds one (lower is better); held_out_negative_queries: how many queries that is."""
+    ranks = np.asarray(best_negative_ranks, dtype=np.float64)
+    has = np.isfinite(ranks)
+    queries = int(has.sum())
+    return {
+        "held_out_negative_hit_rate_at_k": {
+            k: float(np.mean(ranks[has] < k)) if queries else float("nan") for k in ks},
+        "held_out_negative_queries": queries,
+    }
+
+
 def top_k_ids(scores: np.ndarray, k: int) -> np.ndarray:
     """Ids of each row's k best scores, best first ([n, min(k, V)]); -inf scores (excluded) come last."""
     k = min(k, scores.shape[1])

@@ -9,6 +9,11 @@ UNIFORM = "uniform"
 POPULARITY = "popularity"
 SAMPLERS: tuple[str, ...] = (UNIFORM, POPULARITY)
 """How random negatives are drawn (models.loss.CandidateSampler)."""
+SOFTMAX = "softmax"
+PAIRWISE = "pairwise"
+NOT_TO_RECOMMEND = "not_to_recommend"
+NEGATIVE_LOSSES: tuple[str, ...] = (SOFTMAX, PAIRWISE, NOT_TO_RECOMMEND)
+"""How the listener's real negatives enter the loss (models.loss.RetrievalLoss)."""
 DEFAULT_STRATEGY = "default"
 MIRRORED_STRATEGY = "mirrored"
 MULTI_WORKER_STRATEGY = "multi_worker_mirrored"
@@ -25,6 +30,8 @@ class TrainingParams:
     sampler_alpha: float
     hard_negatives_in_loss: bool
     hard_negative_weight: float
+    negative_loss: str
+    negative_loss_weight: float
     temperature: float
     embedding_dim: int
     num_layers: int
@@ -41,6 +48,10 @@ class TrainingParams:
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
+        if self.negative_loss not in NEGATIVE_LOSSES:
+            raise ValueError(f"negative_loss must be one of {NEGATIVE_LOSSES}, got {self.negative_loss!r}")
+        if self.negative_loss_weight < 0:
+            raise ValueError(f"negative_loss_weight must be >= 0, got {self.negative_loss_weight}")
         if self.distribution_strategy not in STRATEGIES:
             raise ValueError(f"distribution_strategy must be one of {STRATEGIES}, got {self.distribution_strategy!r}")
         positive = ("max_history", "embedding_dim", "num_heads", "batch_size", "epochs", "patience")

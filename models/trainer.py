@@ -53,8 +53,9 @@ class RetrievalModel(tfrs.models.Model):
         super().__init__()
         self.query_tower, self.candidate_tower = build_towers(tower_config)
         self._params = params
-        self._loss = loss.SampledSoftmaxLoss(
-            temperature=params.temperature, hard_negative_weight=params.hard_negative_weight
+        self._loss = loss.RetrievalLoss(
+            negative_loss=params.negative_loss, negative_loss_weight=params.negative_loss_weight,
+            temperature=params.temperature, hard_negative_weight=params.hard_negative_weight,
         )
         self._sampler = loss.CandidateSampler(track_counts, params.sampler, params.sampler_alpha)
         self._positive_log_q = tf.constant(loss.in_batch_log_q(track_counts, params.batch_size), dtype=tf.float32)

@@ -24,6 +24,10 @@ PIPELINE_ROOT_DIR = "pipeline"
 SPAN_PATTERN_DIR = "span-{SPAN}"
 SPAN_DIR_GLOB = "span-*"
 LATEST_SPAN = "latest"
+ALL_SPANS = "all"
+ALL_SPANS_WINDOW = 100_000
+"""The rolling window that stands for 'every span up to the newest' (273 years of daily spans; only the span
+folders that exist are read)."""
 INPUT_FORMATS = ("csv", "parquet")
 BEAM_RUNNING_MODES = ("in_memory", "multi_threading", "multi_processing")
 IMAGE_PROJECT_DIR = "/pipeline"
@@ -34,8 +38,9 @@ IMAGE_PROJECT_DIR = "/pipeline"
 class PipelineConfig:
     """The pipeline's settings. Field names are the `--set` keys."""
 
-    spans: str = LATEST_SPAN
-    """Which daily spans ExampleGen reads: 'latest', one span 'N', or an inclusive range 'A-B'."""
+    spans: str = ALL_SPANS
+    """Which daily spans ExampleGen reads: 'all' (every span up to the newest), 'latest', one span 'N', or an
+    inclusive range 'A-B'. Scheduled runs use 'latest' with a window_spans window."""
     window_spans: int = 1
     """Training window with 'latest' or 'N': that span and the window_spans - 1 before it (those that exist)."""
     input_format: str = "auto"
@@ -84,6 +89,11 @@ class PipelineConfig:
     """Use each row's own skips/dislikes as negatives in the softmax (False: random + in-batch only)."""
     hard_negative_weight: float = 1.0
     """Multiplies each hard negative's share of the softmax denominator."""
+    negative_loss: str = "pairwise"
+    """How real negatives enter the loss next to the softmax: 'softmax' (only in its denominator), 'pairwise'
+    (softplus of negative minus positive score, per real negative) or 'not_to_recommend' (-log(1 - p(neg)))."""
+    negative_loss_weight: float = 1.0
+    """Weight of the pairwise or not-to-recommend term against the softmax."""
     temperature: float = 0.05
     """Softmax temperature on cosine scores."""
     embedding_dim: int = 64
@@ -121,6 +131,8 @@ class PipelineConfig:
     """Blessing floor on ScaNN's recall@ann_recall_k against the exact top-k, on test queries."""
     ann_recall_k: int = 10
     """The k of the ANN recall floor (recall at 10, 50 and 100 is reported too)."""
+    most_popular_tolerance: float = 0.0
+    """Blessing: test pairwise accuracy and recall@100 must reach the most-popular baseline's minus this."""
 
     # --- Serving export and Pusher (DESIGN §7) ---
     serving_top_k: int = 100
@@ -141,6 +153,8 @@ class PipelineConfig:
 
     def __post_init__(self) -> None:
         bounds = parse_spans(self.spans)
+        if self.spans == ALL_SPANS and self.window_spans != 1:
+            raise ValueError("spans=all already reads every span; window_spans goes with spans=latest or spans=N")
         if self.window_spans < 1:
             raise ValueError(f"window_spans must be >= 1, got {self.window_spans}")
         if bounds is not None and bounds[0] != bounds[1] and self.window_spans != 1:
@@ -186,11 +200,12 @@ class PipelineConfig:
 
 
 KUBEFLOW_OVERRIDES = (
+    f"spans={LATEST_SPAN}",
     "window_spans=7",
     "warm_start=true",
     f"distribution_strategy={MULTI_WORKER_STRATEGY}",
 )
-"""What a scheduled Kubeflow run changes from the defaults: a week of daily spans, warm start from the last
+"""What a scheduled Kubeflow run changes from the defaults: the newest span and the week before it, warm start from the last
 blessed model, and the multi-worker strategy (one worker without TF_CONFIG). `--set` still overrides them."""
 
 
@@ -201,6 +216,8 @@ def kubeflow_config(assignments: Iterable[str] = ()) -> PipelineConfig:
 
 def window(config: PipelineConfig) -> tuple[int | None, int, bool]:
     """(span ExampleGen resolves (None: the newest), spans in the window, whether every one must exist)."""
+    if config.spans == ALL_SPANS:
+        return None, ALL_SPANS_WINDOW, False
     bounds = parse_spans(config.spans)
     if bounds is None:
         return None, config.window_spans, False
@@ -211,14 +228,14 @@ def window(config: PipelineConfig) -> tuple[int | None, int, bool]:
 
 
 def parse_spans(spec: str) -> tuple[int, int] | None:
-    """None for 'latest', else the inclusive (first, last) span numbers of 'N' or 'A-B'."""
-    if spec == LATEST_SPAN:
+    """None for 'latest' and 'all', else the inclusive (first, last) span numbers of 'N' or 'A-B'."""
+    if spec in (LATEST_SPAN, ALL_SPANS):
         return None
     first, _, last = spec.partition("-")
     try:
         bounds = (int(first), int(last or first))
     except ValueError:
-        raise ValueError(f"spans must be 'latest', 'N' or 'A-B' with span numbers, got {spec!r}") from None
+        raise ValueError(f"spans must be 'all', 'latest', 'N' or 'A-B' with span numbers, got {spec!r}") from None
     if bounds[0] < 1 or bounds[1] < bounds[0]:
         raise ValueError(f"spans range must satisfy 1 <= A <= B, got {spec!r}")
     return bounds

@@ -13,8 +13,13 @@ PARAMS = dataclasses.replace(configs.PipelineConfig().evaluation_params(), min_p
                              min_recall_at_100=0.2, max_regression=0.01)
 
 
-def result(accuracy: float, recall: float) -> dict:
+def metrics(accuracy: float, recall: float) -> dict:
     return {"pairwise_accuracy": accuracy, "recall_at_k": {"100": recall}}
+
+
+def result(accuracy: float, recall: float, popular: tuple[float, float] = (0.5, 0.1)) -> dict:
+    """A test evaluation with its most-popular baseline (by default one every model here beats)."""
+    return {**metrics(accuracy, recall), "most_popular": metrics(*popular)}
 
 
 def failed_rules(decision: dict) -> list[tuple[str, str]]:
@@ -35,8 +40,9 @@ def test_a_metric_below_its_floor_refuses():
 
 def test_an_unmeasurable_metric_refuses():
     decision = blessing.decide(result(math.nan, 0.3), None, PARAMS)
-    assert not decision["blessed"]
-    assert failed_rules(decision) == [(blessing.ABSOLUTE, "pairwise_accuracy")]
+    assert not decision["blessed"] and decision["blessing_rule"] == blessing.ABSOLUTE
+    assert failed_rules(decision) == [(blessing.ABSOLUTE, "pairwise_accuracy"),
+                                      (blessing.BEATS_MOST_POPULAR, "pairwise_accuracy")]
 
 
 def test_regression_beyond_the_tolerance_refuses_and_within_it_passes():
@@ -64,3 +70,23 @@ def test_settings_are_validated():
         configs.with_overrides(configs.PipelineConfig(), ["max_regression=-0.1"])
     with pytest.raises(ValueError, match="min_pairwise_accuracy"):
         configs.with_overrides(configs.PipelineConfig(), ["min_pairwise_accuracy=1.5"])
+
+
+def test_a_model_that_loses_to_most_popular_is_refused_without_an_earlier_blessed_model():
+    decision = blessing.decide(result(0.7, 0.30, popular=(0.78, 0.25)), None, PARAMS)
+    assert not decision["blessed"] and decision["blessing_rule"] == blessing.BEATS_MOST_POPULAR
+    assert failed_rules(decision) == [(blessing.BEATS_MOST_POPULAR, "pairwise_accuracy")]
+    reason = next(r for r in decision["blessing_reasons"] if not r["passed"])
+    assert "most-popular 0.7800" in reason["text"]
+
+
+def test_most_popular_tolerance_lets_a_near_tie_through_and_no_further():
+    params = dataclasses.replace(PARAMS, most_popular_tolerance=0.02)
+    assert blessing.decide(result(0.77, 0.30, popular=(0.78, 0.31)), None, params)["blessed"]
+    decision = blessing.decide(result(0.77, 0.28, popular=(0.78, 0.31)), None, params)
+    assert failed_rules(decision) == [(blessing.BEATS_MOST_POPULAR, "recall_at_100")]
+
+
+def test_an_unmeasured_most_popular_baseline_refuses():
+    decision = blessing.decide(metrics(0.7, 0.3), None, PARAMS)
+    assert not decision["blessed"] and decision["blessing_rule"] == blessing.BEATS_MOST_POPULAR

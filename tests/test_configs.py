@@ -53,11 +53,24 @@ def example_gen_settings(*assignments: str):
 
 
 def test_latest_span_reads_one_split_without_hash_splitting():
-    input_config, range_config, output_config, window = example_gen_settings()
+    input_config, range_config, output_config, window = example_gen_settings("spans=latest")
     assert [s.pattern for s in input_config.splits] == ["span-{SPAN}/*"]
     assert range_config is None
     assert [(s.name, s.hash_buckets) for s in output_config.split_config.splits] == [("events", 1)]
     assert (window.window_spans, window.require_every_span, window.input_format) == (1, False, "csv")
+
+
+def test_by_default_every_span_up_to_the_newest_is_read(tmp_path):
+    assert configs.PipelineConfig().spans == configs.ALL_SPANS
+    _, range_config, _, window = example_gen_settings()
+    assert range_config is None  # ExampleGen resolves the newest span; the window reaches back to span 1
+    assert (window.window_spans, window.require_every_span) == (configs.ALL_SPANS_WINDOW, False)
+    spans.write_spans(random_log(60, days=3), tmp_path)
+    assert span_window.spans_to_read(str(tmp_path), window, 3) == [1, 2, 3]
+    with pytest.raises(ValueError, match="already reads every span"):
+        configs.with_overrides(configs.PipelineConfig(), ["window_spans=7"])
+    kubeflow = configs.kubeflow_config()
+    assert (kubeflow.spans, kubeflow.window_spans) == (configs.LATEST_SPAN, 7)
 
 
 def test_single_span_uses_static_range_and_a_window_looks_back_from_it():
@@ -74,7 +87,7 @@ def test_span_range_is_the_last_span_with_a_window_that_must_be_complete():
     with pytest.raises(ValueError, match="already is the window"):
         configs.with_overrides(configs.PipelineConfig(), ["spans=2-4", "window_spans=2"])
     with pytest.raises(ValueError, match="window_spans must be >= 1"):
-        configs.with_overrides(configs.PipelineConfig(), ["window_spans=0"])
+        configs.with_overrides(configs.PipelineConfig(), ["spans=latest", "window_spans=0"])
 
 
 def test_window_reads_the_spans_that_exist_and_fails_on_missing_required_ones(tmp_path):

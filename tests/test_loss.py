@@ -380,3 +380,78 @@ def test_the_loss_layer_round_trips_its_config():
     layer = loss.SampledSoftmaxLoss(temperature=0.05, hard_negative_weight=2.0, use_logq=False)
     again = loss.SampledSoftmaxLoss.from_config(layer.get_config())
     assert (again.temperature, again.hard_negative_weight, again.use_logq) == (0.05, 2.0, False)
+
+
+# --- Terms for real negatives next to the softmax (hand-computed values) -----------------------------------
+def one_row_with_two_hard_negatives(hard_mask=(True, True)) -> dict:
+    """One row, D = 2: query (1, 0), positive (0.6, 0.8) -> s_pos = 0.6; hard (0.8, 0.6) -> 0.8 and (0, 1) -> 0."""
+    return dict(
+        query=f32([[1.0, 0.0]]), positive=f32([[0.6, 0.8]]), positive_ids=i64([1]), user_ids=tf.constant(["u"]),
+        positive_log_q=f32([0.0]),
+        hard=f32([[[0.8, 0.6], [0.0, 1.0]]]), hard_ids=i64([[2, 3]]), hard_mask=tf.constant([list(hard_mask)]),
+    )
+
+
+def test_pairwise_term_is_the_mean_softplus_of_negative_minus_positive_over_the_temperature():
+    inputs = one_row_with_two_hard_negatives()
+    layer = loss.RetrievalLoss(loss.PAIRWISE, negative_loss_weight=2.0, temperature=0.5, use_logq=False)
+    # softmax over [0.6, 0.6 (in-batch column is the row itself: masked), 0.8, 0.0] / 0.5 = [1.2, -, 1.6, 0.0]
+    softmax = -1.2 + np.log(np.exp(1.2) + np.exp(1.6) + np.exp(0.0))
+    # pairwise: mean(softplus((0.8 - 0.6) / 0.5), softplus((0 - 0.6) / 0.5)) = mean(softplus(0.4), softplus(-1.2))
+    pairwise = (np.log1p(np.exp(0.4)) + np.log1p(np.exp(-1.2))) / 2
+    assert_close(layer.per_example_loss(**inputs), [softmax + 2.0 * pairwise])
+
+
+def test_not_to_recommend_term_is_minus_log_one_minus_each_negatives_softmax_probability():
+    inputs = one_row_with_two_hard_negatives()
+    layer = loss.RetrievalLoss(loss.NOT_TO_RECOMMEND, negative_loss_weight=1.0, temperature=0.5, use_logq=False)
+    z = np.exp(1.2) + np.exp(1.6) + np.exp(0.0)
+    p_hard = np.array([np.exp(1.6), np.exp(0.0)]) / z
+    softmax = -1.2 + np.log(z)
+    assert_close(layer.per_example_loss(**inputs), [softmax + np.mean(-np.log1p(-p_hard))])
+
+
+def test_terms_skip_padding_and_the_row_own_positive():
+    padded = one_row_with_two_hard_negatives(hard_mask=(True, False))
+    layer = loss.RetrievalLoss(loss.PAIRWISE, negative_loss_weight=1.0, temperature=0.5, use_logq=False)
+    softmax = -1.2 + np.log(np.exp(1.2) + np.exp(1.6))
+    assert_close(layer.per_example_loss(**padded), [softmax + np.log1p(np.exp(0.4))])
+    same_as_positive = {**one_row_with_two_hard_negatives(), "hard_ids": i64([[1, 1]])}
+    assert_close(layer.per_example_loss(**same_as_positive), [0.0])  # nothing left but the positive
+
+
+@pytest.mark.parametrize("formulation", loss.NEGATIVE_LOSSES)
+def test_without_hard_negatives_every_formulation_is_the_softmax(formulation: str):
+    inputs = without(random_batch(batch=4, dim=3, num_random=5, num_hard=2), "hard")
+    plain = loss.SampledSoftmaxLoss(temperature=0.1)
+    layer = loss.RetrievalLoss(formulation, negative_loss_weight=5.0, temperature=0.1)
+    assert_close(layer(**inputs), plain(**inputs))
+
+
+def test_softmax_formulation_equals_the_sampled_softmax_with_its_hard_weight():
+    inputs = random_batch(batch=4, dim=3, num_random=5, num_hard=2)
+    assert_close(loss.RetrievalLoss(loss.SOFTMAX, temperature=0.1, hard_negative_weight=3.0)(**inputs),
+                 loss.SampledSoftmaxLoss(temperature=0.1, hard_negative_weight=3.0)(**inputs))
+
+
+def test_pairwise_gradient_pushes_the_negative_down_and_the_positive_up():
+    inputs = one_row_with_two_hard_negatives()
+    hard = tf.Variable(inputs.pop("hard"))
+    positive = tf.Variable(inputs.pop("positive"))
+    layer = loss.RetrievalLoss(loss.PAIRWISE, negative_loss_weight=1.0, temperature=0.5, use_logq=False)
+    with tf.GradientTape() as tape:
+        value = layer(positive=positive, hard=hard, **inputs)
+    hard_grad, positive_grad = tape.gradient(value, [hard, positive])
+    assert hard_grad.numpy()[0, 0, 0] > 0  # a descent step lowers the negative's score along the query
+    assert positive_grad.numpy()[0, 0] < 0  # and raises the positive's
+
+
+def test_retrieval_loss_rejects_unknown_settings_and_round_trips_its_config():
+    with pytest.raises(ValueError, match="negative_loss must be one of"):
+        loss.RetrievalLoss("hinge")
+    with pytest.raises(ValueError, match="negative_loss_weight"):
+        loss.RetrievalLoss(loss.PAIRWISE, negative_loss_weight=-1.0)
+    layer = loss.RetrievalLoss(loss.NOT_TO_RECOMMEND, negative_loss_weight=0.5, temperature=0.05)
+    again = loss.RetrievalLoss.from_config(layer.get_config())
+    assert (again.negative_loss, again.negative_loss_weight, again.softmax.temperature) == (
+        loss.NOT_TO_RECOMMEND, 0.5, 0.05)

@@ -24,10 +24,10 @@ from tests.conftest import REPO_ROOT, random_log
 
 pytestmark = pytest.mark.pipeline
 SETTINGS = [
-    "window_spans=2", "warm_start=true", "positive_policy=like+listen", "epochs=6", "patience=6",
+    "spans=latest", "window_spans=2", "warm_start=true", "positive_policy=like+listen", "epochs=6", "patience=6",
     "serving_top_k=5", "serving_max_exclusions=2", "max_history=5",
     # Blessing floors off: these runs are about scheduling, not model quality.
-    "min_pairwise_accuracy=0", "max_regression=1", "min_ann_recall=0",
+    "min_pairwise_accuracy=0", "max_regression=1", "min_ann_recall=0", "most_popular_tolerance=1",
 ]
 RUNNING = 2
 """MLMD's Execution.RUNNING."""

@@ -11,6 +11,7 @@ from models.evaluation import SliceRules
 ABSOLUTE = "absolute_threshold"
 ANN_RECALL = "ann_recall_floor"
 NO_REGRESSION = "no_regression_vs_baseline"
+BEATS_MOST_POPULAR = "beats_most_popular"
 ALL_PASSED = "all_rules_passed"
 GUARDED_METRICS: tuple[str, ...] = ("pairwise_accuracy", "recall_at_100")
 """The metrics both rules look at: the paper's accuracy, and what the listener sees (recall@100)."""
@@ -31,6 +32,8 @@ class EvaluationParams:
     min_ann_recall: float
     """ScaNN's recall@ann_recall_k against the exact top-k must reach this, or nothing is pushed."""
     ann_recall_k: int
+    most_popular_tolerance: float
+    """A guarded metric must reach the most-popular baseline's value on the same test split minus this."""
 
     def __post_init__(self) -> None:
         if self.ann_recall_k < 1:
@@ -38,8 +41,9 @@ class EvaluationParams:
         for name in ("min_pairwise_accuracy", "min_recall_at_100", "min_ann_recall"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {getattr(self, name)}")
-        if self.max_regression < 0:
-            raise ValueError(f"max_regression must be >= 0, got {self.max_regression}")
+        for name in ("max_regression", "most_popular_tolerance"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         self.slice_rules()
 
     def slice_rules(self) -> SliceRules:
@@ -60,6 +64,27 @@ def metric_value(result: Mapping[str, Any], metric: str) -> float:
 
 def _reason(rule: str, metric: str, value: float, threshold: float, passed: bool, text: str) -> dict[str, Any]:
     return {"rule": rule, "metric": metric, "value": value, "threshold": threshold, "passed": passed, "text": text}
+
+
+def _most_popular_reasons(candidate: Mapping[str, Any], params: EvaluationParams) -> list[dict[str, Any]]:
+    """A model that ranks no better than play counts is not worth serving, whatever came before it."""
+    popular = candidate.get("most_popular")
+    if popular is None:
+        return [_reason(BEATS_MOST_POPULAR, "", math.nan, math.nan, False,
+                        "the most-popular baseline was not measured: cannot show the model beats it")]
+    reasons = []
+    for metric in GUARDED_METRICS:
+        before, value = metric_value(popular, metric), metric_value(candidate, metric)
+        needed = before - params.most_popular_tolerance
+        if math.isnan(before):
+            reasons.append(_reason(BEATS_MOST_POPULAR, metric, value, needed, True,
+                                   f"most-popular's {metric} is not measurable here: not compared"))
+            continue
+        passed = not math.isnan(value) and value >= needed
+        reasons.append(_reason(BEATS_MOST_POPULAR, metric, value, needed, passed,
+                               f"{metric} {value:.4f} {'>=' if passed else '<'} most-popular {before:.4f} "
+                               f"(tolerance {params.most_popular_tolerance:.4f})"))
+    return reasons
 
 
 def decide(candidate: Mapping[str, Any], baseline: Optional[Mapping[str, Any]],
@@ -83,6 +108,7 @@ def decide(candidate: Mapping[str, Any], baseline: Optional[Mapping[str, Any]],
         reasons.append(_reason(ANN_RECALL, f"ann_recall_at_{k}", value, params.min_ann_recall, passed,
                                f"ScaNN recall@{k} vs exact top-{k} {value:.4f} {'>=' if passed else '<'} "
                                f"floor {params.min_ann_recall:.4f}"))
+    reasons.extend(_most_popular_reasons(candidate, params))
     if baseline is None:
         reasons.append(_reason(NO_REGRESSION, "", math.nan, math.nan, True,
                                "no blessed model yet: nothing to regress against"))
