@@ -255,11 +255,12 @@ def as_tensors(scorer: Callable[[dict[str, Any]], np.ndarray]) -> Scorer:
     return score
 
 
-def read_artist_by_track(data_dir: str, tracks: Sequence[str]) -> tuple[Optional[list[str]], str]:
-    """(artist per track id, where it came from) for a log folder: its `catalog/tracks.csv` (a simulated log's
-    track_id, artist_id) when present, else the spans' `artist_id` column (the most frequent non-empty value
-    per track). (None, why) when neither gives any artist. `tracks` are the raw ids in id order."""
+def read_artist_by_track(data_dir: str) -> tuple[Optional[dict[str, str]], str]:
+    """(raw track id -> artist id, where it came from) for a log folder: its `catalog/tracks.csv` (a simulated
+    log's track_id, artist_id) when present, else the spans' `artist_id` column (per track its most frequent
+    non-empty value). (None, why) when neither names any artist."""
     import os
+    import pathlib
 
     import pandas as pd
 
@@ -271,16 +272,14 @@ def read_artist_by_track(data_dir: str, tracks: Sequence[str]) -> tuple[Optional
     else:
         from pipeline.demo_request import read_log
 
-        log = read_log(data_dir)
-        source = f"{data_dir} ({contract.ARTIST_ID} column of the log)"
+        log = read_log(pathlib.Path(data_dir))
+        source = f"the {contract.ARTIST_ID} column of the log in {data_dir}"
         if contract.ARTIST_ID not in log:
-            return None, f"{source}: no {contract.ARTIST_ID} column"
-        pairs = log[[contract.TRACK_ID, contract.ARTIST_ID]].astype(str)
-        pairs = pairs[pairs[contract.ARTIST_ID].str.len() > 0]
+            return None, f"the log in {data_dir} has no {contract.ARTIST_ID} column"
+        pairs = log[[contract.TRACK_ID, contract.ARTIST_ID]].fillna("").astype(str)
         pairs = (pairs.groupby([contract.TRACK_ID, contract.ARTIST_ID]).size().rename("n").reset_index()
-                 .sort_values(["n", contract.ARTIST_ID], ascending=[False, True]).drop_duplicates(contract.TRACK_ID))
-    artist_of = dict(zip(pairs[contract.TRACK_ID], pairs[contract.ARTIST_ID]))
-    artists = [artist_of.get(track, "") for track in tracks]
-    if not any(artists):
-        return None, f"{source}: no artist_id for any track of the catalog"
-    return artists, source
+                 .sort_values(["n", contract.ARTIST_ID], ascending=[False, True]))
+    pairs = pairs[pairs[contract.ARTIST_ID].str.len() > 0].drop_duplicates(contract.TRACK_ID)
+    if pairs.empty:
+        return None, f"{source}: every artist_id is empty"
+    return dict(zip(pairs[contract.TRACK_ID], pairs[contract.ARTIST_ID])), source

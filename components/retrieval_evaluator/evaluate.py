@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow_transform as tft
 
 from components.retrieval_evaluator import blessing
-from models import evaluation, inputs, metrics, serving_export, trainer
+from models import evaluation, inputs, metrics, responsiveness, serving_export, trainer
 from models.exported import ExportedModel, IdMap, Vocabularies
 from schema import contract
 
@@ -22,6 +22,9 @@ ANN_QUERIES = 2000
 """Test queries ANN recall is measured on (more add time, not precision that matters for the floor)."""
 LEAVES_TO_SEARCH_SHARES = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 """Shares of ScaNN's leaves tried, in order, when the number of leaves to search is automatic."""
+NO_ARTIST_REASON = ("no artist map was given: the evaluator's inputs (Transform's graph and examples, "
+                    "FeedbackLabeler's stats) carry no artist_id; evaluate_model(artist_by_track=...) takes one "
+                    "(models.responsiveness.read_artist_by_track reads a log's catalog/tracks.csv or artist_id column)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,12 +109,37 @@ def ann_recall_at_k(model: ExportedModel, data: RunData, scann: serving_export.S
     return recall, chosen, sweep
 
 
+def responsiveness_of(model: ExportedModel, data: RunData, artist_by_track: Optional[Mapping[str, str]] = None,
+                      artist_reason: str = NO_ARTIST_REASON,
+                      max_queries: int = responsiveness.MAX_QUERIES) -> dict[str, Any]:
+    """models.responsiveness on this run's test split: a thumbs-down vs a listen of each query's target track.
+
+    artist_by_track maps raw track ids to artist ids (None: the artist numbers are null, with artist_reason)."""
+    reference = data.vocabularies()
+    same_vocabulary = list(reference.tracks) == list(model.vocabularies.tracks) and \
+        list(reference.stations) == list(model.vocabularies.stations)
+    id_map = None if same_vocabulary else IdMap.between(reference, model.vocabularies)
+    dataset = inputs.read_transformed(data.split_pattern(contract.TEST), data.transform_output, EVAL_BATCH,
+                                      model.max_history, 0)
+    queries = responsiveness.select_queries(dataset, max_queries)
+    embeddings = model.candidate_embeddings if id_map is None else model.candidate_embeddings[id_map.tracks]
+    artists = None if artist_by_track is None else [artist_by_track.get(track, "") for track in reference.tracks]
+    return responsiveness.measure(responsiveness.as_tensors(model.scorer(id_map)), queries, embeddings,
+                                  num_tracks=len(reference.tracks), artist_by_track=artists,
+                                  artist_unavailable_reason=artist_reason)
+
+
 def evaluate_model(model: ExportedModel, data: RunData, params: blessing.EvaluationParams,
                    scann: Optional[serving_export.ScannParams] = None,
                    baseline: Optional[ExportedModel] = None,
                    coverage_by_input_policy: Optional[Mapping[str, Any]] = None,
-                   training_history: Optional[Sequence[Mapping[str, Any]]] = None) -> dict[str, Any]:
-    """Every number evaluation.json holds, and the blessing decision."""
+                   training_history: Optional[Sequence[Mapping[str, Any]]] = None,
+                   artist_by_track: Optional[Mapping[str, str]] = None,
+                   artist_reason: str = NO_ARTIST_REASON) -> dict[str, Any]:
+    """Every number evaluation.json holds, and the blessing decision.
+
+    artist_by_track (raw track id -> artist id) feeds responsiveness' artist_share_drop; without it that
+    number is null with artist_reason, and the neighbour-based drop is still measured."""
     hard = int(model.config["training"]["max_hard_negatives"])
     collected = collect_for(model, data, max_hard_negatives=hard)
     if len(collected) == 0:
@@ -135,6 +163,7 @@ def evaluate_model(model: ExportedModel, data: RunData, params: blessing.Evaluat
     result["coverage_by_input_policy"] = dict(coverage_by_input_policy) if coverage_by_input_policy else None
     result["feedback_type_similarity"] = cosine_similarities(model.feedback_embeddings)
     result["training_history"] = list(training_history) if training_history else None
+    result["responsiveness"] = responsiveness_of(model, data, artist_by_track, artist_reason)
     result["ann_recall_at_k"], result["scann"], result["ann_tuning"] = None, None, None
     if scann is not None:
         recall, chosen, sweep = ann_recall_at_k(model, data, scann, params)

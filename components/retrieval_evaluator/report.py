@@ -119,11 +119,38 @@ def similarity_section(result: Mapping[str, Any]) -> str:
         note="The paper reports that skips and dislikes end up apart from likes and listens.")
 
 
+def responsiveness_section(result: Mapping[str, Any]) -> str:
+    """Does a thumbs-down change what comes next: shares of the top-k after a listen vs after a dislike."""
+    measured = result.get("responsiveness")
+    if not measured:
+        return html.section("Responsiveness", html.callout("Responsiveness was not measured."))
+    k, near = measured.get("k"), measured.get("neighbours")
+    rows = [[f"tracks by the probe's artist ({measured.get('artist_queries', 0)} queries)",
+             measured.get("listen_artist_share"), measured.get("dislike_artist_share"), measured.get("artist_share_drop")],
+            [f"the probe's {near} nearest tracks ({measured.get('queries')} queries)",
+             measured.get("listen_neighbour_share"), measured.get("dislike_neighbour_share"),
+             measured.get("neighbour_share_drop")]]
+    parts = [html.table([f"share of the top-{k}", "after a listen", "after a dislike", "drop"], rows),
+             html.key_values({"artist_share_drop": measured.get("artist_share_drop"),
+                              "neighbour_share_drop": measured.get("neighbour_share_drop"),
+                              f"top-{k} overlap (dislike vs listen)": measured.get("top_k_overlap"),
+                              "queries": measured.get("queries"), "probe": measured.get("probe")})]
+    if measured.get("artist_note"):
+        parts.insert(0, html.callout(f"Artist share not measured: {measured['artist_note']}.", "info"))
+    return html.section(
+        "Responsiveness", *parts,
+        note=f"Per test listener (one query each), the history gets its target track appended as the newest token, "
+             f"once labelled dislike and once listen; the catalog is ranked without the history tracks and the probe. "
+             f"A positive drop means a thumbs-down steers the top-{k} away from the rejected track's artist and "
+             f"neighbourhood (cosine of the candidate embeddings); 0 means the label changes nothing (Wang et al., "
+             f"RecSys 2023).")
+
+
 def render(result: Mapping[str, Any]) -> str:
     verdict = "blessed" if result["blessed"] else "not blessed"
     return html.page(
         "RetrievalEvaluator report",
         blessing_section(result), metrics_section(result), ann_section(result), slices_section(result),
-        coverage_section(result),
+        responsiveness_section(result), coverage_section(result),
         training_section(result), similarity_section(result),
         subtitle=f"model {result.get('model', '')}: {verdict}")
