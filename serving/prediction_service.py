@@ -27,9 +27,11 @@ SIGNATURE_DEF_FIELD = "signature_def"  # the only metadata field TF Serving know
 class Predictor:
     """Resolves, checks, runs (batched when enabled) and encodes a PredictRequest."""
 
-    def __init__(self, registry: ModelRegistry, batcher: Optional[BatchScheduler] = None) -> None:
+    def __init__(self, registry: ModelRegistry, batcher: Optional[BatchScheduler] = None,
+                 max_elements: int = tensors.DEFAULT_MAX_ELEMENTS) -> None:
         self.registry = registry
         self.batcher = batcher
+        self.max_elements = max_elements  # what a request's input shapes may declare in all
 
     def predict(self, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
         with self.registry.serve(request.model_spec) as servable:
@@ -39,7 +41,7 @@ class Predictor:
         """Runs on a servable the caller already holds (the REST API reads its signature first)."""
         signature = servable.signature(request.model_spec.signature_name)
         aliases = self._output_aliases(signature, list(request.output_filter))
-        arrays = tensors.decode_inputs(request.inputs, signature.inputs, signature.name)
+        arrays = tensors.decode_inputs(request.inputs, signature.inputs, signature.name, self.max_elements)
         outputs = self._run(servable, signature, arrays)
         response = predict_pb2.PredictResponse()
         response.model_spec.name = request.model_spec.name

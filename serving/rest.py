@@ -60,11 +60,14 @@ def _is_b64(value: Any) -> bool:
     return isinstance(value, dict) and set(value) == {"b64"}
 
 
-def _json_shape(name: str, value: Any) -> tuple[int, ...]:
+def _json_shape(name: str, value: Any, depth: int = 0) -> tuple[int, ...]:
     if isinstance(value, list):
+        if depth >= tensors.MAX_RANK:
+            raise _invalid(f"input '{name}': lists nested more than {tensors.MAX_RANK} deep (the largest rank "
+                           "this server accepts)")
         if not value:
             return (0,)
-        shapes = {_json_shape(name, item) for item in value}
+        shapes = {_json_shape(name, item, depth + 1) for item in value}
         if len(shapes) > 1:
             raise _invalid(f"input '{name}': nested lists of different lengths (a ragged tensor) cannot be a "
                            f"dense tensor; shapes seen {sorted(shapes)}")
@@ -106,9 +109,12 @@ def _leaf(name: str, value: Any, dtype: tf.DType) -> Any:
                    f"{json.dumps(value)[:80]}")
 
 
-def json_to_array(name: str, value: Any, dtype: tf.DType) -> np.ndarray:
-    """A JSON value (nested lists of numbers, strings or {"b64": ...}) as a dense array of `dtype`."""
+def json_to_array(name: str, value: Any, dtype: tf.DType, max_elements: int = tensors.DEFAULT_MAX_ELEMENTS
+                  ) -> np.ndarray:
+    """A JSON value (nested lists of numbers, strings or {"b64": ...}) as a dense array of `dtype`; at most
+    `max_elements` values (INVALID_ARGUMENT naming the input, before the array is built)."""
     shape = _json_shape(name, value)
+    tensors.declared_elements(name, shape, max_elements)
     leaves = [_leaf(name, leaf, dtype) for leaf in _leaves(value)]
     if dtype == tf.string:
         array = np.empty(len(leaves), dtype=object)
@@ -120,7 +126,8 @@ def json_to_array(name: str, value: Any, dtype: tf.DType) -> np.ndarray:
         raise _invalid(f"input '{name}': value out of range for {dtype.name}: {error}") from error
 
 
-def _instances(instances: Any, specs: dict[str, tf.TensorSpec]) -> dict[str, np.ndarray]:
+def _instances(instances: Any, specs: dict[str, tf.TensorSpec],
+               max_elements: int = tensors.DEFAULT_MAX_ELEMENTS) -> dict[str, np.ndarray]:
     """Row format: one JSON value (or object of named values) per example, stacked into a batch."""
     if not isinstance(instances, list):
         raise _invalid("Excepting 'instances' to be an list/array")
@@ -131,6 +138,7 @@ def _instances(instances: Any, specs: dict[str, tf.TensorSpec]) -> dict[str, np.
         raise _invalid("instances is a plain list, but expecting list of objects as multiple input tensors "
                        f"required as per tensorinfo_map ({', '.join(sorted(specs))})")
     columns: dict[str, list[np.ndarray]] = {name: [] for name in specs}
+    remaining = max_elements
     for index, instance in enumerate(instances):
         if as_objects != (isinstance(instance, dict) and not _is_b64(instance)):
             raise _invalid(f"item {index} of 'instances' mixes objects and plain values")
@@ -139,7 +147,8 @@ def _instances(instances: Any, specs: dict[str, tf.TensorSpec]) -> dict[str, np.
             raise _invalid(f"Failed to process element: {index} of 'instances' list. JSON object keys "
                            f"{sorted(named)} must be equal to: {','.join(sorted(specs))}")
         for name, value in named.items():
-            array = json_to_array(name, value, specs[name].dtype)
+            array = json_to_array(name, value, specs[name].dtype, remaining)
+            remaining -= array.size
             if columns[name] and columns[name][0].shape != array.shape:
                 raise _invalid(f"Failed to process element: {index} key: {name} of 'instances' list. Error: "
                                f"Expecting shape {list(columns[name][0].shape)} but got: {list(array.shape)}")
@@ -147,19 +156,22 @@ def _instances(instances: Any, specs: dict[str, tf.TensorSpec]) -> dict[str, np.
     return {name: np.stack(arrays) for name, arrays in columns.items()}
 
 
-def _inputs(inputs: Any, specs: dict[str, tf.TensorSpec]) -> dict[str, np.ndarray]:
+def _inputs(inputs: Any, specs: dict[str, tf.TensorSpec],
+            max_elements: int = tensors.DEFAULT_MAX_ELEMENTS) -> dict[str, np.ndarray]:
     """Columnar format: one full tensor per input (or the only input's tensor itself)."""
     if not isinstance(inputs, dict) or _is_b64(inputs):
         if len(specs) > 1:
             raise _invalid("inputs is a plain value/list, but expecting an object as multiple input tensors "
                            f"required as per tensorinfo_map ({', '.join(sorted(specs))})")
         name = next(iter(specs))
-        return {name: json_to_array(name, inputs, specs[name].dtype)}
+        return {name: json_to_array(name, inputs, specs[name].dtype, max_elements)}
     arrays = {}
+    remaining = max_elements
     for name, spec in specs.items():  # like TF Serving, keys the signature lacks are ignored here
         if name not in inputs:
             raise _invalid(f"Missing named input: {name} in 'inputs' object.")
-        arrays[name] = json_to_array(name, inputs[name], spec.dtype)
+        arrays[name] = json_to_array(name, inputs[name], spec.dtype, remaining)
+        remaining -= arrays[name].size
     return arrays
 
 
@@ -290,7 +302,9 @@ class RestApi:
             specs = dict(signature.inputs)
             if not specs:
                 raise _invalid(f"Failed to get input map for signature: {signature_name or 'DEFAULT'}")
-            arrays = _instances(document["instances"], specs) if row_format else _inputs(document["inputs"], specs)
+            limit = self.predictor.max_elements
+            arrays = (_instances(document["instances"], specs, limit) if row_format
+                      else _inputs(document["inputs"], specs, limit))
             request = predict_pb2.PredictRequest(model_spec=spec)
             for name, array in arrays.items():
                 request.inputs[name].CopyFrom(tensors.ndarray_to_proto(array, specs[name].dtype))

@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="REST requests worked on at once (default 4 x CPUs, as in TF Serving)")
     net.add_argument("--grpc_channel_arguments", default="",
                      help="extra gRPC server arguments, 'key=value,key=value' (integers or strings)")
+    net.add_argument("--max_request_elements", type=int, default=None,
+                     help="(this server) values a request's input tensors may declare in all, checked against their "
+                          "shapes before anything is allocated (default 4194304); more is INVALID_ARGUMENT")
     net.add_argument("--grace_period_seconds", type=float, default=10.0,
                      help="(this server) on SIGTERM/SIGINT, how long in-flight requests may finish (default 10)")
 
@@ -243,7 +246,7 @@ class Server:
         from grpc_health.v1 import health, health_pb2, health_pb2_grpc
         from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
-        from serving import batching, model_manager, prediction_service, rest
+        from serving import batching, model_manager, prediction_service, rest, tensors
 
         self.args = args
         self.log = model_manager.logger
@@ -259,7 +262,8 @@ class Server:
             poll_wait_s=args.file_system_poll_wait_seconds)
         self.registry = model_manager.ModelRegistry(options, on_change=self.update_health)
         self.batcher = batching.BatchScheduler(batching_options(args)) if args.enable_batching else None
-        self.predictor = prediction_service.Predictor(self.registry, self.batcher)
+        self.predictor = prediction_service.Predictor(self.registry, self.batcher,
+                                                      args.max_request_elements or tensors.DEFAULT_MAX_ELEMENTS)
 
         workers = futures.ThreadPoolExecutor(max_workers=args.num_threads, thread_name_prefix="grpc")
         self.grpc_server = grpc.server(workers, options=grpc_options(args.grpc_channel_arguments))
@@ -354,6 +358,8 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error("--model_config_file_poll_wait_seconds needs --model_config_file")
     if args.num_threads < 1 or args.rest_api_num_threads < 1:
         parser.error("--num_threads and --rest_api_num_threads must be >= 1")
+    if args.max_request_elements is not None and args.max_request_elements < 1:
+        parser.error("--max_request_elements must be >= 1")
     if args.num_request_iterations_for_warmup < 1:
         parser.error("--num_request_iterations_for_warmup must be >= 1")
     for path in filter(None, (args.model_config_file, args.batching_parameters_file)):

@@ -42,33 +42,80 @@ def _invalid(message: str) -> ServingError:
     return ServingError(grpc.StatusCode.INVALID_ARGUMENT, message)
 
 
-def proto_to_ndarray(name: str, proto: tensor_pb2.TensorProto) -> np.ndarray:
-    """Decodes one request tensor; strings come back as an object array of bytes (what tf.constant takes)."""
+DEFAULT_MAX_ELEMENTS = 1 << 22
+"""Elements a request's input tensors may declare in all (`--max_request_elements`): 4,194,304, e.g. a batch of
+4,096 rows of 1,024 values. A TensorProto's shape is checked against it before anything is allocated, because a
+shape with few or no values is expanded to its full size (TF's Tensor::FromProto repeats the last value)."""
+MAX_RANK = 64  # numpy's limit; TF's is 254
+
+
+def declared_elements(name: str, shape: tuple[int, ...], limit: int) -> int:
+    """The element count `shape` declares, refused (INVALID_ARGUMENT naming the input) above `limit`.
+
+    Computed with Python integers, so dimensions like [2^32, 2^32] cannot overflow into a small count."""
+    if len(shape) > MAX_RANK:
+        raise _invalid(f"input '{name}': rank {len(shape)} is more than the {MAX_RANK} dimensions this server accepts")
+    if any(size < 0 for size in shape):
+        raise _invalid(f"input '{name}': negative dimension in shape {list(shape)}")
+    count = 1
+    for size in shape:
+        count *= size
+    if count > limit:
+        raise _invalid(f"input '{name}': shape {list(shape)} declares {count} elements, more than the {limit} a "
+                       f"request may send (--max_request_elements)")
+    if any(size > limit for size in shape):
+        raise _invalid(f"input '{name}': shape {list(shape)} has a dimension larger than the {limit} elements a "
+                       f"request may send (--max_request_elements)")
+    return count
+
+
+def proto_to_ndarray(name: str, proto: tensor_pb2.TensorProto, max_elements: int = DEFAULT_MAX_ELEMENTS
+                     ) -> np.ndarray:
+    """Decodes one request tensor; strings come back as an object array of bytes (what tf.constant takes).
+
+    The declared shape is checked against `max_elements` and against the values actually sent before any array
+    is allocated: more values than the shape holds, or `tensor_content` whose length is not the shape's byte size,
+    is INVALID_ARGUMENT. Fewer values are expanded as TF expands them (the last value repeated; zeros or "" when
+    none are sent), which the element limit bounds."""
     if proto.dtype == types_pb2.DT_INVALID:
         raise _invalid(f"input '{name}': the TensorProto has no dtype (DT_INVALID)")
     if proto.tensor_shape.unknown_rank:
         raise _invalid(f"input '{name}': the TensorProto has an unknown rank; send a full shape")
     shape = tuple(dim.size for dim in proto.tensor_shape.dim)
-    if any(size < 0 for size in shape):
-        raise _invalid(f"input '{name}': negative dimension in shape {list(shape)}")
-    count = int(np.prod(shape, dtype=np.int64))
+    count = declared_elements(name, shape, max_elements)
     if proto.dtype == types_pb2.DT_STRING:
         if proto.tensor_content:
             raise _invalid(f"input '{name}': DT_STRING values must be in string_val, not tensor_content")
-        values = list(proto.string_val)
+        values = proto.string_val
         if len(values) > count:
             raise _invalid(f"input '{name}': {len(values)} values do not fit shape {list(shape)} "
                            f"({count} elements)")
-        if values and len(values) < count:  # TF's Tensor::FromProto repeats the last value
-            values += [values[-1]] * (count - len(values))
-        if not values:
-            values = [b""] * count
         array = np.empty(count, dtype=object)
-        array[:] = values
+        if values:
+            array[:len(values)] = list(values)
+            array[len(values):] = values[-1]  # TF's Tensor::FromProto repeats the last value
+        else:
+            array[:] = b""
         return array.reshape(shape)
     try:
+        dtype = tf.dtypes.as_dtype(proto.dtype)
+        dtype.as_numpy_dtype  # resource, variant, ...: no values a request can carry
+    except (TypeError, KeyError) as error:
+        raise _invalid(f"input '{name}': {dtype_name(proto.dtype)} tensors cannot be sent in a request") from error
+    if proto.tensor_content:
+        if dtype.size and len(proto.tensor_content) != count * dtype.size:
+            raise _invalid(f"input '{name}': tensor_content holds {len(proto.tensor_content)} bytes, but shape "
+                           f"{list(shape)} of {dtype_name(proto.dtype)} needs {count * dtype.size}")
+    else:
+        sent = max((len(getattr(proto, field.name)) for field, _ in proto.ListFields()
+                    if field.name.endswith("_val")), default=0)
+        if dtype.is_complex:
+            sent //= 2  # (real, imaginary) pairs
+        if sent > count:
+            raise _invalid(f"input '{name}': {sent} values do not fit shape {list(shape)} ({count} elements)")
+    try:
         return tf.make_ndarray(proto)
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, KeyError) as error:
         raise _invalid(f"input '{name}': cannot decode {dtype_name(proto.dtype)} tensor of shape "
                        f"{list(shape)}: {error}") from error
 
@@ -119,13 +166,17 @@ def batch_size(arrays: Mapping[str, np.ndarray], specs: Mapping[str, tf.TensorSp
 
 
 def decode_inputs(inputs: Mapping[str, tensor_pb2.TensorProto], specs: Mapping[str, tf.TensorSpec],
-                  signature_name: str) -> dict[str, np.ndarray]:
-    """A request's input map, decoded and checked against the signature's input specs."""
+                  signature_name: str, max_elements: int = DEFAULT_MAX_ELEMENTS) -> dict[str, np.ndarray]:
+    """A request's input map, decoded and checked against the signature's input specs.
+
+    `max_elements` bounds all inputs together: each shape is checked against what the earlier ones left."""
     check_input_names(set(inputs), specs, signature_name)
     arrays: dict[str, np.ndarray] = {}
+    remaining = max_elements
     for name in sorted(inputs):
         proto = inputs[name]
-        array = proto_to_ndarray(name, proto)
+        array = proto_to_ndarray(name, proto, remaining)
+        remaining -= array.size
         check_input(name, array, proto.dtype, specs[name], signature_name)
         arrays[name] = array
     batch_size(arrays, specs)

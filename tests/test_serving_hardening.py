@@ -1,0 +1,188 @@
+"""Hostile and careless clients against `python -m serving.server` (issue 15), on a tiny SavedModel made here.
+
+Every case gets TF Serving's status code (INVALID_ARGUMENT / HTTP 400, never INTERNAL / 500), nothing is allocated
+for what a request merely declares, and the server keeps answering. All traffic goes to 127.0.0.1, bounded in
+count and time. The model is built in the test (seconds), not by the pipeline: `tokens` string [B, None] and `x`
+float [B, 3] -> `total` float [B] (sum of x) and `tokens_seen` int32 [B] (non-empty tokens per row).
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+import time
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+import requests
+import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2, types_pb2
+from tensorflow_serving.apis import get_model_status_pb2, predict_pb2
+
+from serving import ServingError, rest, tensors
+from serving.process import ServerProcess, wait_for
+
+MODEL = "tiny"
+AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+
+
+def write_tiny_model(path: pathlib.Path, scale: float = 1.0) -> pathlib.Path:
+    """A SavedModel version folder whose `serving_default` multiplies by `scale` (to tell versions apart)."""
+
+    class Tiny(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name="tokens"),
+                                      tf.TensorSpec([None, 3], tf.float32, name="x")])
+        def serve(self, tokens: tf.Tensor, x: tf.Tensor) -> dict[str, tf.Tensor]:
+            seen = tf.reduce_sum(tf.cast(tf.strings.length(tokens) > 0, tf.int32), axis=1)
+            return {"total": tf.reduce_sum(x, axis=1) * scale, "tokens_seen": seen}
+
+    module = Tiny()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    """Version 1 of the tiny model under `<root>/models/tiny/1`."""
+    root = tmp_path_factory.mktemp("hardening")
+    write_tiny_model(root / "models" / MODEL / "1")
+    return root / "models" / MODEL
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model: pathlib.Path) -> Any:
+    process = ServerProcess(["--model_name", MODEL, "--model_base_path", str(tiny_model),
+                             "--rest_api_num_threads", "2"], tiny_model.parent.parent / "server.log")
+    try:
+        process.wait_for_ports()
+        process.wait_for_state(1, AVAILABLE, MODEL, timeout_s=120)
+        yield process
+    finally:
+        code = process.stop()
+    assert code == 0, process.log()[-3000:]
+
+
+def tensor(dtype: int, dims: list[int], **values: Any) -> tensor_pb2.TensorProto:
+    proto = tensor_pb2.TensorProto(dtype=dtype, **values)
+    for size in dims:
+        proto.tensor_shape.dim.add(size=size)
+    return proto
+
+
+def good_request() -> predict_pb2.PredictRequest:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = MODEL
+    request.inputs["tokens"].CopyFrom(tf.make_tensor_proto([["a", "b", ""]], dtype=tf.string))
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto([[1.0, 2.0, 3.0]], dtype=tf.float32))
+    return request
+
+
+def predict(server: ServerProcess, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+    return server.prediction_stub().Predict(request, timeout=20)
+
+
+def assert_still_serving(server: ServerProcess) -> None:
+    response = predict(server, good_request())
+    assert tf.make_ndarray(response.outputs["total"]).tolist() == [6.0]
+    assert tf.make_ndarray(response.outputs["tokens_seen"]).tolist() == [2]
+
+
+def peak_rss_mb(server: ServerProcess) -> float:
+    status = pathlib.Path(f"/proc/{server.process.pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) / 1024
+
+
+# --- 1. declared shapes -----------------------------------------------------------------------------------
+
+HOSTILE_SHAPES = {
+    "20M strings, no values": ("tokens", tensor(types_pb2.DT_STRING, [1, 20_000_000])),
+    "1e5 x 1e5 floats": ("x", tensor(types_pb2.DT_FLOAT, [100_000, 100_000])),
+    "2^32 x 2^32 (overflows int64)": ("x", tensor(types_pb2.DT_FLOAT, [2 ** 32, 2 ** 32])),
+    "2^62 x 0": ("x", tensor(types_pb2.DT_FLOAT, [2 ** 62, 0])),
+    "rank 100": ("x", tensor(types_pb2.DT_FLOAT, [1] * 100)),
+    "tensor_content too short": ("x", tensor(types_pb2.DT_FLOAT, [1, 3], tensor_content=b"\x00" * 4)),
+    "more values than the shape": ("x", tensor(types_pb2.DT_FLOAT, [1, 3], float_val=[1, 2, 3, 4])),
+    "negative dimension": ("x", tensor(types_pb2.DT_FLOAT, [-1, 3])),
+    "resource dtype": ("x", tensor(types_pb2.DT_RESOURCE, [1])),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_SHAPES))
+def test_declared_shapes_are_checked_before_decoding(case):
+    name, proto = HOSTILE_SHAPES[case]
+    started = time.monotonic()
+    with pytest.raises(ServingError) as raised:
+        tensors.proto_to_ndarray(name, proto)
+    assert raised.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"'{name}'" in raised.value.message
+    assert time.monotonic() - started < 1.0, "nothing large may be allocated"
+
+
+def test_element_limit_names_the_limit_and_covers_all_inputs_together():
+    with pytest.raises(ServingError, match=r"20000000 elements, more than the 4194304") as raised:
+        tensors.proto_to_ndarray("tokens", HOSTILE_SHAPES["20M strings, no values"][1])
+    assert "--max_request_elements" in raised.value.message
+    specs = {"a": tf.TensorSpec([None], tf.float32), "b": tf.TensorSpec([None], tf.float32)}
+    inputs = {"a": tensor(types_pb2.DT_FLOAT, [6]), "b": tensor(types_pb2.DT_FLOAT, [6])}
+    assert tensors.decode_inputs(inputs, specs, "s", max_elements=12)["b"].shape == (6,)
+    with pytest.raises(ServingError, match="'b'.*more than the 4 a request") as raised:
+        tensors.decode_inputs(inputs, specs, "s", max_elements=10)
+    assert raised.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_tf_expansion_of_short_values_is_kept_within_the_limit():
+    """TF's Tensor::FromProto repeats the last value (zeros / "" when none): still decoded, as TF Serving does."""
+    floats = tensors.proto_to_ndarray("x", tensor(types_pb2.DT_FLOAT, [2, 3], float_val=[1, 2]))
+    assert floats.tolist() == [[1, 2, 2], [2, 2, 2]]
+    strings = tensors.proto_to_ndarray("t", tensor(types_pb2.DT_STRING, [2, 2], string_val=[b"a", b"b"]))
+    assert strings.tolist() == [[b"a", b"b"], [b"b", b"b"]]
+    assert tensors.proto_to_ndarray("t", tensor(types_pb2.DT_STRING, [1, 2])).tolist() == [[b"", b""]]
+    content = tensors.proto_to_ndarray("i", tensor(types_pb2.DT_INT64, [2],
+                                                   tensor_content=np.array([5, 6], np.int64).tobytes()))
+    assert content.tolist() == [5, 6]
+
+
+def test_json_inputs_are_capped_and_bounded_in_depth():
+    with pytest.raises(ServingError, match="more than the 5 a request") as raised:
+        rest.json_to_array("x", [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], tf.float32, max_elements=5)
+    assert raised.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    deep: Any = 1.0
+    for _ in range(200):
+        deep = [deep]
+    with pytest.raises(ServingError, match="nested more than 64 deep"):
+        rest.json_to_array("x", deep, tf.float32)
+
+
+def test_hostile_shapes_over_grpc_get_invalid_argument_and_allocate_nothing(server):
+    before = peak_rss_mb(server)
+    for case, (name, proto) in sorted(HOSTILE_SHAPES.items()):
+        request = good_request()
+        request.inputs[name].CopyFrom(proto)
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as raised:
+            predict(server, request)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (case, raised.value.details())
+        assert name in raised.value.details(), case
+        assert time.monotonic() - started < 5, case
+    assert peak_rss_mb(server) - before < 200, "a declared shape must not be allocated"
+    assert "Traceback" not in server.log()
+    assert_still_serving(server)
+
+
+def test_rest_inputs_over_the_element_limit_get_400(tiny_model, tmp_path):
+    with ServerProcess(["--model_name", MODEL, "--model_base_path", str(tiny_model),
+                        "--max_request_elements", "30"], tmp_path / "server.log") as small:
+        small.wait_for_ports()
+        small.wait_for_state(1, AVAILABLE, MODEL, timeout_s=120)
+        url = f"{small.rest_url}/v1/models/{MODEL}:predict"
+        ok = requests.post(url, json={"inputs": {"tokens": [["a"]] * 4, "x": [[1, 2, 3]] * 4}}, timeout=20)
+        assert ok.status_code == 200, ok.text
+        too_many = requests.post(url, json={"instances": [{"tokens": ["a"], "x": [1, 2, 3]}] * 8}, timeout=20)
+        assert too_many.status_code == 400 and "more than the" in too_many.json()["error"], too_many.text
+        request = good_request()
+        request.inputs["tokens"].CopyFrom(tensor(types_pb2.DT_STRING, [1, 40]))
+        with pytest.raises(grpc.RpcError) as raised:
+            predict(small, request)
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "--max_request_elements" in raised.value.details()
