@@ -42,6 +42,7 @@ STATE_NAMES = {START: "START", LOADING: "LOADING", AVAILABLE: "AVAILABLE", UNLOA
 WARMUP_PATH = ("assets.extra", "tf_serving_warmup_requests")
 MAX_WARMUP_RECORDS = 1000  # TF Serving's limit (warmup_util.cc)
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
+MAX_VERSION = 2 ** 63 - 1  # versions are int64 in every proto; larger folder names are not versions
 _GRPC_CODES = {code.value[0]: code for code in grpc.StatusCode}
 # Custom-op packages to import when a SavedModel uses ops of theirs (by op-name prefix), only then.
 CUSTOM_OP_MODULES = {"Scann": "scann.scann_ops.py.scann_ops"}
@@ -65,6 +66,12 @@ def as_serving_error(error: BaseException, what: str) -> ServingError:
     if isinstance(error, (TypeError, ValueError)):
         return ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"{what}: {error}")
     return ServingError(grpc.StatusCode.INTERNAL, f"{what}: {type(error).__name__}: {error}")
+
+
+def without_path(message: str, base_path: str) -> str:
+    """A message for clients: the model's base path (a server's filesystem layout) replaced by `<base_path>`."""
+    base = base_path.rstrip("/")
+    return message.replace(base, "<base_path>") if base else message
 
 
 # --- One loaded version ---------------------------------------------------------------------------------
@@ -119,8 +126,9 @@ class Servable:
             outputs = signature.function(**feeds)
             return {name: value.numpy() for name, value in outputs.items()}
         except Exception as error:  # re-raised as the status TF Serving would answer with
-            raise as_serving_error(error, f"{self.model_name} version {self.version} signature "
-                                          f"'{signature.name}'") from error
+            failure = as_serving_error(error, f"{self.model_name} version {self.version} signature "
+                                              f"'{signature.name}'")
+            raise ServingError(failure.code, without_path(failure.message, posixpath.dirname(self.path))) from error
 
     def enter(self) -> None:
         with self._drained:
@@ -366,7 +374,7 @@ class ModelManager:
         for entry in tf.io.gfile.listdir(base):
             name = entry.rstrip("/")
             path = posixpath.join(base, name)
-            if name.isdigit() and tf.io.gfile.isdir(path):
+            if name.isdigit() and int(name) <= MAX_VERSION and tf.io.gfile.isdir(path):
                 versions.setdefault(int(name), path)
         return versions
 
@@ -464,6 +472,7 @@ class ModelManager:
                 error = as_serving_error(failure, f"Loading servable {self.name} version {record.version} failed")
                 logger.error("%s version %d: load failed: %s", self.name, record.version, error,
                              exc_info=not isinstance(failure, ServingError))
+                error = ServingError(error.code, without_path(error.message, self.config.base_path))
                 continue
             self._set(record, AVAILABLE, servable=servable, error=None, fingerprint=fingerprint)
             logger.info("%s version %d: AVAILABLE (loaded in %.1f s, %d warm-up requests replayed; signatures %s)",
@@ -520,10 +529,9 @@ class ModelManager:
                 available = [record for record in self._records.values() if record.state == AVAILABLE]
                 if not available:
                     states = ", ".join(f"{r.version} {STATE_NAMES[r.state]}" for r in self._records.values())
-                    raise ServingError(grpc.StatusCode.UNAVAILABLE,
+                    raise ServingError(grpc.StatusCode.UNAVAILABLE,  # no filesystem path: clients see this
                                        f"Servable not found for request: Latest({self.name}): no version is "
-                                       f"available yet ({states or 'no versions found'} under "
-                                       f"{self.config.base_path})")
+                                       f"available yet ({states or 'no versions found'})")
                 record = max(available, key=lambda r: r.version)
             else:
                 record = self._records.get(version)

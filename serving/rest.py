@@ -73,7 +73,7 @@ def _json_shape(name: str, value: Any, depth: int = 0) -> tuple[int, ...]:
                            f"dense tensor; shapes seen {sorted(shapes)}")
         return (len(value), *shapes.pop())
     if isinstance(value, dict) and not _is_b64(value):
-        raise _invalid(f"input '{name}': unexpected JSON object {json.dumps(value)[:80]} (only {{\"b64\": ...}})")
+        raise _invalid(f"input '{name}': unexpected JSON object {_snippet(value)} (only {{\"b64\": ...}})")
     return ()
 
 
@@ -106,7 +106,7 @@ def _leaf(name: str, value: Any, dtype: tf.DType) -> Any:
     else:
         raise _invalid(f"input '{name}': {tensors.dtype_name(dtype.as_datatype_enum)} is not supported in JSON")
     raise _invalid(f"input '{name}' expects {tensors.dtype_name(dtype.as_datatype_enum)} values but got "
-                   f"{json.dumps(value)[:80]}")
+                   f"{_snippet(value)}")
 
 
 def json_to_array(name: str, value: Any, dtype: tf.DType, max_elements: int = tensors.DEFAULT_MAX_ELEMENTS
@@ -332,6 +332,8 @@ class RestApi:
 def _model_spec(name: str, version: Optional[str], label: Optional[str]) -> model_pb2.ModelSpec:
     spec = model_pb2.ModelSpec(name=name)
     if version is not None:
+        if len(version) > 19 or int(version) > 2 ** 63 - 1:  # versions are int64 (TF Serving's SimpleAtoi)
+            raise _invalid(f"Failed to convert version: {version[:40]} to numeric.")
         spec.version.value = int(version)
     elif label is not None:
         spec.version_label = label
@@ -343,11 +345,21 @@ def _parse_json(body: bytes) -> dict[str, Any]:
         raise _invalid("JSON Parse error: The document is empty")
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except RecursionError as error:  # nested thousands deep
+        raise _invalid("JSON Parse error: The document is nested too deeply") from error
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError, an integer of more than 4300 digits
         raise _invalid(f"JSON Parse error: {error}") from error
     if not isinstance(document, dict):
-        raise _invalid("JSON Value: " + json.dumps(document)[:80] + " Is not object")
+        raise _invalid("JSON Value: " + _snippet(document) + " Is not object")
     return document
+
+
+def _snippet(value: Any) -> str:
+    """The start of a JSON value for an error message, even when it is nested too deeply to print."""
+    try:
+        return json.dumps(value)[:80]
+    except (RecursionError, ValueError):
+        return "<a value nested too deeply to print>"
 
 
 class RestServer:

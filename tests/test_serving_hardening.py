@@ -186,3 +186,65 @@ def test_rest_inputs_over_the_element_limit_get_400(tiny_model, tmp_path):
             predict(small, request)
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "--max_request_elements" in raised.value.details()
+
+
+# --- 2. REST answers 400, not 500; no filesystem paths in what clients read --------------------------------
+
+def test_rest_hostile_urls_and_bodies_get_400(server):
+    url = f"{server.rest_url}/v1/models/{MODEL}"
+    body = {"inputs": {"tokens": [["a"]], "x": [[1, 2, 3]]}}
+    for version in (str(2 ** 70), str(2 ** 63), "9" * 200):
+        for response in (requests.post(f"{url}/versions/{version}:predict", json=body, timeout=20),
+                         requests.get(f"{url}/versions/{version}", timeout=20),
+                         requests.get(f"{url}/versions/{version}/metadata", timeout=20)):
+            assert response.status_code == 400, (version, response.status_code, response.text)
+            assert "Failed to convert version" in response.json()["error"]
+    assert requests.get(f"{url}/versions/{2 ** 63 - 1}", timeout=20).status_code == 404
+    hostile_bodies = {
+        "arrays 5,000 deep": "[" * 5000 + "]" * 5000,
+        "objects 5,000 deep": '{"a":' * 5000 + "1" + "}" * 5000,
+        "inputs 5,000 deep": '{"inputs": {"x": ' + "[" * 5000 + "]" * 5000 + ', "tokens": [["a"]]}}',
+        "inputs 900 deep": '{"inputs": {"x": ' + "[" * 900 + "1" + "]" * 900 + ', "tokens": [["a"]]}}',
+        "object 900 deep as input": '{"inputs": {"x": ' + '{"a":' * 900 + "1" + "}" * 900 + ', "tokens": [["a"]]}}',
+        "an integer of 5,000 digits": '{"inputs": {"x": [[' + "9" * 5000 + ', 1, 2]], "tokens": [["a"]]}}',
+        "not UTF-8": b'{"inputs": "\xff\xfe"}',
+        "a float out of range for int": '{"inputs": {"x": [[1e999, 1, 2]], "tokens": [["a"]]}}',
+    }
+    for case, text in hostile_bodies.items():
+        response = requests.post(f"{url}:predict", data=text, timeout=20,
+                                 headers={"Content-Type": "application/json"})
+        assert response.status_code in (200, 400), (case, response.status_code, response.text[:300])
+        if case != "a float out of range for int":  # inf is a valid float32
+            assert response.status_code == 400, (case, response.text[:300])
+    assert "Traceback" not in server.log()
+    assert requests.post(f"{url}:predict", json=body, timeout=20).json() == {"outputs": {"total": [6.0],
+                                                                                        "tokens_seen": [1]}}
+
+
+def test_client_facing_errors_carry_no_filesystem_paths(tmp_path):
+    base = tmp_path / "secret-layout" / MODEL
+    base.mkdir(parents=True)
+    (base / str(2 ** 70)).mkdir()  # not an int64 version: ignored, never a failed GetModelStatus
+    with ServerProcess(["--model_name", MODEL, "--model_base_path", str(base),
+                        "--file_system_poll_wait_seconds", "0.3"], tmp_path / "server.log") as empty:
+        empty.wait_for_ports()
+        time.sleep(1.0)
+        with pytest.raises(grpc.RpcError) as raised:
+            predict(empty, good_request())
+        assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert str(tmp_path) not in raised.value.details() and "secret-layout" not in raised.value.details()
+        response = requests.post(f"{empty.rest_url}/v1/models/{MODEL}:predict",
+                                 json={"inputs": {"tokens": [["a"]], "x": [[1, 2, 3]]}}, timeout=20)
+        assert response.status_code == 503 and "secret-layout" not in response.text
+        assert empty.version_states(MODEL) == {}
+        corrupt = base / "3"
+        (corrupt / "variables").mkdir(parents=True)
+        (corrupt / "saved_model.pb").write_bytes(b"not a SavedModel \x00\xff" * 8)
+        failed = wait_for(lambda: (empty.version_states(MODEL).get(3) if empty.version_states(MODEL).get(3)
+                                   and empty.version_states(MODEL)[3].status.error_code else None),
+                          60, "version 3 to fail", empty.log)
+        assert failed.status.error_message and "secret-layout" not in failed.status.error_message, \
+            failed.status.error_message
+        rest_status = requests.get(f"{empty.rest_url}/v1/models/{MODEL}", timeout=20)
+        assert rest_status.status_code == 200 and "secret-layout" not in rest_status.text
+        assert "secret-layout" in empty.log(), "the operator's log keeps the full path"
