@@ -18,7 +18,9 @@ import binascii
 import json
 import logging
 import re
+import socket
 import threading
+import time
 from typing import Any, Iterable, Optional
 
 import grpc
@@ -26,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2, predict_pb2
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from serving import ServingError, tensors
@@ -220,41 +222,111 @@ def _predictions(outputs: dict[str, np.ndarray]) -> list[Any]:
 
 # --- the WSGI app ---------------------------------------------------------------------------------------
 
-class RestApi:
-    """The WSGI application; at most `num_threads` requests are worked on at once."""
+DEFAULT_BODY_TIMEOUT_S = 10.0
+DEFAULT_MAX_BODY_BYTES = 8 << 20  # 8 MiB
 
-    def __init__(self, predictor: Predictor, registry: ModelRegistry, num_threads: int) -> None:
+
+class _BodyRefused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class RestApi:
+    """The WSGI application; at most `num_threads` requests are worked on at once.
+
+    A request's body is read in full *before* it takes one of those slots, within `body_timeout_s` in all and
+    at most `max_body_bytes` long (else 408 / 413), so clients that send a body slowly, or never finish it,
+    hold only their own connection's thread, never a slot other requests wait for."""
+
+    def __init__(self, predictor: Predictor, registry: ModelRegistry, num_threads: int,
+                 body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
         self.predictor = predictor
         self.registry = registry
+        self.body_timeout_s = body_timeout_s
+        self.max_body_bytes = max_body_bytes
         self._slots = threading.BoundedSemaphore(num_threads)
         self._active = 0
         self._idle = threading.Condition()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
+        try:
+            body = self.read_body(environ, request.content_length)
+        except _BodyRefused as refused:
+            response = Response(json.dumps({"error": refused.message}), status=refused.status,
+                                content_type="application/json")
+            return response(environ, start_response)
         with self._idle:
             self._active += 1
         try:
             with self._slots:
-                response = self.handle(request)
+                response = self.handle(request, body)
             return response(environ, start_response)
         finally:
             with self._idle:
                 self._active -= 1
                 self._idle.notify_all()
 
+    def read_body(self, environ: dict[str, Any], length: Optional[int]) -> bytes:
+        """The whole body within the deadline: each socket read waits at most what is left of it."""
+        chunked = bool(environ.get("wsgi.input_terminated"))
+        if length is None and not chunked:
+            return b""
+        if length is not None and length > self.max_body_bytes:
+            raise _BodyRefused(413, f"Request body of {length} bytes is larger than the {self.max_body_bytes} "
+                                    "bytes this server accepts (--rest_max_body_bytes)")
+        stream = environ["wsgi.input"]
+        read = getattr(stream, "read1", None) if not chunked else None
+        read = read or stream.read
+        sock = environ.get("werkzeug.socket")
+        deadline = time.monotonic() + self.body_timeout_s
+        parts: list[bytes] = []
+        received = 0
+        timed_out = _BodyRefused(408, f"Request body not received within {self.body_timeout_s:g} s "
+                                      "(--rest_body_timeout_s)")
+        try:
+            while length is None or received < length:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise timed_out
+                if sock is not None:
+                    sock.settimeout(left)
+                chunk = read(65536 if length is None else min(65536, length - received))
+                if not chunk:
+                    if length is not None:
+                        raise _BodyRefused(400, f"Request body ended after {received} of {length} bytes")
+                    break
+                parts.append(chunk)
+                received += len(chunk)
+                if received > self.max_body_bytes:
+                    raise _BodyRefused(413, f"Request body is larger than the {self.max_body_bytes} bytes this "
+                                            "server accepts (--rest_max_body_bytes)")
+        except (socket.timeout, TimeoutError) as error:
+            raise timed_out from error
+        except OSError as error:  # a malformed chunked encoding, a reset connection
+            raise _BodyRefused(400, f"Cannot read the request body: {error}") from error
+        finally:
+            if sock is not None:
+                try:
+                    sock.settimeout(self.body_timeout_s)
+                except OSError:
+                    pass
+        return b"".join(parts)
+
     def drain(self, timeout_s: float) -> bool:
         """Waits for the requests being answered; False if some are still running after the timeout."""
         with self._idle:
             return self._idle.wait_for(lambda: self._active == 0, timeout_s)
 
-    def handle(self, request: Request) -> Response:
+    def handle(self, request: Request, body: bytes) -> Response:
         path, method = request.path, request.method
         if not path.lower().startswith("/v1/"):
             return Response(json.dumps({"error": f"Not found: {method} {path}"}), status=404,
                             content_type="application/json")
         try:
-            body = self._dispatch(method, path, request.get_data())
+            body = self._dispatch(method, path, body)
             return Response(body, status=200, content_type="application/json")
         except ServingError as error:
             return Response(json.dumps({"error": error.message}), status=HTTP_STATUS.get(error.code, 500),
@@ -363,12 +435,16 @@ def _snippet(value: Any) -> str:
 
 
 class RestServer:
-    """Werkzeug's threaded WSGI server for `RestApi`, run in a background thread."""
+    """Werkzeug's threaded WSGI server for `RestApi`, run in a background thread.
+
+    Every connection's socket reads time out after the app's `body_timeout_s`: a connection that sends no
+    request line or headers, or idles, is closed then (Werkzeug answers each request with Connection: close)."""
 
     def __init__(self, app: RestApi, host: str, port: int) -> None:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access-log line per request
         self.app = app
-        self._server: BaseWSGIServer = make_server(host, port, app, threaded=True)
+        handler = type("RestRequestHandler", (WSGIRequestHandler,), {"timeout": app.body_timeout_s})
+        self._server: BaseWSGIServer = make_server(host, port, app, threaded=True, request_handler=handler)
         self.port = self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever, name="rest", daemon=True)
 

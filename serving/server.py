@@ -84,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="(this server) gRPC worker threads, i.e. requests worked on at once (default 16)")
     net.add_argument("--rest_api_num_threads", type=int, default=4 * (os.cpu_count() or 1),
                      help="REST requests worked on at once (default 4 x CPUs, as in TF Serving)")
+    net.add_argument("--rest_body_timeout_s", type=float, default=10.0,
+                     help="(this server) a REST request's body must arrive within this many seconds, read before "
+                          "the request takes a worker (else 408); also how long a connection may idle (default 10)")
+    net.add_argument("--rest_max_body_bytes", type=int, default=8 << 20,
+                     help="(this server) largest REST request body accepted, else 413 (default 8388608, 8 MiB)")
     net.add_argument("--grpc_channel_arguments", default="",
                      help="extra gRPC server arguments, 'key=value,key=value' (integers or strings)")
     net.add_argument("--max_request_elements", type=int, default=None,
@@ -283,7 +288,9 @@ class Server:
             port = 0 if args.rest_api_port < 0 else args.rest_api_port
             try:
                 self.rest_server = rest.RestServer(
-                    rest.RestApi(self.predictor, self.registry, args.rest_api_num_threads), args.host, port)
+                    rest.RestApi(self.predictor, self.registry, args.rest_api_num_threads,
+                                 body_timeout_s=args.rest_body_timeout_s, max_body_bytes=args.rest_max_body_bytes),
+                    args.host, port)
             except OSError as error:
                 raise SystemExit(f"error: cannot listen for REST on {args.host}:{port}: {error}") from error
         self.update_health()
@@ -358,6 +365,8 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error("--model_config_file_poll_wait_seconds needs --model_config_file")
     if args.num_threads < 1 or args.rest_api_num_threads < 1:
         parser.error("--num_threads and --rest_api_num_threads must be >= 1")
+    if args.rest_body_timeout_s <= 0 or args.rest_max_body_bytes < 1:
+        parser.error("--rest_body_timeout_s and --rest_max_body_bytes must be > 0")
     if args.max_request_elements is not None and args.max_request_elements < 1:
         parser.error("--max_request_elements must be >= 1")
     if args.num_request_iterations_for_warmup < 1:

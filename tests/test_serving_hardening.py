@@ -248,3 +248,69 @@ def test_client_facing_errors_carry_no_filesystem_paths(tmp_path):
         rest_status = requests.get(f"{empty.rest_url}/v1/models/{MODEL}", timeout=20)
         assert rest_status.status_code == 200 and "secret-layout" not in rest_status.text
         assert "secret-layout" in empty.log(), "the operator's log keeps the full path"
+
+
+# --- 3. slow REST bodies hold no worker ---------------------------------------------------------------------
+
+def _raw(port: int, data: bytes) -> Any:
+    import socket
+
+    connection = socket.create_connection(("127.0.0.1", port), timeout=20)
+    if data:
+        connection.sendall(data)
+    return connection
+
+
+def _answer(connection: Any) -> bytes:
+    received = b""
+    try:
+        while chunk := connection.recv(65536):
+            received += chunk
+    except OSError:
+        pass
+    connection.close()
+    return received
+
+
+def test_slow_rest_bodies_do_not_stop_other_requests(tiny_model, tmp_path):
+    """8 clients send headers and part of a body (2 REST workers): status and predict still answer at once; the
+    slow clients get 408 once the body deadline passes, a client trickling bytes included; idle connections are
+    closed; a declared body over the limit gets 413 without being read."""
+    with ServerProcess(["--model_name", MODEL, "--model_base_path", str(tiny_model), "--rest_api_num_threads", "2",
+                        "--rest_body_timeout_s", "3", "--rest_max_body_bytes", "100000"],
+                       tmp_path / "server.log") as guarded:
+        guarded.wait_for_ports()
+        guarded.wait_for_state(1, AVAILABLE, MODEL, timeout_s=120)
+        port = guarded.rest_port
+        head = (f"POST /v1/models/{MODEL}:predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                "Content-Length: 1000\r\n\r\n").encode()
+        started = time.monotonic()
+        slow = [_raw(port, head + b'{"inputs": {"x"') for _ in range(8)]
+        idle = _raw(port, b"")
+        trickle = _raw(port, head)
+        time.sleep(0.5)  # the slow requests are all inside the server now
+        answered = time.monotonic()
+        status = requests.get(f"{guarded.rest_url}/v1/models/{MODEL}", timeout=5)
+        assert status.status_code == 200 and status.json()["model_version_status"][0]["state"] == "AVAILABLE"
+        body = {"inputs": {"tokens": [["a"]], "x": [[1, 2, 3]]}}
+        for _ in range(5):
+            assert requests.post(f"{guarded.rest_url}/v1/models/{MODEL}:predict", json=body, timeout=5).ok
+        assert time.monotonic() - answered < 2.5, "other requests must not wait for the slow bodies"
+        chunked = requests.post(f"{guarded.rest_url}/v1/models/{MODEL}:predict", timeout=5,
+                                data=iter([json.dumps(body).encode()[:10], json.dumps(body).encode()[10:]]))
+        assert chunked.status_code == 200, chunked.text
+        for _ in range(6):  # one byte every 0.6 s: each read is quick, the whole body is not
+            time.sleep(0.6)
+            try:
+                trickle.sendall(b" ")
+            except OSError:
+                break
+        too_big = _raw(port, head.replace(b"Content-Length: 1000", b"Content-Length: 1000000000"))
+        assert b" 413 " in _answer(too_big).split(b"\r\n")[0]
+        for connection in slow + [trickle]:
+            answer = _answer(connection)
+            assert answer.split(b"\r\n")[0].split(b" ")[1] == b"408", answer[:200]
+            assert b"--rest_body_timeout_s" in answer
+        assert _answer(idle) == b"", "an idle connection is closed"
+        assert time.monotonic() - started < 10, "every slow connection ends within its deadline (3 s) and a bit"
+        assert requests.get(f"{guarded.rest_url}/v1/models/{MODEL}", timeout=5).status_code == 200
