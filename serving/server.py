@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import posixpath
 import re
 import signal
 import sys
@@ -77,9 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--rest_api_port", type=rest_port, default=0, metavar="PORT|auto",
                      help="REST port; 0 (the default) disables REST, as in TF Serving; 'auto' picks a free port "
                           "(this server), printed as 'serving: REST on HOST:PORT'")
-    net.add_argument("--host", default="0.0.0.0",
-                     help="(this server) address to bind both APIs to (default 0.0.0.0, all interfaces, like "
-                          "TF Serving; use 127.0.0.1 for loopback only)")
+    net.add_argument("--host", default="127.0.0.1",
+                     help="(this server) address to bind both APIs to (default 127.0.0.1, loopback only; TF Serving "
+                          "binds 0.0.0.0, every interface: give --host 0.0.0.0 to be reachable from other hosts, "
+                          "e.g. in a container, and see docs/serving.md on what that exposes)")
     net.add_argument("--num_threads", type=int, default=16,
                      help="(this server) gRPC worker threads, i.e. requests worked on at once (default 16)")
     net.add_argument("--rest_api_num_threads", type=int, default=4 * (os.cpu_count() or 1),
@@ -106,6 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="text-format ModelServerConfig (model_config_list of name, base_path, "
                              "model_platform 'tensorflow', model_version_policy latest/all/specific, "
                              "version_labels); replaces --model_name/--model_base_path")
+    models.add_argument("--allowed_model_roots", "--allowed_model_base_paths", default=None, metavar="DIR,DIR",
+                        help="(this server) directories ModelService.HandleReloadConfigRequest may serve models "
+                             "from; a reload naming a base path outside them is refused with PERMISSION_DENIED "
+                             "and changes nothing (default: the parent folders of the base paths given at start-up)")
+    bool_flag(models, "--enable_model_reload", True,
+              "(this server) answer ModelService.HandleReloadConfigRequest; false refuses every reload "
+              "(PERMISSION_DENIED)")
     models.add_argument("--model_config_file_poll_wait_seconds", type=non_negative(float), default=0.0,
                         help="re-read --model_config_file this often and apply changes (default 0: never)")
     models.add_argument("--file_system_poll_wait_seconds", type=non_negative(float), default=1.0,
@@ -283,6 +292,7 @@ class Server:
             raise SystemExit(f"error: cannot listen for gRPC on {args.host}:{args.port}: {error}") from error
         if not self.grpc_port:
             raise SystemExit(f"error: cannot listen for gRPC on {args.host}:{args.port}")
+        self.allowed_roots: list[str] = []  # set by `start`, from the start-up configs
         self.rest_server: Optional[rest.RestServer] = None
         if args.rest_api_port:
             port = 0 if args.rest_api_port < 0 else args.rest_api_port
@@ -296,6 +306,9 @@ class Server:
         self.update_health()
 
     def start(self, configs: Sequence[Any]) -> None:
+        self.allowed_roots = allowed_roots(self.args.allowed_model_roots, configs)
+        self.log.info("model reloads %s", f"may serve models under {', '.join(self.allowed_roots)}"
+                      if self.args.enable_model_reload else "are disabled")
         self.grpc_server.start()
         self.log.info("gRPC on %s:%d", self.args.host, self.grpc_port)
         if self.rest_server is not None:
@@ -304,8 +317,23 @@ class Server:
         self.registry.apply(configs)
 
     def reload(self, config: Any) -> None:
-        """ModelService.HandleReloadConfigRequest: serve exactly the models of `config`."""
-        self.registry.apply(model_configs(config, "ReloadConfigRequest"))
+        """ModelService.HandleReloadConfigRequest: serve exactly the models of `config`, all of whose base paths
+        must lie under the allowed roots (else PERMISSION_DENIED, and nothing changes)."""
+        import grpc
+
+        from serving import ServingError
+
+        if not self.args.enable_model_reload:
+            raise ServingError(grpc.StatusCode.PERMISSION_DENIED,
+                               "model reloads are disabled on this server (--enable_model_reload=false)")
+        configs = model_configs(config, "ReloadConfigRequest")
+        for model in configs:
+            if not path_is_allowed(model.base_path, self.allowed_roots):
+                raise ServingError(grpc.StatusCode.PERMISSION_DENIED,
+                                   f"ReloadConfigRequest: model {model.name}: base_path {model.base_path!r} is "
+                                   "outside the directories this server may serve models from "
+                                   "(--allowed_model_roots)")
+        self.registry.apply(configs)
 
     def update_health(self) -> None:
         """grpc.health.v1: each model's name SERVING once it has an AVAILABLE version; "" once all have."""
@@ -333,6 +361,28 @@ class Server:
             self.batcher.stop()
         self.registry.stop()
         self.log.info("stopped")
+
+
+def allowed_roots(flag: Optional[str], configs: Sequence[Any]) -> list[str]:
+    """--allowed_model_roots, or by default the parent folder of every base path served at start-up."""
+    if flag is not None:
+        roots = [root.strip() for root in flag.split(",") if root.strip()]
+    else:
+        roots = [posixpath.dirname(config.base_path.rstrip("/")) if "://" in config.base_path
+                 else os.path.dirname(os.path.realpath(config.base_path)) for config in configs]
+    return sorted({root if "://" in root else os.path.realpath(root) for root in roots})
+
+
+def path_is_allowed(base_path: str, roots: Sequence[str]) -> bool:
+    """`base_path` lies under one of `roots`: for local paths after resolving symlinks and "..", so neither leads out;
+    for URIs (gs://, s3://) by prefix, with ".." refused."""
+    if "://" in base_path:
+        if ".." in base_path.split("/"):
+            return False
+        return any("://" in root and (base_path.rstrip("/") + "/").startswith(root.rstrip("/") + "/")
+                   for root in roots)
+    resolved = os.path.realpath(base_path)
+    return any("://" not in root and os.path.commonpath([resolved, root]) == root for root in roots)
 
 
 def _bracket(host: str) -> str:

@@ -314,3 +314,66 @@ def test_slow_rest_bodies_do_not_stop_other_requests(tiny_model, tmp_path):
         assert _answer(idle) == b"", "an idle connection is closed"
         assert time.monotonic() - started < 10, "every slow connection ends within its deadline (3 s) and a bit"
         assert requests.get(f"{guarded.rest_url}/v1/models/{MODEL}", timeout=5).status_code == 200
+
+
+# --- 4. loopback by default; reloads only from allowed folders -------------------------------------------------
+
+def test_both_apis_bind_loopback_by_default():
+    from serving import server as server_module
+
+    assert server_module.build_parser().parse_args([]).host == "127.0.0.1"
+    assert server_module.build_parser().parse_args(["--host", "0.0.0.0"]).host == "0.0.0.0"
+
+
+def _reload(server: ServerProcess, *models: tuple[str, str], policy_all: bool = False) -> Any:
+    from tensorflow_serving.apis import model_management_pb2
+    from tensorflow_serving.config import model_server_config_pb2
+
+    config = model_server_config_pb2.ModelServerConfig()
+    for name, base in models:
+        model = config.model_config_list.config.add(name=name, base_path=base, model_platform="tensorflow")
+        if policy_all:
+            model.model_version_policy.all.SetInParent()
+    return server.model_stub().HandleReloadConfigRequest(model_management_pb2.ReloadConfigRequest(config=config),
+                                                         timeout=30)
+
+
+def test_reload_refuses_base_paths_outside_the_allowed_roots(tiny_model, tmp_path):
+    models = tiny_model.parent  # <root>/models: the default allowed root (the start-up base path's parent)
+    other = models / "other"
+    write_tiny_model(other / "4", scale=2.0)
+    (models / "escape").symlink_to("/etc")
+    with ServerProcess(["--model_name", MODEL, "--model_base_path", str(tiny_model),
+                        "--file_system_poll_wait_seconds", "0.3"], tmp_path / "server.log", rest=False) as guarded:
+        guarded.wait_for_ports()
+        guarded.wait_for_state(1, AVAILABLE, MODEL, timeout_s=120)
+        for hostile in ("/etc", "/proc", str(models / ".." / ".." / ".."), str(models / "escape"),
+                        str(models) + "-sibling", "gs://someone-elses-bucket/models"):
+            with pytest.raises(grpc.RpcError) as raised:
+                _reload(guarded, (MODEL, hostile), policy_all=True)
+            assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED, (hostile, raised.value.details())
+            assert "--allowed_model_roots" in raised.value.details()
+        with pytest.raises(grpc.RpcError) as raised:  # one bad model refuses the whole config
+            _reload(guarded, (MODEL, str(tiny_model)), ("two", "/etc"))
+        assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        time.sleep(1.0)  # a few polls: nothing may have changed
+        assert {v: s.state for v, s in guarded.version_states(MODEL).items()} == {1: AVAILABLE}
+        assert guarded.version_states("two") == {}
+        assert_still_serving(guarded)
+        assert _reload(guarded, (MODEL, str(tiny_model)), ("other", str(other))).status.error_code == 0
+        guarded.wait_for_state(4, AVAILABLE, "other", timeout_s=60)
+        request = good_request()
+        request.model_spec.name = "other"
+        assert tf.make_ndarray(predict(guarded, request).outputs["total"]).tolist() == [12.0]
+
+
+def test_reload_can_be_turned_off(tiny_model, tmp_path):
+    with ServerProcess(["--model_name", MODEL, "--model_base_path", str(tiny_model), "--enable_model_reload=false"],
+                       tmp_path / "server.log", rest=False) as locked:
+        locked.wait_for_ports()
+        locked.wait_for_state(1, AVAILABLE, MODEL, timeout_s=120)
+        with pytest.raises(grpc.RpcError) as raised:
+            _reload(locked, (MODEL, str(tiny_model)))
+        assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "--enable_model_reload" in raised.value.details()
+        assert_still_serving(locked)

@@ -622,8 +622,9 @@ def test_reload_config_serves_exactly_the_new_model_list(exports, history, tmp_p
     st.copy_version(exports.scann, first, 1)
     second = st.free_base_path(tmp_path / "b", BRUTE_FORCE)
     st.copy_version(exports.brute_force, second, 5)
-    with st.ServerProcess(["--model_name", MODEL, "--model_base_path", str(first)], tmp_path / "server.log",
-                          rest=False) as server:
+    # The second model is outside the first one's folder, so reloads must be allowed from all of tmp_path.
+    with st.ServerProcess(["--model_name", MODEL, "--model_base_path", str(first),
+                           "--allowed_model_roots", str(tmp_path)], tmp_path / "server.log", rest=False) as server:
         server.wait_for_ports()
         server.wait_for_state(1, AVAILABLE, MODEL, timeout_s=120)
 
