@@ -7,7 +7,8 @@ latest one) loaded, with TF Serving's availability-preserving order: a new versi
 replaces is unloaded only afterwards, once its in-flight requests have finished. So no request fails during
 a swap. A version that fails to load or warm up never replaces a good one: it ends in END with the error in
 GetModelStatus, and is retried only if its files change. A version directory still being written (no
-saved_model.pb yet, or files still changing between two polls) is waited for, not failed.
+saved_model.pb yet, or files still changing between two polls) is waited for, not failed. A loaded version
+whose folder disappears (a rollback) keeps serving from memory until the version replacing it is AVAILABLE.
 
 Version states are TF Serving's: START (aspired, waiting), LOADING, AVAILABLE, UNLOADING, END.
 """
@@ -324,6 +325,7 @@ class ModelManager:
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._missing_base_logged = False
+        self._kept_logged: list[int] = []
 
     @property
     def name(self) -> str:
@@ -417,7 +419,11 @@ class ModelManager:
                     logger.info("%s version %d: found at %s (START)", self.name, version, disk[version])
                     changed = True
                 elif record.state == END and not record.failed:
-                    record.state, record.path, record.fingerprint = START, disk[version], None
+                    # Its fingerprint is kept: files unchanged since it last loaded fine load at the next poll
+                    # without waiting another interval (a rollback to it is that fast).
+                    if record.path != disk[version]:
+                        record.fingerprint = None
+                    record.state, record.path = START, disk[version]
                     record.waiting_logged = False
                     logger.info("%s version %d: aspired again (START)", self.name, version)
                     changed = True
@@ -490,13 +496,29 @@ class ModelManager:
                      record.version, error)
 
     def _unload_replaced(self, disk: Mapping[int, str], aspired: set[int]) -> None:
-        """Unloads versions gone from disk, and versions replaced once every aspired version is AVAILABLE."""
+        """Unloads versions no longer aspired, availability first (TF Serving's AvailabilityPreservingPolicy):
+        only once every version that replaces them is AVAILABLE.
+
+        That holds for a version whose folder left the disk too (a rollback: the newest version moved away, an
+        older one still there): it keeps serving from memory until the older one is loaded and warmed up, or
+        for as long as the version the policy now wants fails to load. Only when the policy wants nothing on
+        disk at all (every version removed) is it unloaded at once."""
         with self._lock:
+            def ready(version: int) -> bool:
+                return version in self._records and self._records[version].state == AVAILABLE
+
             available = [record for record in self._records.values() if record.state == AVAILABLE]
-            replaced = bool(aspired) and all(version in self._records and self._records[version].state == AVAILABLE
-                                             for version in aspired)
+            replaced = bool(aspired) and all(ready(version) for version in aspired)
+            wanted = self.config.policy.aspired(list(disk))  # failed versions included: they replace nothing
+            gone_replaced = all(ready(version) for version in wanted)
             leaving = [record for record in available
-                       if record.version not in disk or (replaced and record.version not in aspired)]
+                       if (record.version not in disk and gone_replaced)
+                       or (replaced and record.version not in aspired and record.version in disk)]
+            kept = [record.version for record in available if record.version not in disk and not gone_replaced]
+            if kept and kept != self._kept_logged:
+                logger.info("%s: version(s) %s left the disk; still serving them until version(s) %s are "
+                            "AVAILABLE", self.name, kept, sorted(version for version in wanted if not ready(version)))
+            self._kept_logged = kept
             for record in leaving:
                 record.state = UNLOADING  # no new request can reach it from here on
         for record in leaving:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import threading
 import time
 from typing import Any
 
@@ -377,3 +378,64 @@ def test_reload_can_be_turned_off(tiny_model, tmp_path):
         assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
         assert "--enable_model_reload" in raised.value.details()
         assert_still_serving(locked)
+
+
+# --- 5. a rollback is not an outage --------------------------------------------------------------------------
+
+def test_rollback_keeps_serving_until_the_older_version_is_loaded(tmp_path):
+    """Version 2 (answers 12) is served, version 1 (answers 6) is on disk too. Moving 2 away must leave no
+    request unanswered while 1 loads; and when the version the policy now wants fails to load, the one that left
+    the disk keeps serving from memory."""
+    base = tmp_path / "models" / MODEL
+    write_tiny_model(base / "1", scale=1.0)
+    write_tiny_model(base / "2", scale=2.0)
+    with ServerProcess(["--model_name", MODEL, "--model_base_path", str(base), "--file_system_poll_wait_seconds",
+                        "0.3", "--num_threads", "8"], tmp_path / "server.log", rest=False) as server:
+        server.wait_for_ports()
+        server.wait_for_state(2, AVAILABLE, MODEL, timeout_s=120)
+        assert 1 not in server.version_states(MODEL), "only the latest version is loaded"
+        answers: list[list[float]] = [[] for _ in range(4)]
+        failures: list[str] = []
+        stop = threading.Event()
+
+        def client(index: int) -> None:
+            deadline = time.monotonic() + 60
+            while not stop.is_set() and time.monotonic() < deadline and len(answers[index]) < 20000:
+                try:
+                    answers[index].append(tf.make_ndarray(predict(server, good_request()).outputs["total"])[0])
+                except grpc.RpcError as error:
+                    failures.append(f"{error.code().name}: {error.details()}")
+                time.sleep(0.002)
+
+        clients = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+        for thread in clients:
+            thread.start()
+        try:
+            time.sleep(0.5)
+            (base / "2").rename(tmp_path / "moved-away-2")  # the rollback
+            wait_for(lambda: all(values and values[-1] == 6.0 for values in answers), 60, "version 1 answering",
+                     server.log)
+            server.wait_for_state(2, get_model_status_pb2.ModelVersionStatus.END, MODEL, timeout_s=30)
+            # Version 3 is served; then version 5, corrupt, is the newest, and 3 leaves the disk: 5 fails to
+            # load, so 3 keeps serving.
+            write_tiny_model(base / "3", scale=3.0)
+            wait_for(lambda: all(values and values[-1] == 18.0 for values in answers), 60, "version 3 answering",
+                     server.log)
+            corrupt = base / "5"
+            (corrupt / "variables").mkdir(parents=True)
+            (corrupt / "saved_model.pb").write_bytes(b"not a SavedModel \x00\xff" * 8)
+            wait_for(lambda: server.version_states(MODEL).get(5) and server.version_states(MODEL)[5].status.error_code,
+                     60, "version 5 to fail", server.log)
+            (base / "3").rename(tmp_path / "moved-away-3")
+            time.sleep(1.5)  # several polls
+            assert server.version_states(MODEL)[3].state == AVAILABLE
+            assert all(values[-1] == 18.0 for values in answers), "version 3 keeps serving from memory"
+        finally:
+            stop.set()
+            for thread in clients:
+                thread.join(30)
+        assert not failures, f"{len(failures)} failed requests during the rollback: {failures[:3]}"
+        for values in answers:
+            assert values[0] == 12.0 and 6.0 in values and values[-1] == 18.0
+            assert set(values) == {12.0, 6.0, 18.0}
+        assert "left the disk; still serving them" in server.log()
