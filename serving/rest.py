@@ -440,11 +440,12 @@ class RestServer:
     Every connection's socket reads time out after the app's `body_timeout_s`: a connection that sends no
     request line or headers, or idles, is closed then (Werkzeug answers each request with Connection: close)."""
 
-    def __init__(self, app: RestApi, host: str, port: int) -> None:
+    def __init__(self, app: RestApi, host: str, port: int, ssl_context: Any = None) -> None:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access-log line per request
         self.app = app
         handler = type("RestRequestHandler", (WSGIRequestHandler,), {"timeout": app.body_timeout_s})
-        self._server: BaseWSGIServer = make_server(host, port, app, threaded=True, request_handler=handler)
+        self._server: BaseWSGIServer = make_server(host, port, app, threaded=True, request_handler=handler,
+                                                   ssl_context=ssl_context)
         self.port = self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever, name="rest", daemon=True)
 

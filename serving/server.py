@@ -91,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "the request takes a worker (else 408); also how long a connection may idle (default 10)")
     net.add_argument("--rest_max_body_bytes", type=int, default=8 << 20,
                      help="(this server) largest REST request body accepted, else 413 (default 8388608, 8 MiB)")
+    net.add_argument("--ssl_config_file", default="",
+                     help="text-format SSLConfig as in TF Serving (server_key, server_cert: PEM text; custom_ca: PEM "
+                          "CA certificates that sign client certificates; client_verify: true to refuse clients "
+                          "without one): both APIs then speak TLS only (TF Serving: gRPC only)")
     net.add_argument("--grpc_channel_arguments", default="",
                      help="extra gRPC server arguments, 'key=value,key=value' (integers or strings)")
     net.add_argument("--max_request_elements", type=int, default=None,
@@ -216,6 +220,70 @@ def model_configs(config: Any, origin: str) -> list[Any]:
     return configs
 
 
+SSL_CONFIG_FIELDS = ("server_key", "server_cert", "custom_ca", "client_verify")
+
+
+def _ssl_config_class() -> Any:
+    """TF Serving's tensorflow.serving.SSLConfig (ssl_config.proto), which its pip package does not ship."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    name = "tensorflow_serving/config/ssl_config_for_python_server.proto"
+    pool = descriptor_pool.DescriptorPool()
+    proto = descriptor_pb2.FileDescriptorProto(name=name, package="tensorflow.serving", syntax="proto3")
+    message = proto.message_type.add(name="SSLConfig")
+    string, boolean = descriptor_pb2.FieldDescriptorProto.TYPE_STRING, descriptor_pb2.FieldDescriptorProto.TYPE_BOOL
+    for number, field in enumerate(SSL_CONFIG_FIELDS, start=1):
+        message.field.add(name=field, number=number, label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+                          type=boolean if field == "client_verify" else string)
+    pool.Add(proto)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.serving.SSLConfig"))
+
+
+def read_ssl_config(path: str) -> Any:
+    """--ssl_config_file: TF Serving's text-format SSLConfig, checked (a key and a certificate; a CA to verify
+    clients with when client_verify is on)."""
+    from google.protobuf import text_format
+
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    try:
+        config = text_format.Parse(text, _ssl_config_class()())
+    except text_format.ParseError as error:
+        raise SystemExit(f"error: --ssl_config_file {path} is not a text-format SSLConfig: {error}") from error
+    if not config.server_key or not config.server_cert:
+        raise SystemExit(f"error: --ssl_config_file {path}: server_key and server_cert are required")
+    if config.client_verify and not config.custom_ca:
+        raise SystemExit(f"error: --ssl_config_file {path}: client_verify needs custom_ca (the CA that signs the "
+                         "clients' certificates)")
+    return config
+
+
+def rest_ssl_context(config: Any) -> Any:
+    """An SSLContext for the REST server from an SSLConfig; the handshake runs in each connection's own thread
+    (under the REST read timeout), never in the thread that accepts connections."""
+    import ssl
+    import tempfile
+
+    class LazyHandshakeContext(ssl.SSLContext):
+        def wrap_socket(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+            kwargs["do_handshake_on_connect"] = False
+            return super().wrap_socket(*args, **kwargs)
+
+    context = LazyHandshakeContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    with tempfile.TemporaryDirectory() as folder:  # load_cert_chain reads files only; private, and gone at once
+        key, cert = os.path.join(folder, "key.pem"), os.path.join(folder, "cert.pem")
+        for target, text in ((key, config.server_key), (cert, config.server_cert)):
+            descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        context.load_cert_chain(cert, key)
+    if config.custom_ca:
+        context.load_verify_locations(cadata=config.custom_ca)
+    context.verify_mode = ssl.CERT_REQUIRED if config.client_verify else ssl.CERT_NONE
+    return context
+
+
 def read_batching_parameters(path: str) -> dict[str, Any]:
     """The BatchingParameters fields this server supports, from TF Serving's text format."""
     fields = {"max_batch_size": int, "batch_timeout_micros": int, "num_batch_threads": int,
@@ -286,8 +354,17 @@ class Server:
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(
             prediction_service.ModelServicer(self.registry, self.reload), self.grpc_server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc_server)
+        ssl_config = read_ssl_config(args.ssl_config_file) if args.ssl_config_file else None
         try:
-            self.grpc_port = self.grpc_server.add_insecure_port(f"{_bracket(args.host)}:{args.port}")
+            address = f"{_bracket(args.host)}:{args.port}"
+            if ssl_config is None:
+                self.grpc_port = self.grpc_server.add_insecure_port(address)
+            else:
+                credentials = grpc.ssl_server_credentials(
+                    [(ssl_config.server_key.encode(), ssl_config.server_cert.encode())],
+                    root_certificates=ssl_config.custom_ca.encode() or None,
+                    require_client_auth=ssl_config.client_verify)
+                self.grpc_port = self.grpc_server.add_secure_port(address, credentials)
         except RuntimeError as error:
             raise SystemExit(f"error: cannot listen for gRPC on {args.host}:{args.port}: {error}") from error
         if not self.grpc_port:
@@ -300,20 +377,24 @@ class Server:
                 self.rest_server = rest.RestServer(
                     rest.RestApi(self.predictor, self.registry, args.rest_api_num_threads,
                                  body_timeout_s=args.rest_body_timeout_s, max_body_bytes=args.rest_max_body_bytes),
-                    args.host, port)
+                    args.host, port, ssl_context=rest_ssl_context(ssl_config) if ssl_config else None)
             except OSError as error:
                 raise SystemExit(f"error: cannot listen for REST on {args.host}:{port}: {error}") from error
         self.update_health()
+
+    @property
+    def tls(self) -> str:
+        return "" if not self.args.ssl_config_file else " (TLS)"
 
     def start(self, configs: Sequence[Any]) -> None:
         self.allowed_roots = allowed_roots(self.args.allowed_model_roots, configs)
         self.log.info("model reloads %s", f"may serve models under {', '.join(self.allowed_roots)}"
                       if self.args.enable_model_reload else "are disabled")
         self.grpc_server.start()
-        self.log.info("gRPC on %s:%d", self.args.host, self.grpc_port)
+        self.log.info("gRPC on %s:%d%s", self.args.host, self.grpc_port, self.tls)
         if self.rest_server is not None:
             self.rest_server.start()
-            self.log.info("REST on %s:%d", self.args.host, self.rest_server.port)
+            self.log.info("REST on %s:%d%s", self.args.host, self.rest_server.port, self.tls)
         self.registry.apply(configs)
 
     def reload(self, config: Any) -> None:
@@ -421,7 +502,7 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error("--max_request_elements must be >= 1")
     if args.num_request_iterations_for_warmup < 1:
         parser.error("--num_request_iterations_for_warmup must be >= 1")
-    for path in filter(None, (args.model_config_file, args.batching_parameters_file)):
+    for path in filter(None, (args.model_config_file, args.batching_parameters_file, args.ssl_config_file)):
         if not os.path.isfile(path):
             parser.error(f"no such file: {path}")
 

@@ -439,3 +439,121 @@ def test_rollback_keeps_serving_until_the_older_version_is_loaded(tmp_path):
             assert values[0] == 12.0 and 6.0 in values and values[-1] == 18.0
             assert set(values) == {12.0, 6.0, 18.0}
         assert "left the disk; still serving them" in server.log()
+
+
+# --- 6. TLS: --ssl_config_file as in TF Serving ------------------------------------------------------------------
+
+def _certificates(folder: pathlib.Path) -> dict[str, bytes]:
+    """PEM keys and certificates made here: a CA, a server certificate (127.0.0.1, localhost) and a client
+    certificate it signed, and a client certificate from another, untrusted CA."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def key_pem(key: Any) -> bytes:
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+
+    def certificate(name: str, key: Any, issuer: Any = None, issuer_key: Any = None, ca: bool = False,
+                    usage: Any = None, hosts: bool = False) -> Any:
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer.subject if issuer else subject)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if usage is not None:
+            builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        if hosts:
+            builder = builder.add_extension(x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        return builder.sign(issuer_key or key, hashes.SHA256())
+
+    pems: dict[str, bytes] = {}
+    ca_key, rogue_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = certificate("test CA", ca_key, ca=True)
+    rogue = certificate("rogue CA", rogue_key, ca=True)
+    for name, issuer, issuer_key, usage, hosts in (
+            ("server", ca, ca_key, ExtendedKeyUsageOID.SERVER_AUTH, True),
+            ("client", ca, ca_key, ExtendedKeyUsageOID.CLIENT_AUTH, False),
+            ("rogue_client", rogue, rogue_key, ExtendedKeyUsageOID.CLIENT_AUTH, False)):
+        key = ec.generate_private_key(ec.SECP256R1())
+        pems[f"{name}_key"] = key_pem(key)
+        pems[f"{name}_cert"] = certificate(name, key, issuer, issuer_key, usage=usage,
+                                           hosts=hosts).public_bytes(serialization.Encoding.PEM)
+    pems["ca_cert"] = ca.public_bytes(serialization.Encoding.PEM)
+    for name, pem in pems.items():
+        (folder / f"{name}.pem").write_bytes(pem)
+    return pems
+
+
+def test_ssl_config_file_with_client_verify_refuses_clients_without_a_valid_certificate(tiny_model, tmp_path):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    pems = _certificates(tmp_path)
+
+    def text(pem: bytes) -> str:
+        return pem.decode().replace("\n", "\\n")
+
+    config = tmp_path / "ssl.config"
+    config.write_text(f'server_key: "{text(pems["server_key"])}"\nserver_cert: "{text(pems["server_cert"])}"\n'
+                      f'custom_ca: "{text(pems["ca_cert"])}"\nclient_verify: true\n')
+    with ServerProcess(["--model_name", MODEL, "--model_base_path", str(tiny_model), "--ssl_config_file", str(config),
+                        "--rest_body_timeout_s", "3"], tmp_path / "server.log") as secure:
+        secure.wait_for_ports()
+        assert "(TLS)" in secure.log()
+
+        def check(credentials: Any) -> Any:
+            with grpc.secure_channel(secure.target, credentials) as channel:
+                stub = health_pb2_grpc.HealthStub(channel)
+                return stub.Check(health_pb2.HealthCheckRequest(service=MODEL), timeout=10).status
+
+        trusted = grpc.ssl_channel_credentials(pems["ca_cert"], pems["client_key"], pems["client_cert"])
+        wait_for(lambda: check(trusted) == health_pb2.HealthCheckResponse.SERVING, 120, "the model SERVING over TLS",
+                 secure.log)
+        refused = {"no client certificate": grpc.ssl_channel_credentials(pems["ca_cert"]),
+                   "a certificate from another CA": grpc.ssl_channel_credentials(
+                       pems["ca_cert"], pems["rogue_client_key"], pems["rogue_client_cert"])}
+        for case, credentials in refused.items():
+            with pytest.raises(grpc.RpcError) as raised:
+                check(credentials)
+            assert raised.value.code() == grpc.StatusCode.UNAVAILABLE, case
+        with grpc.insecure_channel(secure.target) as plain, pytest.raises(grpc.RpcError):
+            health_pb2_grpc.HealthStub(plain).Check(health_pb2.HealthCheckRequest(service=MODEL), timeout=5)
+
+        url = f"https://127.0.0.1:{secure.rest_port}/v1/models/{MODEL}"
+        ca, client = str(tmp_path / "ca_cert.pem"), (str(tmp_path / "client_cert.pem"), str(tmp_path / "client_key.pem"))
+        stalled = _raw(secure.rest_port, b"")  # a TCP connection that never starts its TLS handshake
+        started = time.monotonic()
+        assert requests.get(url, verify=ca, cert=client, timeout=10).status_code == 200
+        assert time.monotonic() - started < 2.5, "a stalled handshake must not hold up other connections"
+        for cert in (None, (str(tmp_path / "rogue_client_cert.pem"), str(tmp_path / "rogue_client_key.pem"))):
+            with pytest.raises((requests.exceptions.SSLError, requests.exceptions.ConnectionError)):
+                requests.get(url, verify=ca, cert=cert, timeout=10)
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.get(url.replace("https", "http"), timeout=10)
+        body = {"inputs": {"tokens": [["a"]], "x": [[1, 2, 3]]}}
+        answer = requests.post(f"{url}:predict", json=body, verify=ca, cert=client, timeout=10)
+        assert answer.json() == {"outputs": {"total": [6.0], "tokens_seen": [1]}}
+        assert check(trusted) == health_pb2.HealthCheckResponse.SERVING, "refused clients changed nothing"
+        stalled.close()
+
+
+def test_ssl_config_file_is_checked_at_start_up(tmp_path):
+    from serving import server as server_module
+
+    config = tmp_path / "ssl.config"
+    for text, complaint in (('server_key: "k"\nclient_verify: true\n', "server_key and server_cert"),
+                            ('server_key: "k"\nserver_cert: "c"\nclient_verify: true\n', "needs custom_ca"),
+                            ("server_key: 1 2 3", "not a text-format SSLConfig")):
+        config.write_text(text)
+        with pytest.raises(SystemExit, match=complaint):
+            server_module.read_ssl_config(str(config))
+    config.write_text('server_key: "k"\nserver_cert: "c"\n# no client certificates asked for\n')
+    parsed = server_module.read_ssl_config(str(config))
+    assert (parsed.server_key, parsed.server_cert, parsed.custom_ca, parsed.client_verify) == ("k", "c", "", False)
