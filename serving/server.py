@@ -33,6 +33,8 @@ Versions: a new version is loaded and warmed up before it takes traffic, the one
 its in-flight requests; a version that fails to load stays END with its error in GetModelStatus and never
 replaces a loaded one; a version folder without saved_model.pb, or whose files are still changing, is waited for.
 Signals: SIGTERM or SIGINT stops accepting requests, lets in-flight ones finish (--grace_period_seconds), exits 0.
+Security: loopback only unless --host says otherwise; TLS and client certificates with --ssl_config_file; reloads
+only from --allowed_model_roots. See docs/serving.md.
 """
 
 
