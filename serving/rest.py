@@ -233,6 +233,13 @@ class _BodyRefused(Exception):
         self.message = message
 
 
+def _shut_reads(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RD)
+    except OSError:
+        pass
+
+
 class RestApi:
     """The WSGI application; at most `num_threads` requests are worked on at once.
 
@@ -286,6 +293,13 @@ class RestApi:
         received = 0
         timed_out = _BodyRefused(408, f"Request body not received within {self.body_timeout_s:g} s "
                                       "(--rest_body_timeout_s)")
+        # A chunked body is read through buffered reads that may wait on the socket several times; at the
+        # deadline its read side is shut, so a client trickling bytes cannot stretch it.
+        cutoff = (threading.Timer(self.body_timeout_s, _shut_reads, (sock,))
+                  if chunked and sock is not None else None)
+        if cutoff is not None:
+            cutoff.daemon = True
+            cutoff.start()
         try:
             while length is None or received < length:
                 left = deadline - time.monotonic()
@@ -308,11 +322,15 @@ class RestApi:
         except OSError as error:  # a malformed chunked encoding, a reset connection
             raise _BodyRefused(400, f"Cannot read the request body: {error}") from error
         finally:
+            if cutoff is not None:
+                cutoff.cancel()
             if sock is not None:
                 try:
                     sock.settimeout(self.body_timeout_s)
                 except OSError:
                     pass
+        if time.monotonic() > deadline:  # the cut-off ended a chunked body early
+            raise timed_out
         return b"".join(parts)
 
     def drain(self, timeout_s: float) -> bool:

@@ -289,6 +289,8 @@ def test_slow_rest_bodies_do_not_stop_other_requests(tiny_model, tmp_path):
         slow = [_raw(port, head + b'{"inputs": {"x"') for _ in range(8)]
         idle = _raw(port, b"")
         trickle = _raw(port, head)
+        chunked_trickle = _raw(port, head.replace(b"Content-Length: 1000", b"Transfer-Encoding: chunked")
+                               + b"100\r\n")
         time.sleep(0.5)  # the slow requests are all inside the server now
         answered = time.monotonic()
         status = requests.get(f"{guarded.rest_url}/v1/models/{MODEL}", timeout=5)
@@ -304,11 +306,12 @@ def test_slow_rest_bodies_do_not_stop_other_requests(tiny_model, tmp_path):
             time.sleep(0.6)
             try:
                 trickle.sendall(b" ")
+                chunked_trickle.sendall(b" ")
             except OSError:
                 break
         too_big = _raw(port, head.replace(b"Content-Length: 1000", b"Content-Length: 1000000000"))
         assert b" 413 " in _answer(too_big).split(b"\r\n")[0]
-        for connection in slow + [trickle]:
+        for connection in slow + [trickle, chunked_trickle]:
             answer = _answer(connection)
             assert answer.split(b"\r\n")[0].split(b" ")[1] == b"408", answer[:200]
             assert b"--rest_body_timeout_s" in answer
