@@ -66,6 +66,9 @@ class Queries:
     def __len__(self) -> int:
         return len(self.probe_ids)
 
+    def subset(self, keep: np.ndarray) -> "Queries":
+        return Queries(*(getattr(self, field.name)[keep] for field in dataclasses.fields(self)))
+
 
 def _user_key(user: Any) -> int:
     raw = user if isinstance(user, bytes) else str(user).encode("utf-8")
@@ -204,9 +207,11 @@ def measure(scorer: Scorer, queries: Queries, candidate_embeddings: np.ndarray, 
     """
     embeddings = np.asarray(candidate_embeddings)
     num_tracks = len(embeddings) if num_tracks is None else int(num_tracks)
+    known_probe = (queries.probe_ids >= 0) & (queries.probe_ids < num_tracks)
+    queries = queries.subset(known_probe)  # an OOV target stands for no one track: no artist, no neighbours
     result: dict[str, Any] = {
         "probe": PROBE, "label_compared": [contract.LISTEN, contract.DISLIKE], "k": k, "neighbours": neighbours,
-        "queries": len(queries)}
+        "queries": len(queries), "unknown_probes_skipped": int((~known_probe).sum())}
     listen = top_k_after(scorer, queries, LISTEN_ID, k, num_tracks, batch_size)
     dislike = top_k_after(scorer, queries, DISLIKE_ID, k, num_tracks, batch_size)
     overlap = [len(set(a[a >= 0]) & set(b[b >= 0])) / max(int((b >= 0).sum()), 1) for a, b in zip(listen, dislike)]

@@ -1,6 +1,8 @@
 """models/responsiveness.py on a hand-made scorer whose top lists and shares are worked out by hand below."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -120,3 +122,14 @@ def test_select_queries_takes_each_listeners_earliest_example_with_a_history_wha
     assert forward.history_mask.sum(axis=1).tolist() == [{b"a": 2, b"b": 1}[u] for u in forward.user_ids]
     capped = rsp.select_queries([first, second], max_queries=1)
     assert len(capped) == 1 and capped.user_ids[0] == min((b"a", b"b"), key=rsp._user_key)
+
+
+def test_queries_whose_probe_is_the_oov_id_are_left_out():
+    q = two_queries()
+    with_oov = rsp.Queries(*(np.concatenate([getattr(q, name), getattr(q, name)[:1]])
+                             for name in ("user_ids", "station_ids", "history_ids", "history_labels", "history_mask",
+                                          "probe_ids")))
+    with_oov = dataclasses.replace(with_oov, probe_ids=np.array([0, 3, 8]))
+    result = rsp.measure(artist_scorer, with_oov, EMBEDDINGS, num_tracks=8, artist_by_track=ARTISTS, k=3, neighbours=2)
+    assert (result["queries"], result["unknown_probes_skipped"]) == (2, 1)
+    assert result["artist_share_drop"] == pytest.approx(0.5) and result["neighbour_share_drop"] == pytest.approx(1 / 6)
