@@ -32,6 +32,7 @@ class TrainingParams:
     hard_negative_weight: float
     negative_loss: str
     negative_loss_weight: float
+    item_bias: bool
     temperature: float
     embedding_dim: int
     num_layers: int

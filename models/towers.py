@@ -6,6 +6,7 @@ a candidate (as in SASRec-style sequence recommenders); each tower has its own p
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -22,6 +23,13 @@ class TowerConfig:
     num_heads: int = 2
     max_history: int = 20
     dropout: float = 0.1
+    item_bias: bool = False
+    """A learned per-track bias added to every score (see `CandidateTower`)."""
+
+    @property
+    def output_dim(self) -> int:
+        """Width of both towers' outputs: the unit vector, plus one column for the bias."""
+        return self.embedding_dim + (1 if self.item_bias else 0)
 
 
 class TransformerBlock(tf.keras.layers.Layer):
@@ -100,23 +108,58 @@ class QueryTower(tf.keras.Model):
             tf.reduce_sum(weights, axis=1), 1.0
         )
         query = pooled + self._station_embedding(inputs[features.STATION_ID_XF])
-        return tf.math.l2_normalize(self._projection(query), axis=-1)
+        unit = tf.math.l2_normalize(self._projection(query), axis=-1)
+        if not self._config.item_bias:
+            return unit
+        return tf.concat([unit, tf.ones_like(unit[:, :1])], axis=-1)
 
 
 class CandidateTower(tf.keras.Model):
-    """Track ids (any shape) -> unit vectors of the same shape plus D."""
+    """Track ids (any shape) -> unit vectors of the same shape plus D (plus the bias column with item_bias).
 
-    def __init__(self, config: TowerConfig, track_embedding: tf.keras.layers.Embedding, **kwargs) -> None:
+    With `item_bias`, a track's vector is [unit, b] and the query's [unit, 1], so the score (the dot product
+    every scorer, the loss and ScaNN already use) is cosine + b: the bias lives on the cosine's scale, so the
+    optimizer moves it as fast as it moves an angle. The logQ-corrected softmax leaves how popular a track is to the model;
+    a cosine alone can hardly say "this track is rejected by almost everyone", a scalar per track can.
+    """
+
+    def __init__(self, config: TowerConfig, track_embedding: tf.keras.layers.Embedding,
+                 bias_prior: Optional[np.ndarray] = None, **kwargs) -> None:
+        """bias_prior [num_track_ids]: where each track's bias starts (zeros when None)."""
         super().__init__(**kwargs)
         self._track_embedding = track_embedding
         self._projection = tf.keras.layers.Dense(config.embedding_dim)
+        initializer: Any = "zeros"
+        if bias_prior is not None:
+            if np.shape(bias_prior) != (config.num_track_ids,):
+                raise ValueError(f"bias_prior must have one value per track id ({config.num_track_ids}), "
+                                 f"got shape {np.shape(bias_prior)}")
+            initializer = tf.keras.initializers.Constant(np.asarray(bias_prior, dtype=np.float32)[:, None])
+        self._bias = (tf.keras.layers.Embedding(config.num_track_ids, 1, embeddings_initializer=initializer,
+                                                name="track_bias") if config.item_bias else None)
+
+    @property
+    def bias_table(self) -> "tf.Variable | None":
+        """The per-track bias [num_track_ids, 1] (None without item_bias); rows follow the track vocabulary."""
+        return self._bias.embeddings if self._bias is not None else None
 
     def call(self, track_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
-        return tf.math.l2_normalize(self._projection(self._track_embedding(track_ids)), axis=-1)
+        unit = tf.math.l2_normalize(self._projection(self._track_embedding(track_ids)), axis=-1)
+        if self._bias is None:
+            return unit
+        return tf.concat([unit, self._bias(track_ids)], axis=-1)
 
 
-def build_towers(config: TowerConfig) -> tuple[QueryTower, CandidateTower]:
+def build_towers(config: TowerConfig, bias_prior: Optional[np.ndarray] = None) -> tuple[QueryTower, CandidateTower]:
+    """The two towers over one shared track table; bias_prior only matters with config.item_bias."""
     track_embedding = tf.keras.layers.Embedding(config.num_track_ids, config.embedding_dim, name="track_embedding")
     return QueryTower(config, track_embedding, name="query_tower"), CandidateTower(
-        config, track_embedding, name="candidate_tower"
+        config, track_embedding, bias_prior, name="candidate_tower"
     )
+
+
+def popularity_prior(track_counts: np.ndarray, temperature: float) -> np.ndarray:
+    """temperature * centred log(count + 1) per track id: a start for the item bias at which score / temperature
+    already holds the log-popularity the logQ-corrected softmax does not give the cosine for free."""
+    logs = np.log(np.asarray(track_counts, dtype=np.float64) + 1.0)
+    return (temperature * (logs - logs.mean())).astype(np.float32)

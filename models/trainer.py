@@ -24,7 +24,7 @@ from tfx.utils import path_utils
 
 from models import distribution, evaluation, exported, features, inputs, loss, warm_start
 from models.params import TrainingParams
-from models.towers import QueryTower, TowerConfig, build_towers
+from models.towers import QueryTower, TowerConfig, build_towers, popularity_prior
 from schema import contract
 
 TRAINING_HISTORY_FILE = "training_history.json"
@@ -51,7 +51,8 @@ class RetrievalModel(tfrs.models.Model):
 
     def __init__(self, tower_config: TowerConfig, params: TrainingParams, track_counts: np.ndarray) -> None:
         super().__init__()
-        self.query_tower, self.candidate_tower = build_towers(tower_config)
+        prior = popularity_prior(track_counts, params.temperature) if params.item_bias else None
+        self.query_tower, self.candidate_tower = build_towers(tower_config, prior)
         self._params = params
         self._loss = loss.RetrievalLoss(
             negative_loss=params.negative_loss, negative_loss_weight=params.negative_loss_weight,
@@ -254,6 +255,7 @@ def train(fn_args, params: TrainingParams, strategy: Optional[tf.distribute.Stra
         num_heads=params.num_heads,
         max_history=params.max_history,
         dropout=params.dropout,
+        item_bias=params.item_bias,
     )
 
     def dataset(files: list[str], shuffle: bool) -> tf.data.Dataset:

@@ -22,7 +22,7 @@ from models.towers import CandidateTower, QueryTower, TowerConfig, build_towers
 
 WEIGHTS_PREFIX = os.path.join("weights", "towers")
 """Checkpoint prefix inside a Trainer export."""
-ARCHITECTURE_FIELDS = ("embedding_dim", "num_layers", "num_heads", "max_history")
+ARCHITECTURE_FIELDS = ("embedding_dim", "num_layers", "num_heads", "max_history", "item_bias")
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,9 @@ def apply(query_tower: QueryTower, candidate_tower: CandidateTower, config: Towe
         if new is query_tower.track_table:
             value = new.numpy()
             copied["tracks"] = remap_rows(value, base.numpy(), id_map.tracks, base_vocabularies.track_oov_id)
+        elif new is candidate_tower.bias_table:
+            value = new.numpy()
+            remap_rows(value, base.numpy(), id_map.tracks, base_vocabularies.track_oov_id)
         elif new is query_tower.station_table:
             value = new.numpy()
             copied["stations"] = remap_rows(value, base.numpy(), id_map.stations, base_vocabularies.station_oov_id)
