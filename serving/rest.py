@@ -319,7 +319,9 @@ class RestApi:
                                             "server accepts (--rest_max_body_bytes)")
         except (socket.timeout, TimeoutError) as error:
             raise timed_out from error
-        except OSError as error:  # a malformed chunked encoding, a reset connection
+        except OSError as error:  # a malformed chunked encoding, a reset connection, the cut-off below
+            if time.monotonic() >= deadline:
+                raise timed_out from error
             raise _BodyRefused(400, f"Cannot read the request body: {error}") from error
         finally:
             if cutoff is not None:
@@ -422,7 +424,7 @@ class RestApi:
 def _model_spec(name: str, version: Optional[str], label: Optional[str]) -> model_pb2.ModelSpec:
     spec = model_pb2.ModelSpec(name=name)
     if version is not None:
-        if len(version) > 19 or int(version) > 2 ** 63 - 1:  # versions are int64 (TF Serving's SimpleAtoi)
+        if len(version.lstrip("0")) > 19 or int(version) > 2 ** 63 - 1:  # int64, as TF Serving's SimpleAtoi
             raise _invalid(f"Failed to convert version: {version[:40]} to numeric.")
         spec.version.value = int(version)
     elif label is not None:

@@ -201,6 +201,7 @@ def test_rest_hostile_urls_and_bodies_get_400(server):
             assert response.status_code == 400, (version, response.status_code, response.text)
             assert "Failed to convert version" in response.json()["error"]
     assert requests.get(f"{url}/versions/{2 ** 63 - 1}", timeout=20).status_code == 404
+    assert requests.get(f"{url}/versions/{'0' * 30}1", timeout=20).status_code == 200, "leading zeros are fine"
     hostile_bodies = {
         "arrays 5,000 deep": "[" * 5000 + "]" * 5000,
         "objects 5,000 deep": '{"a":' * 5000 + "1" + "}" * 5000,
