@@ -1,11 +1,14 @@
 """Which loss makes the listener's real negatives pay: every formulation against random negatives only.
 
-    python -m experiments.loss_ablation --run ROOT --out DIR [--seeds 3] [--formulations ...] [--set KEY=VALUE ...]
+    python -m experiments.loss_ablation --run ROOT --out DIR [--seeds 3] [--variant NAME:KEY=V;KEY=V ...]
+                                        [--set KEY=VALUE ...]
 
 ROOT is a finished `pipeline.local_runner` run (its metadata store names the Transform output). Per seed,
 the Trainer's own `run_fn` trains, on that run's transformed examples:
   random_only         in-batch + random negatives (hard_negatives_in_loss=false): the reference;
-  <formulation>       + the listener's skips/dislikes, with negative_loss=<formulation> (models.loss).
+  <formulation>       + the listener's skips/dislikes, with negative_loss=<formulation> (models.loss),
+                      one per formulation unless --variant names the variants (each with its own settings,
+                      on top of --set; random_only gets --set only).
 Each model is judged on the run's test split by the evaluator's own code: pairwise accuracy, recall@10/100,
 NDCG@10, held-out negative hit rate@10, disliked-in-top-10; and the training seconds (after the first
 epoch's tracing) until its eval accuracy reaches the random-only run's best of the same seed.
@@ -121,27 +124,47 @@ def run_data_of(root: pathlib.Path) -> Any:
     return RunData(transform["transform_graph"][0], transform["transformed_examples"][0])
 
 
-def variant_params(base: Any, variant: str, seed: int) -> Any:
-    if variant == RANDOM_ONLY:
-        return dataclasses.replace(base, seed=seed, hard_negatives_in_loss=False)
-    return dataclasses.replace(base, seed=seed, hard_negatives_in_loss=True, negative_loss=variant)
+def parse_variant(spec: str) -> tuple[str, list[str]]:
+    """'NAME:key=v;key=v' -> (NAME, ['key=v', 'key=v']); a bare formulation name means negative_loss=NAME."""
+    from models.params import NEGATIVE_LOSSES
+
+    name, _, settings = spec.partition(":")
+    name = name.strip()
+    if not name or name == RANDOM_ONLY:
+        raise argparse.ArgumentTypeError(f"a variant needs a name other than {RANDOM_ONLY!r}: {spec!r}")
+    if not settings:
+        if name not in NEGATIVE_LOSSES:
+            raise argparse.ArgumentTypeError(f"{name!r} is no formulation ({', '.join(NEGATIVE_LOSSES)}); "
+                                             "give settings as NAME:key=value;key=value")
+        return name, [f"negative_loss={name}"]
+    return name, [item.strip() for item in settings.split(";") if item.strip()]
 
 
-def ablate(data: Any, config: Any, seeds: Sequence[int], formulations: Sequence[str], out: pathlib.Path,
-           say=print) -> dict[str, Any]:
+def variant_configs(config: Any, variants: Sequence[tuple[str, list[str]]]) -> dict[str, Any]:
+    """Each variant's full config: the reference without hard negatives, the others with them."""
+    from pipeline import configs
+
+    chosen = {RANDOM_ONLY: configs.with_overrides(config, ["hard_negatives_in_loss=false"])}
+    for name, settings in variants:
+        chosen[name] = configs.with_overrides(config, ["hard_negatives_in_loss=true", *settings])
+    return chosen
+
+
+def ablate(data: Any, config: Any, seeds: Sequence[int], variants: Sequence[tuple[str, list[str]]],
+           out: pathlib.Path, say=print) -> dict[str, Any]:
     """Trains and judges every variant per seed; returns the record (per seed and summary)."""
     from experiments import training
 
-    base = config.training_params()
+    chosen = variant_configs(config, variants)
     evaluation_params = config.evaluation_params()
-    variants = [RANDOM_ONLY, *formulations]
     rows = []
     for seed in seeds:
         trained: dict[str, Any] = {}
-        for variant in variants:
+        for variant, variant_config in chosen.items():
             began = time.perf_counter()
+            params = dataclasses.replace(variant_config.training_params(), seed=seed)
             with training.output_to(out / "trainings.log"):
-                run = training.train_variant(data, variant_params(base, variant, seed), out / f"seed-{seed}" / variant)
+                run = training.train_variant(data, params, out / f"seed-{seed}" / variant)
                 result = training.evaluate_on(run.model_dir, data, evaluation_params)
             trained[variant] = (run, result)
             say(f"  seed {seed} {variant}: test pairwise accuracy {result['pairwise_accuracy']:.4f}, recall@100 "
@@ -162,8 +185,9 @@ def ablate(data: Any, config: Any, seeds: Sequence[int], formulations: Sequence[
                 "train_seconds": run.history[-1][training.SECONDS], "epochs": len(run.history),
             }
         rows.append(row)
-    return {"seeds": list(seeds), "training_params": dataclasses.asdict(base), "per_seed": rows,
-            "summary": summarize(rows, variants),
+    return {"seeds": list(seeds), "variants": {name: list(settings) for name, settings in variants},
+            "training_params": dataclasses.asdict(config.training_params()), "per_seed": rows,
+            "summary": summarize(rows, list(chosen)),
             "most_popular": rows[0]["variants"][RANDOM_ONLY]["most_popular"] if rows else None}
 
 
@@ -177,7 +201,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help="a finished pipeline.local_runner --root (its Transform output is trained on)")
     parser.add_argument("--out", type=pathlib.Path, required=True, metavar="DIR")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per variant, from the config's seed on")
-    parser.add_argument("--formulations", nargs="+", default=list(NEGATIVE_LOSSES), choices=NEGATIVE_LOSSES)
+    parser.add_argument("--variant", dest="variants", action="append", type=parse_variant, default=[],
+                        metavar="NAME[:KEY=V;KEY=V]",
+                        help=f"a variant with real negatives (repeatable; default: one per formulation, "
+                             f"{', '.join(NEGATIVE_LOSSES)})")
     parser.add_argument("--caption", default="Loss ablation", help="the table's caption")
     configs.add_settings_argument(parser, " for every variant")
     return parser.parse_args(argv)
@@ -185,6 +212,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
+    from models.params import NEGATIVE_LOSSES
     from pipeline import configs
 
     if args.seeds < 1:
@@ -198,8 +226,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     seeds = [config.seed + index for index in range(args.seeds)]
-    print(f"loss ablation on {args.run}: {len(seeds)} seed(s) x {1 + len(args.formulations)} variants -> {args.out}")
-    record = ablate(data, config, seeds, args.formulations, args.out)
+    variants = args.variants or [parse_variant(name) for name in NEGATIVE_LOSSES]
+    try:
+        variant_configs(config, variants)
+    except ValueError as error:
+        print(f"error: --variant: {error}", file=sys.stderr)
+        return 2
+    print(f"loss ablation on {args.run}: {len(seeds)} seed(s) x {1 + len(variants)} variants -> {args.out}")
+    record = ablate(data, config, seeds, variants, args.out)
     record["run"] = str(args.run)
     (args.out / ABLATION_JSON).write_text(json.dumps(record, indent=2, default=str))
     table = markdown(record["summary"], seeds, args.caption)

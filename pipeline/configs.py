@@ -94,9 +94,10 @@ class PipelineConfig:
     (softplus of negative minus positive score, per real negative) or 'not_to_recommend' (-log(1 - p(neg)))."""
     negative_loss_weight: float = 1.0
     """Weight of the pairwise or not-to-recommend term against the softmax."""
-    item_bias: bool = False
-    """A learned per-track bias in every score: lets the model keep the popularity prior that logQ correction
-    takes out of the softmax (an extra embedding column, so ScaNN and every scorer see it)."""
+    item_bias: bool = True
+    """A learned per-track bias in every score, started from the log-popularity: lets the model keep the
+    popularity prior that logQ correction takes out of the softmax (an extra embedding column, so ScaNN and
+    every scorer see it)."""
     temperature: float = 0.05
     """Softmax temperature on cosine scores."""
     embedding_dim: int = 64

@@ -128,3 +128,44 @@ def test_popularity_baseline_ranks_by_count():
     assert result["mrr"] == pytest.approx((1 / 5 + 1 / 4 + 1 / 5) / 3)
     # Pairs: row 0: 7 vs 9, 10 (lose both); row 1: 8 vs 11 (lose).
     assert result["pairs"] == 3 and result["pairwise_accuracy"] == 0.0
+
+
+# --- The item bias -------------------------------------------------------------------------------------------
+def test_item_bias_adds_a_per_track_column_that_starts_at_the_popularity_prior():
+    from models.towers import popularity_prior
+
+    config = dataclasses.replace(CONFIG, item_bias=True)
+    counts = np.arange(config.num_track_ids, dtype=np.float64)  # track i played i times
+    prior = popularity_prior(counts, temperature=0.05)
+    # 0.05 * (log(i + 1) - mean): more plays, higher start; centred on 0.
+    np.testing.assert_allclose(prior, 0.05 * (np.log(counts + 1) - np.log(counts + 1).mean()), rtol=1e-6)
+    query_tower, candidate_tower = build_towers(config, prior)
+    query = query_tower(batch()).numpy()
+    candidates = candidate_tower(tf.constant([3, 11], tf.int64)).numpy()
+    assert query.shape == (3, config.embedding_dim + 1) == (3, config.output_dim)
+    np.testing.assert_allclose(query[:, -1], 1.0)  # the query's bias column is a constant 1
+    np.testing.assert_allclose(np.linalg.norm(query[:, :-1], axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(candidates[:, -1], prior[[3, 11]], rtol=1e-6)
+    # So every dot-product scorer gives cosine + bias.
+    scores = query @ candidates.T
+    cosines = query[:, :-1] @ candidates[:, :-1].T
+    np.testing.assert_allclose(scores, cosines + prior[[3, 11]][None, :], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="one value per track id"):
+        build_towers(config, prior[:3])
+
+
+def test_item_bias_is_trained_by_the_loss():
+    params = dataclasses.replace(configs.PipelineConfig(max_history=4, max_hard_negatives=2, embedding_dim=8,
+                                                        num_heads=2, num_layers=1, dropout=0.0,
+                                                        num_random_negatives=0,
+                                                        item_bias=True).training_params(), batch_size=3)
+    model = RetrievalModel(dataclasses.replace(CONFIG, item_bias=True), params, np.ones(CONFIG.num_track_ids))
+    one_listener = batch(**{features.USER_ID_XF: [b"u1", b"u1", b"u1"]})  # in-batch columns all masked
+    with tf.GradientTape() as tape:
+        value = model.compute_loss(one_listener, training=True)
+    gradient = tape.gradient(value, model.candidate_tower.bias_table)
+    dense = tf.convert_to_tensor(gradient).numpy()[:, 0]
+    # With only real negatives beside each positive: positives' biases go up under gradient descent, the real
+    # negatives' (tracks 9, 10, 11) go down.
+    assert dense[7] < 0 and dense[8] < 0
+    assert dense[9] > 0 and dense[10] > 0 and dense[11] > 0
