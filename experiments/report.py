@@ -155,7 +155,28 @@ def hard_negatives_section(report: Mapping[str, Any]) -> str:
         html.callout(text, kind),
         note="Both variants train on the base run's Transform output with the same settings except "
              "hard_negatives_in_loss; the target is the random-only run's best eval accuracy. Training seconds "
-             "include the first epoch's graph tracing, which both variants pay.",
+             "leave out what the first epoch took beyond a steady epoch (graph tracing).",
+    )
+
+
+def loss_formulations_section(report: Mapping[str, Any]) -> str:
+    """The ablation of how real negatives enter the loss (experiments.loss_ablation), when the run has one."""
+    section = report.get("loss_formulations")
+    if not section:
+        return ""
+    keys = ("pairwise_accuracy", "recall_at_10", "recall_at_100", "ndcg_at_10", "held_out_negative_hit_rate_at_10",
+            "relative_gain", "time_ratio")
+    rows = [[variant, *[entry.get(key) for key in keys]] for variant, entry in section["summary"].items()]
+    responsiveness = report.get("responsiveness") or {}
+    return html.section(
+        "1b. Loss formulations for real negatives",
+        html.table(["variant", "pairwise acc.", "recall@10", "recall@100", "NDCG@10", "held-out neg. hit@10",
+                    "rel. gain", "time ratio"], rows,
+                   caption=f"Means over {len(section['seeds'])} seed(s), test split of the base run"),
+        html.table(["responsiveness of the base model", "value"],
+                   [[key, responsiveness.get(key)] for key in ("artist_share_drop", "neighbour_share_drop", "queries")]),
+        note="random_only: in-batch and random negatives only; softmax: real negatives in the softmax denominator; "
+             "pairwise: + softplus(negative - positive) per real negative; not_to_recommend: + -log(1 - p(negative)).",
     )
 
 
@@ -270,7 +291,8 @@ def settings_section(report: Mapping[str, Any]) -> str:
 def render(report: Mapping[str, Any]) -> str:
     return html.page(
         "Negative feedback for music personalization: reproduction",
-        overview_section(report), hard_negatives_section(report), input_policies_section(report),
+        overview_section(report), hard_negatives_section(report), loss_formulations_section(report),
+        input_policies_section(report),
         sweep_section(report), feedback_section(report), similarity_section(report), settings_section(report),
         subtitle=f"{report['paper']['source']}. Our pipeline, our data; {'quick' if report['quick'] else 'full'} run.",
     )

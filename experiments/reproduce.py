@@ -41,7 +41,8 @@ from typing import Any, Iterator, Optional, Sequence, TextIO
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # before TensorFlow loads: its C++ INFO lines stay off the console
 
 from components.retrieval_evaluator.evaluate import RunData, json_safe  # noqa: E402
-from experiments import false_negatives, report, subsample, training  # noqa: E402
+from experiments import false_negatives, loss_ablation, report, subsample, training  # noqa: E402
+from models.params import NEGATIVE_LOSSES  # noqa: E402
 from pipeline import configs, run_outputs  # noqa: E402
 from schema import contract  # noqa: E402
 
@@ -121,7 +122,7 @@ class Plan:
     @property
     def trainings(self) -> int:
         """In-process trainings, plus the Trainer of every pipeline run."""
-        return 2 * self.seeds + len(self.sweep_to_train) + self.pipeline_runs
+        return (3 + len(NEGATIVE_LOSSES)) * self.seeds + len(self.sweep_to_train) + self.pipeline_runs
 
 
 def span_numbers(data: pathlib.Path) -> list[int]:
@@ -241,8 +242,9 @@ def estimate_seconds(plan: Plan) -> float:
     sweep = sum(training_seconds(plan, train_examples, n) for n in plan.sweep_to_train)
     beside = pipelines - fresh  # the sweep trains while the lanes still run, slowing them by about half its time
     pipelines_and_sweep = pipelines + SWEEP_CONTENTION * min(sweep, beside) + max(0.0, sweep - beside)
-    hard = 2 * plan.seeds * training_seconds(plan, train_examples, config.num_random_negatives)
-    evaluations = (2 * plan.seeds + len(plan.sweep) + plan.pipeline_runs + len(plan.policy_runs)) * EVALUATION_S
+    hard = (2 + 1 + len(NEGATIVE_LOSSES)) * plan.seeds * training_seconds(plan, train_examples,
+                                                                          config.num_random_negatives)
+    evaluations = ((3 + len(NEGATIVE_LOSSES)) * plan.seeds + len(plan.sweep) + plan.pipeline_runs + len(plan.policy_runs)) * EVALUATION_S
     return pipelines_and_sweep + hard + evaluations
 
 
@@ -491,6 +493,18 @@ class Experiments:
             rows.append(seed_row(seed, plain, hard))
         return summarize_hard_negatives(rows, self.plan.hard_negative_weight)
 
+    def loss_formulations(self) -> dict[str, Any]:
+        """Every way real negatives can enter the loss, against random-only, per seed (experiments.loss_ablation)."""
+        seeds = [self.plan.config.seed + index for index in range(self.plan.seeds)]
+        variants = [loss_ablation.parse_variant(name) for name in NEGATIVE_LOSSES]
+        with timed(self.progress, self.durations, "loss_formulations",
+                   f"train {len(seeds)} seed(s) x {1 + len(variants)} loss variants"):
+            record = loss_ablation.ablate(self.base.data, self.plan.config, seeds, variants,
+                                          self.plan.out / "trainings" / "loss-formulations",
+                                          say=lambda message: self.progress.say(message.strip()))
+        record["table_markdown"] = loss_ablation.markdown(record["summary"], seeds, "Loss formulations")
+        return record
+
     def train_sweep(self) -> dict[int, tuple[training.TrainedVariant, dict[str, Any]]]:
         """The sweep's own trainings (accuracy only, no timing: they may run beside pipeline runs)."""
         base_params = self.plan.config.training_params()
@@ -671,6 +685,7 @@ def run(plan: Plan, progress: Progress) -> dict[str, Any]:
     own_split = {name: experiments.evaluate_run("input_policies", name, facts[name], own_split=True)
                  for name in facts if name.startswith("input-")}
     hard = experiments.hard_negatives()  # alone: its training times are compared
+    formulations = experiments.loss_formulations()
     shares = experiments.false_negative_shares()
     sweep = experiments.random_negatives_sweep(trained_sweep, shares)
     base_evaluation = evaluations[BASE]
@@ -687,6 +702,8 @@ def run(plan: Plan, progress: Progress) -> dict[str, Any]:
         "versions": versions(),
         "durations": durations.seconds,
         "hard_negatives": hard,
+        "loss_formulations": formulations,
+        "responsiveness": base_evaluation.get("responsiveness"),
         "input_policies": input_policies(plan, base, facts, evaluations, own_split),
         "random_negatives_sweep": sweep,
         "feedback_proportions": feedback_proportions(plan, base, facts, evaluations, copies),
