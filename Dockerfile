@@ -1,6 +1,6 @@
 # The image a compiled Kubeflow spec names (KubeflowV2DagRunnerConfig default_image): KFP runs each TFX
 # component in it, and the same image is Beam's worker SDK container on Dataflow/Flink/Spark.
-# Debian 12 (glibc 2.36): the lock in requirements.txt is verified there, see DESIGN §8.
+# Debian 12 (glibc 2.36): the lock in requirements.txt is verified there, see docs/design.md §8.
 FROM python:3.11-slim-bookworm
 
 # Beam's container boot (worker harness entrypoint); its tag is the apache-beam version pinned in requirements.txt.

@@ -85,7 +85,7 @@ def quarantine_reasons(frame: pd.DataFrame) -> np.ndarray:
 
 def label_names(feedback: pd.Series, listen_ms: np.ndarray, track_ms: np.ndarray, skip_ms: int,
                 skip_fraction: float) -> np.ndarray:
-    """DESIGN §3's rule, vectorised: thumbs decide; else a short play (absolute or relative) is a skip."""
+    """docs/design.md §3's rule, vectorised: thumbs decide; else a short play (absolute or relative) is a skip."""
     with np.errstate(invalid="ignore"):
         short = (listen_ms < skip_ms) | (listen_ms < skip_fraction * track_ms)  # NaN compares False
     fb = feedback.to_numpy()

@@ -1,6 +1,6 @@
 """Runs at every interpreter start of the project's environment (loaded by music_retrieval_env.pth).
 
-Two facts of this lock (DESIGN §8) that must hold in every process, including Beam worker processes that
+Two facts of this lock (docs/design.md §8) that must hold in every process, including Beam worker processes that
 never import project code before TensorFlow:
 1. TensorFlow Recommenders needs Keras 2, so TF_USE_LEGACY_KERAS=1 before TensorFlow is imported.
 2. TFDV 1.16 imports `tfx_bsl.arrow.sql_util`, which tfx-bsl 1.21 removed. `import tfx` patches that in the

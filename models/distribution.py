@@ -1,4 +1,4 @@
-"""The Trainer's tf.distribute strategy, chosen by name in the config (DESIGN §2: one code path for both runners).
+"""The Trainer's tf.distribute strategy, chosen by name in the config (docs/design.md §2: one code path for both runners).
 
 'default' is the no-op strategy (here). 'multi_worker_mirrored' is for Kubeflow: with TF_CONFIG naming several
 workers it trains data-parallel; without TF_CONFIG it is one local worker. It must be created before any other

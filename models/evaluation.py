@@ -1,4 +1,4 @@
-"""Exact evaluation over a dataset of padded batches, for any scorer of the whole catalog (DESIGN §6).
+"""Exact evaluation over a dataset of padded batches, for any scorer of the whole catalog (docs/design.md §6).
 
 One pass (`collect`) keeps what every metric needs per example; `summarize` turns any selection of those
 examples into metrics, so the overall numbers and each slice come from the same arithmetic, and the trained
@@ -84,7 +84,7 @@ def collect(dataset: tf.data.Dataset, scorer: Scorer, max_k: int = max(metrics.D
 
 def summarize(collected: Collected, ks: Sequence[int] = metrics.DEFAULT_KS,
               selection: Optional[np.ndarray] = None) -> dict[str, object]:
-    """Every DESIGN §6 metric over the selected examples (all when `selection` is None)."""
+    """Every docs/design.md §6 metric over the selected examples (all when `selection` is None)."""
     keep = np.ones(len(collected), dtype=bool) if selection is None else np.asarray(selection, dtype=bool)
     pairs = int(collected.pair_counts[keep].sum())
     ranking = metrics.RankingAccumulator(ks)
@@ -112,7 +112,7 @@ def evaluate(dataset: tf.data.Dataset, scorer: Scorer, ks: Sequence[int] = metri
 
 @dataclasses.dataclass(frozen=True)
 class SliceRules:
-    """Where the slices of DESIGN §6 are cut; defaults live in pipeline/configs.py."""
+    """Where the slices of docs/design.md §6 are cut; defaults live in pipeline/configs.py."""
 
     cold_max_train_examples: int
     """Listeners with at most this many training examples are 'cold'."""

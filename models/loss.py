@@ -1,4 +1,4 @@
-"""The retrieval loss (DESIGN §5): sampled softmax with temperature over four blocks of candidates.
+"""The retrieval loss (docs/design.md §5): sampled softmax with temperature over four blocks of candidates.
 
 For query row i (batch size B, embedding dim D, N shared random negatives, H hard negatives per row) the
 logits have the columns, in this order:

@@ -1,4 +1,4 @@
-"""Exact offline metrics (DESIGN §6), in numpy so the Trainer, the evaluator and the baselines share them.
+"""Exact offline metrics (docs/design.md §6), in numpy so the Trainer, the evaluator and the baselines share them.
 
 - Pairwise accuracy (the paper's test accuracy): over pairs (positive target, a real negative of the same
   listener near it), the share where the positive scores higher; ties count half.

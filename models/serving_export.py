@@ -1,4 +1,4 @@
-"""The serving SavedModels of DESIGN §7, built from a Trainer export: raw strings in, track ids and scores out.
+"""The serving SavedModels of docs/design.md §7, built from a Trainer export: raw strings in, track ids and scores out.
 
 Two twins share everything but the top-k index:
 - `scann`: ScaNN's approximate top-k inside the graph (needs ScaNN's custom ops to load);

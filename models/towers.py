@@ -1,4 +1,4 @@
-"""The two towers of DESIGN §5: a transformer over the listener's feedback-typed history, and the track tower.
+"""The two towers of docs/design.md §5: a transformer over the listener's feedback-typed history, and the track tower.
 
 Both towers share one track embedding table, so a track means the same thing as a history token and as
 a candidate (as in SASRec-style sequence recommenders); each tower has its own projection on top.

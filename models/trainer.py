@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 
 class RetrievalModel(tfrs.models.Model):
-    """The two towers and the loss of DESIGN §5; `compute_loss` is one training step's objective."""
+    """The two towers and the loss of docs/design.md §5; `compute_loss` is one training step's objective."""
 
     def __init__(self, tower_config: TowerConfig, params: TrainingParams, track_counts: np.ndarray) -> None:
         super().__init__()

@@ -16,7 +16,7 @@ PIPELINE_NAME = "music_retrieval"
 KUBEFLOW_PIPELINE_NAME = "music-retrieval"
 """KFP pipeline names must match [a-z0-9][a-z0-9-]{0,127} (no underscores)."""
 SERVED_MODEL_NAMES = {SCANN: "music_retrieval", BRUTE_FORCE: "music_retrieval_brute_force"}
-"""TF Serving model names of the two exports (DESIGN §7): `<serving base>/<name>/<version>/`."""
+"""TF Serving model names of the two exports (docs/design.md §7): `<serving base>/<name>/<version>/`."""
 SERVING_DIR = "serving"
 """The local runner's serving base, under its --root."""
 METADATA_FILE = "metadata.sqlite"
@@ -54,7 +54,7 @@ class PipelineConfig:
     beam_direct_num_workers: int = 1
     """DirectRunner workers (processes in multi_processing mode)."""
 
-    # --- FeedbackLabeler (DESIGN §4) ---
+    # --- FeedbackLabeler (docs/design.md §4) ---
     skip_ms: int = contract.DEFAULT_SKIP_MS
     """A play without thumbs shorter than this is a skip."""
     skip_fraction: float = contract.DEFAULT_SKIP_FRACTION
@@ -78,7 +78,7 @@ class PipelineConfig:
     max_events_per_user: int = 5000
     """Only a listener's most recent plays are kept (bounds memory per listener; the rest are counted)."""
 
-    # --- Trainer (DESIGN §5); max_history and max_hard_negatives above apply too ---
+    # --- Trainer (docs/design.md §5); max_history and max_hard_negatives above apply too ---
     num_random_negatives: int = 64
     """Catalog tracks sampled per batch as extra negatives (shared by the batch, logQ-corrected)."""
     sampler: str = "popularity"
@@ -116,7 +116,7 @@ class PipelineConfig:
     distribution_strategy: str = DEFAULT_STRATEGY
     """tf.distribute strategy of the Trainer: 'default', 'mirrored' or 'multi_worker_mirrored' (TF_CONFIG)."""
 
-    # --- RetrievalEvaluator (DESIGN §6) ---
+    # --- RetrievalEvaluator (docs/design.md §6) ---
     min_pairwise_accuracy: float = 0.5
     """Blessing floor on test pairwise accuracy (0.5 is a coin flip between a target and a real negative)."""
     min_recall_at_100: float = 0.0
@@ -138,7 +138,7 @@ class PipelineConfig:
     most_popular_tolerance: float = 0.0
     """Blessing: test pairwise accuracy and recall@100 must reach the most-popular baseline's minus this."""
 
-    # --- Serving export and Pusher (DESIGN §7) ---
+    # --- Serving export and Pusher (docs/design.md §7) ---
     serving_top_k: int = 100
     """K: recommendations per request."""
     serving_max_exclusions: int = 50

@@ -56,7 +56,6 @@ def test_no_tracked_file_names_the_folder_beside_the_checkout() -> None:
     )
 
 
-@pytest.mark.xfail(strict=False, reason="DESIGN § references are being replaced by docs/design.md")
 def test_no_tracked_file_cites_the_outside_design_document() -> None:
     found = files_containing((OUTSIDE_DESIGN_TEXT,))
     assert not found, f"cite docs/design.md §N instead (same section numbers):\n{describe(found)}"
