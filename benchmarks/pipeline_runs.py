@@ -30,6 +30,8 @@ class RunSpec:
     events: int
     days: int
     seed: int
+    preset: str
+    """The simulator preset of the log (listening_logs.presets)."""
     settings: tuple[str, ...]
 
     @classmethod
@@ -42,7 +44,8 @@ class RunSpec:
     @property
     def name(self) -> str:
         digest = hashlib.sha1("\n".join(self.settings).encode()).hexdigest()[:8]
-        return f"{self.events}-plays-{self.users}-users-{self.tracks}-tracks-{digest}"
+        preset = "" if self.preset == "default" else f"-{self.preset}"
+        return f"{self.events}-plays-{self.users}-users-{self.tracks}-tracks{preset}-{digest}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,8 +106,9 @@ class PipelineRuns:
             shutil.rmtree(folder)
         data_dir, root, log_path = folder / "data", folder / "root", folder / "pipeline.log"
         began = time.perf_counter()
-        summary = simulate.simulate(simulate.SimulationConfig(users=spec.users, tracks=spec.tracks, events=spec.events,
-                                                              days=spec.days, seed=spec.seed), data_dir)
+        config = simulate.preset_config(spec.preset, users=spec.users, tracks=spec.tracks, events=spec.events,
+                                        days=spec.days, seed=spec.seed)
+        summary = simulate.simulate(config, data_dir, preset=spec.preset)
         simulate_s = time.perf_counter() - began
         self.say(f"pipeline: simulated {summary['events']:,} plays in {simulate_s:.1f} s; running "
                  f"pipeline.local_runner (settings {list(spec.settings)}; log {log_path})")

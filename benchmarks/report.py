@@ -144,11 +144,13 @@ def training(s: dict[str, Any]) -> str:
                         for weight, summary in s["with_hard"].items())
     return "\n\n".join([
         f"## 2. Training: random negatives only vs random + real hard negatives ({number(s['train_examples'])} "
-        f"training examples)",
+        f"training examples, simulator preset {s.get('simulator_preset', 'default')})",
         table(("Seed", "Run", "Best eval pairwise acc.", "Time to target s (epochs)", "Time ratio", "Examples/s"),
               rows),
         f"Target = the random-only run's best eval pairwise accuracy of the same seed. Time = the Trainer's "
-        f"cumulative training seconds until an epoch reaches it (evaluation excluded). Paper: about "
+        f"cumulative training seconds until an epoch reaches it (evaluation and the first epoch's graph tracing "
+        f"excluded). The hard runs use the default negative_loss ({params.get('negative_loss', 'softmax')}). "
+        f"Paper: about "
         f"{s['paper_time_ratio']}. Seeds in which the hard-negative run reached the target: {reached}. Settings: "
         f"{params['epochs']} epochs max, patience {params['patience']}, batch {params['batch_size']}, "
         f"{params['num_random_negatives']} random negatives, up to {params['max_hard_negatives']} hard negatives.",

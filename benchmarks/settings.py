@@ -43,14 +43,18 @@ class Profile:
     model_days: int = 7
     model_settings: str = ""
     """`--set` overrides of that pipeline run, ';'-separated (e.g. 'epochs=4;patience=4')."""
+    model_preset: str = "default"
+    """Simulator preset of that log (`listening_logs.presets`): 'default', or 'realistic' (rejected tracks
+    are unpopular, as on real logs); run the training section once per preset to judge a choice on both."""
 
     # --- 2 training: random-only vs random + hard negatives, in-process run_fn on that run's Transform output ---
     training_seeds: int = 3
     training_settings: str = ""
     """Trainer overrides for the in-process trainings (';'-separated key=value)."""
-    training_hard_weights: str = "1,300"
-    """hard_negative_weight of each random + hard run (1 is the product default; at 1 the five hard negatives
-    are lost among the logQ-corrected blocks, the README's Trainer section shows where the weight matters)."""
+    training_hard_weights: str = "1"
+    """hard_negative_weight of each random + hard run (1 is the product default; every run uses the default
+    negative_loss, so the section measures real negatives at the default settings; the formulations are
+    compared by `python -m experiments.loss_ablation`, docs/model-and-loss.md)."""
 
     # --- 3 retrieval: exact (numpy, TF) vs ScaNN (TF op, native) on synthetic embeddings ---
     retrieval_catalogs: str = "100000,1000000"
@@ -94,6 +98,9 @@ class Profile:
             int_list(getattr(self, name), name)
         if not all(weight > 0 for weight in self.hard_weights):
             raise ValueError("training_hard_weights must be > 0")
+        from listening_logs import presets
+
+        presets.overrides(self.model_preset)  # an unknown preset fails here, naming the valid ones
         fractions = float_list(self.retrieval_leaf_fractions, "retrieval_leaf_fractions")
         if not all(0 < f <= 1 for f in fractions):
             raise ValueError("retrieval_leaf_fractions must lie in (0, 1]")
@@ -134,7 +141,7 @@ class Profile:
     def log(self, prefix: str) -> dict[str, int]:
         """The simulator sizes of one log ('labelling', 'model' or 'pipeline')."""
         return {key: getattr(self, f"{prefix}_{key}") for key in ("users", "tracks", "events", "days")} | {
-            "seed": self.seed}
+            "seed": self.seed, "preset": self.model_preset if prefix == "model" else "default"}
 
     def settings(self, name: str) -> list[str]:
         """'a=1;b=2' -> ['a=1', 'b=2'] for model_settings, training_settings, pipeline_settings."""

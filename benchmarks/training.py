@@ -144,6 +144,7 @@ def run(profile: Profile, runs: PipelineRuns, out: pathlib.Path, say: Callable[[
     weights = [f"{weight:g}" for weight in profile.hard_weights]
     return {
         "model_run": str(model_run.root),
+        "simulator_preset": model_run.spec.preset,
         "train_examples": int(stats["examples"]["train"]),
         "eval_examples": int(stats["examples"]["eval"]),
         "training_params": dataclasses.asdict(base),
