@@ -21,7 +21,7 @@ import tensorflow as tf
 from components.retrieval_evaluator.evaluate import RunData
 from listening_logs.ground_truth import GROUND_TRUTH_DIRNAME, GroundTruth, unit_rows
 from listening_logs.simulate import SimulationConfig
-from models import features, inputs, loss, trainer
+from models import features, inputs, loss
 from models.params import TrainingParams
 from schema import contract
 
@@ -129,7 +129,7 @@ def false_negative_shares(data_dir: pathlib.Path, reference: RunData, params: Tr
     threshold = like_center(data_dir)
     output = reference.transform_output
     vocabulary, _ = features.read_track_frequencies(output)
-    counts = trainer.track_counts_by_id(output)
+    counts = features.track_counts_by_id(output)
     queries = test_queries(reference, params)
     return {n: sampled_false_negative_share(truth, queries, vocabulary, counts, params, n, threshold)
             for n in sample_sizes}

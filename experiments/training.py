@@ -24,7 +24,7 @@ from tfx.types import artifact_utils, standard_artifacts
 
 from components.retrieval_evaluator import blessing
 from components.retrieval_evaluator.evaluate import RunData, evaluate_model
-from models import trainer
+from models import export_format, trainer
 from models.exported import ExportedModel
 from models.params import TrainingParams
 from pipeline import local_runner
@@ -77,7 +77,7 @@ def fn_args_for(data: RunData, out_dir: pathlib.Path, params: TrainingParams) ->
 
 def read_history(model_run_dir: str | pathlib.Path) -> list[dict[str, Any]]:
     """The Trainer's per-epoch rows (`training_history.json`)."""
-    path = pathlib.Path(model_run_dir) / trainer.TRAINING_HISTORY_FILE
+    path = pathlib.Path(model_run_dir) / export_format.TRAINING_HISTORY_FILE
     return json.loads(path.read_text())["epochs"]
 
 

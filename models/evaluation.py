@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from models import features, metrics
+from models.slice_rules import SliceRules
 from schema import contract
 
 Scorer = Callable[[dict[str, tf.Tensor]], np.ndarray]
@@ -108,27 +109,6 @@ def summarize(collected: Collected, ks: Sequence[int] = metrics.DEFAULT_KS,
 def evaluate(dataset: tf.data.Dataset, scorer: Scorer, ks: Sequence[int] = metrics.DEFAULT_KS) -> dict[str, object]:
     """All examples' metrics in one call (what the Trainer logs each epoch)."""
     return summarize(collect(dataset, scorer, max(ks)), ks)
-
-
-@dataclasses.dataclass(frozen=True)
-class SliceRules:
-    """Where the slices of docs/design.md §6 are cut; defaults live in pipeline/configs.py."""
-
-    cold_max_train_examples: int
-    """Listeners with at most this many training examples are 'cold'."""
-    heavy_min_train_examples: int
-    """Listeners with at least this many training examples are 'heavy'; between the two, 'warm'."""
-    skip_heavy_min_share: float
-    """Listeners whose test histories are at least this share skips are 'skip-heavy'."""
-    head_play_share: float
-    """'Head' tracks: the most played tracks that together hold this share of all plays; the rest are 'tail'."""
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.cold_max_train_examples < self.heavy_min_train_examples:
-            raise ValueError("need 0 <= cold_max_train_examples < heavy_min_train_examples")
-        for name in ("skip_heavy_min_share", "head_play_share"):
-            if not 0.0 < getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be within (0, 1], got {getattr(self, name)}")
 
 
 def head_track_ids(track_counts: np.ndarray, head_play_share: float) -> np.ndarray:

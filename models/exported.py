@@ -2,8 +2,8 @@
 
 Each run's Transform numbers tracks by its own vocabulary, so comparing a new model with the last blessed
 one means translating the new run's ids into the old model's: `IdMap` does that through the raw ids both
-exports carry (`track_vocabulary.txt`, `station_vocabulary.txt`). Unknown tracks and stations get the old
-model's OOV ids, exactly as its Transform would have given them.
+exports carry (`track_vocabulary.txt`, `station_vocabulary.txt`; the layout is models/export_format.py).
+Unknown tracks and stations get the old model's OOV ids, exactly as its Transform would have given them.
 """
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
+import tensorflow_transform as tft
 
-from models import evaluation, features, trainer
+from models import evaluation, export_format, features
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,6 +25,18 @@ class Vocabularies:
 
     tracks: Sequence[str]
     stations: Sequence[str]
+
+    @classmethod
+    def of_transform(cls, tf_transform_output: tft.TFTransformOutput) -> "Vocabularies":
+        """A run's own vocabularies, as its Transform computed them."""
+        tracks, _ = features.read_track_frequencies(tf_transform_output)
+        return cls(tracks, features.read_station_vocabulary(tf_transform_output))
+
+    @classmethod
+    def read(cls, export_dir: str) -> "Vocabularies":
+        """The vocabularies a Trainer export carries."""
+        return cls(features.read_lines(os.path.join(export_dir, export_format.TRACK_VOCABULARY_FILE)),
+                   features.read_lines(os.path.join(export_dir, export_format.STATION_VOCABULARY_FILE)))
 
     @property
     def track_oov_id(self) -> int:
@@ -66,26 +79,22 @@ class ExportedModel:
     @classmethod
     def load(cls, model_uri: str) -> "ExportedModel":
         """From a Trainer `model` artifact URI (or the export folder itself)."""
-        directory = trainer.exported_model_dir(model_uri)
-        if not tf.io.gfile.exists(os.path.join(directory, trainer.MODEL_CONFIG_FILE)):
+        directory = export_format.exported_model_dir(model_uri)
+        if not tf.io.gfile.exists(os.path.join(directory, export_format.MODEL_CONFIG_FILE)):
             directory = model_uri
-        required = (trainer.QUERY_MODEL_DIR, trainer.CANDIDATE_EMBEDDINGS_FILE, trainer.MODEL_CONFIG_FILE,
-                    trainer.TRACK_VOCABULARY_FILE, trainer.STATION_VOCABULARY_FILE, trainer.FEEDBACK_EMBEDDINGS_FILE)
-        missing = [name for name in required if not tf.io.gfile.exists(os.path.join(directory, name))]
+        missing = [name for name in export_format.REQUIRED_FILES
+                   if not tf.io.gfile.exists(os.path.join(directory, name))]
         if missing:
             raise FileNotFoundError(f"{directory} is not a complete Trainer export: missing {missing} "
                                     "(models exported before the vocabularies were added cannot be compared; retrain)")
-        with tf.io.gfile.GFile(os.path.join(directory, trainer.CANDIDATE_EMBEDDINGS_FILE), "rb") as handle:
+        with tf.io.gfile.GFile(os.path.join(directory, export_format.CANDIDATE_EMBEDDINGS_FILE), "rb") as handle:
             embeddings = np.load(handle)
-        with tf.io.gfile.GFile(os.path.join(directory, trainer.MODEL_CONFIG_FILE)) as handle:
+        with tf.io.gfile.GFile(os.path.join(directory, export_format.MODEL_CONFIG_FILE)) as handle:
             config = json.load(handle)
-        with tf.io.gfile.GFile(os.path.join(directory, trainer.FEEDBACK_EMBEDDINGS_FILE)) as handle:
+        with tf.io.gfile.GFile(os.path.join(directory, export_format.FEEDBACK_EMBEDDINGS_FILE)) as handle:
             feedback = json.load(handle)
-        loaded = tf.saved_model.load(os.path.join(directory, trainer.QUERY_MODEL_DIR))
-        vocabularies = Vocabularies(
-            features.read_lines(os.path.join(directory, trainer.TRACK_VOCABULARY_FILE)),
-            features.read_lines(os.path.join(directory, trainer.STATION_VOCABULARY_FILE)),
-        )
+        loaded = tf.saved_model.load(os.path.join(directory, export_format.QUERY_MODEL_DIR))
+        vocabularies = Vocabularies.read(directory)
         if embeddings.shape[0] != vocabularies.track_oov_id + features.NUM_OOV_BUCKETS:
             raise ValueError(f"{directory}: {embeddings.shape[0]} candidate embeddings for "
                              f"{len(vocabularies.tracks)} tracks + OOV; the export is inconsistent")
@@ -101,7 +110,7 @@ class ExportedModel:
         outputs = self.query_signature(
             **{key: batch[key] for key in (features.HISTORY_TRACK_IDS_XF, features.HISTORY_LABELS_XF,
                                            features.HISTORY_MASK, features.STATION_ID_XF)})
-        return outputs[trainer.QUERY_EMBEDDING]
+        return outputs[export_format.QUERY_EMBEDDING]
 
     def scorer(self, id_map: Optional[IdMap] = None) -> evaluation.Scorer:
         """Scores over the reference run's catalog (this model's own when `id_map` is None)."""

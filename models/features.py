@@ -147,6 +147,11 @@ def read_track_frequencies(tf_transform_output: tft.TFTransformOutput) -> tuple[
     return tokens, np.asarray(counts, dtype=np.int64)
 
 
+def track_counts_by_id(tf_transform_output: tft.TFTransformOutput) -> np.ndarray:
+    """Occurrence count per track id, the OOV id included (count 0)."""
+    _, counts = read_track_frequencies(tf_transform_output)
+    return np.concatenate([counts, np.zeros(NUM_OOV_BUCKETS, dtype=np.int64)])
+
 
 def read_station_vocabulary(tf_transform_output: tft.TFTransformOutput) -> list[str]:
     """Real stations in vocabulary order: line i has id FIRST_STATION_ID + i."""

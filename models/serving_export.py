@@ -14,7 +14,6 @@ Request semantics (the same for both):
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import Sequence
 
@@ -22,12 +21,12 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from models import features, trainer
+from models import export_format, features
 from models.exported import ExportedModel
+# The settings live in a module without TensorFlow; callers may keep naming them here.
+from models.serving_params import BRUTE_FORCE, INDEX_KINDS, SCANN, ScannParams, ServingParams  # noqa: F401
 from schema import contract
 
-SCANN, BRUTE_FORCE = "scann", "brute_force"
-INDEX_KINDS: tuple[str, ...] = (SCANN, BRUTE_FORCE)
 QUERY_EMBEDDING_SIGNATURE = "query_embedding"
 # Signature input and output names (the serving contract).
 HISTORY_TRACK_IDS, HISTORY_FEEDBACK = "history_track_ids", "history_feedback"
@@ -35,52 +34,6 @@ STATION_ID, EXCLUDE_TRACK_IDS = "station_id", "exclude_track_ids"
 TRACK_IDS, SCORES = "track_ids", "scores"
 PAD = ""
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
-
-
-@dataclasses.dataclass(frozen=True)
-class ScannParams:
-    """ScaNN's tree + asymmetric hashing index. 0 leaves means about sqrt(catalog size); 0 leaves to search
-    means automatic: the evaluator tunes it against the recall floor, and half the leaves without it."""
-
-    scann_num_leaves: int
-    scann_num_leaves_to_search: int
-    scann_training_iterations: int
-    scann_dimensions_per_block: int
-    scann_num_reordering_candidates: int
-    scann_min_catalog: int
-    """Below this many tracks the 'scann' export holds an exact index: ScaNN's hashing cannot even train on
-    a tiny catalog, and exact top-k over it costs less than a tree search."""
-
-    def __post_init__(self) -> None:
-        for name in ("scann_training_iterations", "scann_dimensions_per_block"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("scann_num_leaves", "scann_num_leaves_to_search", "scann_num_reordering_candidates",
-                     "scann_min_catalog"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-
-    def uses_scann(self, num_candidates: int) -> bool:
-        return num_candidates >= self.scann_min_catalog
-
-    def leaves(self, num_candidates: int) -> tuple[int, int]:
-        """(num_leaves, num_leaves_to_search) fitted to the catalog: never more leaves than candidates."""
-        leaves = self.scann_num_leaves or max(1, int(round(np.sqrt(num_candidates))))
-        leaves = min(leaves, num_candidates)
-        to_search = self.scann_num_leaves_to_search or max(1, (leaves + 1) // 2)
-        return leaves, min(to_search, leaves)
-
-
-@dataclasses.dataclass(frozen=True)
-class ServingParams:
-    top_k: int
-    """K: recommendations per request."""
-    max_exclusions: int
-    """E: the fixed width of `exclude_track_ids` (TF Serving inputs have no optional parts)."""
-
-    def __post_init__(self) -> None:
-        if self.top_k < 1 or self.max_exclusions < 0:
-            raise ValueError("top_k must be >= 1 and max_exclusions >= 0")
 
 
 def build_index(kind: str, embeddings: np.ndarray, identifiers: Sequence[str], k: int,
@@ -120,7 +73,7 @@ class RecommenderModule(tf.Module):
             raise ValueError(f"top_k + max_exclusions + max_history = {self._retrieved} exceeds the catalog of "
                              f"{num_tracks} tracks; lower serving_top_k or serving_max_exclusions")
         self._k = serving.top_k
-        self.query_model = tf.saved_model.load(os.path.join(model.directory, trainer.QUERY_MODEL_DIR))
+        self.query_model = tf.saved_model.load(os.path.join(model.directory, export_format.QUERY_MODEL_DIR))
         self.track_table = _lookup_table(vocab.tracks, range(num_tracks), vocab.track_oov_id)
         self.station_table = _lookup_table(
             vocab.stations, range(features.FIRST_STATION_ID, vocab.station_oov_id), vocab.station_oov_id)
@@ -156,7 +109,7 @@ class RecommenderModule(tf.Module):
         embedding = self.query_model.signatures["serving_default"](**{
             features.HISTORY_TRACK_IDS_XF: ids, features.HISTORY_LABELS_XF: labels,
             features.HISTORY_MASK: mask, features.STATION_ID_XF: stations,
-        })[trainer.QUERY_EMBEDDING]
+        })[export_format.QUERY_EMBEDDING]
         disliked = tf.where(tf.logical_and(mask, tf.equal(labels, contract.LABELS.index(contract.DISLIKE))), raw, PAD)
         return embedding, disliked
 
@@ -174,7 +127,7 @@ class RecommenderModule(tf.Module):
     ])
     def query_embedding(self, history_track_ids, history_feedback, station_id):
         embedding, _ = self._query(history_track_ids, history_feedback, station_id)
-        return {trainer.QUERY_EMBEDDING: embedding}
+        return {export_format.QUERY_EMBEDDING: embedding}
 
 
 def example_request_inputs(model: ExportedModel, serving: ServingParams) -> dict[str, np.ndarray]:

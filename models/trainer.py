@@ -3,7 +3,8 @@
 Writes to the model run directory (`fn_args.model_run_dir`): TensorBoard logs and `training_history.json`
 (one row per epoch: wall seconds, train loss, eval pairwise accuracy, eval recall@10 and @100, ...).
 Writes to the model directory (`fn_args.serving_model_dir`): the query tower as a SavedModel, the candidate
-embeddings of the whole vocabulary, and `model_config.json`; the evaluator and the Pusher start from these.
+embeddings of the whole vocabulary, `model_config.json`, the vocabularies and the towers' weights; the
+evaluator and the ServingExporter start from these. models/export_format.py names every file.
 """
 from __future__ import annotations
 
@@ -20,25 +21,14 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tensorflow_transform as tft
 
-from tfx.utils import path_utils
-
 from models import distribution, evaluation, exported, features, inputs, loss, warm_start
+from models.export_format import (CANDIDATE_EMBEDDINGS_FILE, FEEDBACK_EMBEDDINGS_FILE, MODEL_CONFIG_FILE,
+                                  QUERY_EMBEDDING, QUERY_MODEL_DIR, STATION_VOCABULARY_FILE,
+                                  TRACK_VOCABULARY_FILE, TRAINING_HISTORY_FILE)
 from models.params import TrainingParams
 from models.towers import QueryTower, TowerConfig, build_towers, popularity_prior
 from schema import contract
 
-TRAINING_HISTORY_FILE = "training_history.json"
-QUERY_MODEL_DIR = "query_model"
-CANDIDATE_EMBEDDINGS_FILE = "candidate_embeddings.npy"
-MODEL_CONFIG_FILE = "model_config.json"
-TRACK_VOCABULARY_FILE = "track_vocabulary.txt"
-"""Line i is the raw id of track id i (the OOV id is the line count)."""
-STATION_VOCABULARY_FILE = "station_vocabulary.txt"
-"""Line i is the raw id of station id features.FIRST_STATION_ID + i."""
-FEEDBACK_EMBEDDINGS_FILE = "feedback_type_embeddings.json"
-"""{label name: the query tower's feedback-type embedding}, for the reports' similarity table."""
-QUERY_EMBEDDING = "query_embedding"
-"""The query model signature's one output."""
 EARLY_STOPPING_METRIC = "eval_early_stopping_metric"
 """Eval pairwise accuracy, or eval recall@100 when the eval split has no real negative to pair with."""
 CANDIDATE_BATCH = 8192
@@ -200,7 +190,7 @@ def export_towers(model: RetrievalModel, tower_config: TowerConfig, params: Trai
         json.dump({"tower": dataclasses.asdict(tower_config), "training": dataclasses.asdict(params),
                    "warm_start": warm_started.as_dict() if warm_started else None}, handle, indent=2)
     warm_start.write_weights(model.query_tower, model.candidate_tower, output_dir)
-    vocabulary = vocabularies(tf_transform_output)
+    vocabulary = exported.Vocabularies.of_transform(tf_transform_output)
     write_lines(os.path.join(output_dir, TRACK_VOCABULARY_FILE), list(vocabulary.tracks))
     write_lines(os.path.join(output_dir, STATION_VOCABULARY_FILE), list(vocabulary.stations))
     with tf.io.gfile.GFile(os.path.join(output_dir, FEEDBACK_EMBEDDINGS_FILE), "w") as handle:
@@ -216,17 +206,6 @@ def feedback_type_embeddings(query_tower: QueryTower) -> dict[str, list[float]]:
     """The learned embedding of each feedback type (contract.LABELS order)."""
     table = query_tower.label_embeddings()
     return {label: [float(value) for value in table[index]] for index, label in enumerate(contract.LABELS)}
-
-
-def track_counts_by_id(tf_transform_output: tft.TFTransformOutput) -> np.ndarray:
-    """Occurrence count per track id, the OOV id included (count 0)."""
-    _, counts = features.read_track_frequencies(tf_transform_output)
-    return np.concatenate([counts, np.zeros(features.NUM_OOV_BUCKETS, dtype=np.int64)])
-
-
-def vocabularies(tf_transform_output: tft.TFTransformOutput) -> exported.Vocabularies:
-    tracks, _ = features.read_track_frequencies(tf_transform_output)
-    return exported.Vocabularies(tracks, features.read_station_vocabulary(tf_transform_output))
 
 
 @dataclasses.dataclass
@@ -246,7 +225,7 @@ def train(fn_args, params: TrainingParams, strategy: Optional[tf.distribute.Stra
     strategy = strategy or tf.distribute.get_strategy()
     tf.keras.utils.set_random_seed(params.seed)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    counts = track_counts_by_id(tf_transform_output)
+    counts = features.track_counts_by_id(tf_transform_output)
     tower_config = TowerConfig(
         num_track_ids=features.num_track_ids(tf_transform_output),
         num_station_ids=features.num_station_ids(tf_transform_output),
@@ -273,7 +252,7 @@ def train(fn_args, params: TrainingParams, strategy: Optional[tf.distribute.Stra
         if params.warm_start:
             warm_started = warm_start.maybe_apply(model.query_tower, model.candidate_tower, tower_config,
                                                   getattr(fn_args, "base_model", None),
-                                                  vocabularies(tf_transform_output))
+                                                  exported.Vocabularies.of_transform(tf_transform_output))
         model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=params.learning_rate))
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     history = EvalAndHistory(model, eval_dataset, tower_config.num_track_ids, train_examples,
@@ -288,11 +267,6 @@ def train(fn_args, params: TrainingParams, strategy: Optional[tf.distribute.Stra
              tower_config.num_track_ids, tower_config.num_station_ids, strategy.num_replicas_in_sync)
     model.fit(train_dataset, epochs=params.epochs, callbacks=callbacks, verbose=2)
     return Trained(model, tower_config, history, warm_started)
-
-
-def exported_model_dir(model_uri: str) -> str:
-    """Where run_fn's exports sit inside a Trainer `model` artifact."""
-    return path_utils.serving_model_path(model_uri)
 
 
 def run_fn(fn_args) -> None:

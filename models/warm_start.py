@@ -17,11 +17,9 @@ from typing import Any, Optional
 import numpy as np
 import tensorflow as tf
 
-from models import exported, features, trainer  # module imports: trainer imports this module too
+from models import export_format, exported, features
 from models.towers import CandidateTower, QueryTower, TowerConfig, build_towers
 
-WEIGHTS_PREFIX = os.path.join("weights", "towers")
-"""Checkpoint prefix inside a Trainer export."""
 ARCHITECTURE_FIELDS = ("embedding_dim", "num_layers", "num_heads", "max_history", "item_bias")
 
 log = logging.getLogger(__name__)
@@ -44,7 +42,7 @@ class WarmStart:
 
 def write_weights(query_tower: QueryTower, candidate_tower: CandidateTower, export_dir: str) -> None:
     tf.train.Checkpoint(query_tower=query_tower, candidate_tower=candidate_tower).write(
-        os.path.join(export_dir, WEIGHTS_PREFIX))
+        os.path.join(export_dir, export_format.WEIGHTS_PREFIX))
 
 
 def build(query_tower: QueryTower, candidate_tower: CandidateTower, config: TowerConfig) -> None:
@@ -61,27 +59,23 @@ def build(query_tower: QueryTower, candidate_tower: CandidateTower, config: Towe
 
 def export_dir_of(base_model: str) -> str:
     """The export folder inside a Trainer model artifact (or the folder itself)."""
-    for candidate in (trainer.exported_model_dir(base_model), base_model):
-        if tf.io.gfile.exists(os.path.join(candidate, trainer.MODEL_CONFIG_FILE)):
+    for candidate in (export_format.exported_model_dir(base_model), base_model):
+        if tf.io.gfile.exists(os.path.join(candidate, export_format.MODEL_CONFIG_FILE)):
             return candidate
-    raise FileNotFoundError(f"warm start: {base_model} holds no Trainer export ({trainer.MODEL_CONFIG_FILE})")
+    raise FileNotFoundError(f"warm start: {base_model} holds no Trainer export ({export_format.MODEL_CONFIG_FILE})")
 
 
 def load_base(export_dir: str) -> tuple[QueryTower, CandidateTower, TowerConfig, exported.Vocabularies]:
-    if not tf.io.gfile.exists(os.path.join(export_dir, WEIGHTS_PREFIX + ".index")):
-        raise FileNotFoundError(f"warm start: {export_dir} has no {WEIGHTS_PREFIX} checkpoint (exported by an older "
-                                "Trainer); run once with --set warm_start=false")
-    with tf.io.gfile.GFile(os.path.join(export_dir, trainer.MODEL_CONFIG_FILE)) as handle:
+    if not tf.io.gfile.exists(os.path.join(export_dir, export_format.WEIGHTS_PREFIX + ".index")):
+        raise FileNotFoundError(f"warm start: {export_dir} has no {export_format.WEIGHTS_PREFIX} checkpoint "
+                                "(exported by an older Trainer); run once with --set warm_start=false")
+    with tf.io.gfile.GFile(os.path.join(export_dir, export_format.MODEL_CONFIG_FILE)) as handle:
         config = TowerConfig(**json.load(handle)["tower"])
     query_tower, candidate_tower = build_towers(config)
     build(query_tower, candidate_tower, config)
     tf.train.Checkpoint(query_tower=query_tower, candidate_tower=candidate_tower).read(
-        os.path.join(export_dir, WEIGHTS_PREFIX)).assert_existing_objects_matched()
-    vocabularies = exported.Vocabularies(
-        features.read_lines(os.path.join(export_dir, trainer.TRACK_VOCABULARY_FILE)),
-        features.read_lines(os.path.join(export_dir, trainer.STATION_VOCABULARY_FILE)),
-    )
-    return query_tower, candidate_tower, config, vocabularies
+        os.path.join(export_dir, export_format.WEIGHTS_PREFIX)).assert_existing_objects_matched()
+    return query_tower, candidate_tower, config, exported.Vocabularies.read(export_dir)
 
 
 def remap_rows(new_table: np.ndarray, base_table: np.ndarray, base_ids: np.ndarray, base_oov_id: int) -> int:

@@ -9,7 +9,7 @@ from typing import Any, Iterable
 from components.feedback_labeler.sequences import LabelingParams
 from components.retrieval_evaluator.blessing import EvaluationParams
 from models.params import DEFAULT_STRATEGY, MULTI_WORKER_STRATEGY, TrainingParams
-from models.serving_export import BRUTE_FORCE, SCANN, ScannParams, ServingParams
+from models.serving_params import BRUTE_FORCE, SCANN, ScannParams, ServingParams
 from schema import contract
 
 PIPELINE_NAME = "music_retrieval"

@@ -17,14 +17,15 @@ import logging
 import os
 import pathlib
 import sys
-from typing import Optional, Sequence, TextIO
+from typing import TYPE_CHECKING, Optional, Sequence, TextIO
 
-from tfx import v1 as tfx
+from pipeline import configs
 
-from models.trainer import TRAINING_HISTORY_FILE
-from pipeline import configs, run_outputs
-from components.span_window import executor as span_window
-from pipeline.pipeline import EXAMPLE_GEN_ID, create_pipeline
+if TYPE_CHECKING:
+    from pipeline import run_outputs
+
+# TFX, TensorFlow and the pipeline's components are imported inside the functions that run or read a pipeline,
+# so that `--help` and a bad `--set` answer at once, without TensorFlow's start-up time and log lines.
 
 EXIT_ANOMALIES = 3
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -57,6 +58,11 @@ def run(
     extra_beam_args: Sequence[str] = (),
 ) -> RunResult:
     """Runs the pipeline to completion (raises if any component fails) and reads back what it wrote."""
+    from tfx import v1 as tfx
+
+    from pipeline import run_outputs
+    from pipeline.pipeline import create_pipeline
+
     if not data_root.is_dir():
         raise FileNotFoundError(f"--data {data_root} is not a directory")
     root.mkdir(parents=True, exist_ok=True)
@@ -83,12 +89,19 @@ def run(
 
 
 def example_gen_spans(store, outputs: dict[str, dict[str, list[str]]]) -> list[int]:
+    from components.span_window import executor as span_window
+    from pipeline import run_outputs
+    from pipeline.pipeline import EXAMPLE_GEN_ID
+
     uris = outputs.get(EXAMPLE_GEN_ID, {}).get("examples", [])
     text = run_outputs.string_property(store, uris[0], span_window.WINDOW_SPANS_PROPERTY) if uris else None
     return [int(span) for span in text.split(",")] if text else []
 
 
 def print_report(result: RunResult, out: TextIO | None = None) -> None:
+    from models.export_format import TRAINING_HISTORY_FILE
+    from pipeline import run_outputs
+
     out = out or sys.stdout
     print("Artifacts of this run:", file=out)
     for component, keys in sorted(result.outputs.items()):

@@ -20,7 +20,7 @@ import pandas as pd
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 
-from models import serving_export, trainer
+from models import export_format, serving_export
 from models.features import read_lines
 from pipeline import configs
 from pipeline.demo_request import read_log
@@ -48,10 +48,10 @@ class Exports:
         for path in (scann, brute_force):
             if not (pathlib.Path(path) / "saved_model.pb").is_file():
                 raise FileNotFoundError(f"{path} is not a pushed SavedModel version folder")
-        directory = trainer.exported_model_dir(trainer_model_uri)
-        if not tf.io.gfile.exists(os.path.join(directory, trainer.TRACK_VOCABULARY_FILE)):
+        directory = export_format.exported_model_dir(trainer_model_uri)
+        if not tf.io.gfile.exists(os.path.join(directory, export_format.TRACK_VOCABULARY_FILE)):
             directory = trainer_model_uri
-        tracks = tuple(read_lines(os.path.join(directory, trainer.TRACK_VOCABULARY_FILE)))
+        tracks = tuple(read_lines(os.path.join(directory, export_format.TRACK_VOCABULARY_FILE)))
         if len(tracks) <= TOP_K + EXCLUDE_WIDTH:
             raise ValueError(f"a catalog of {len(tracks)} tracks is too small to test K={TOP_K}, E={EXCLUDE_WIDTH}")
         return cls(pathlib.Path(scann), pathlib.Path(brute_force), tracks)

@@ -11,20 +11,13 @@ from typing import NamedTuple
 
 import pytest
 
+from pipeline.configs import IMAGE_PROJECT_DIR
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
 RUNTIME_ROOTS = ("pipeline", "components", "models")
 """Where run-time code starts; everything they import from the repo must be in the image."""
-
-
-def image_project_dir() -> str:
-    """image_project_dir() read from the source: importing pipeline.configs pulls in TensorFlow."""
-    tree = ast.parse((REPO_ROOT / "pipeline" / "configs.py").read_text())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "IMAGE_PROJECT_DIR" for t in node.targets):
-            return ast.literal_eval(node.value)
-    raise AssertionError("pipeline/configs.py defines no IMAGE_PROJECT_DIR")
 
 
 class Instruction(NamedTuple):
@@ -171,9 +164,9 @@ def test_the_image_runs_the_makefiles_import_check_after_the_hook() -> None:
 
 
 def test_workdir_and_pythonpath_are_the_image_project_dir() -> None:
-    assert by_keyword("WORKDIR") == [image_project_dir()]
+    assert by_keyword("WORKDIR") == [IMAGE_PROJECT_DIR]
     values = env()
-    assert values["PYTHONPATH"] == image_project_dir()
+    assert values["PYTHONPATH"] == IMAGE_PROJECT_DIR
     assert values["TF_USE_LEGACY_KERAS"] == "1" and values["PYTHONUNBUFFERED"] == "1"
 
 
@@ -186,7 +179,7 @@ def test_every_repo_package_the_runtime_code_imports_is_copied() -> None:
     for flags, sources, dest in copies():
         for source in sources:
             if source.rstrip("/") in needed:
-                assert dest.rstrip("/") == source.rstrip("/"), f"COPY {source} must land at {image_project_dir()}/{source}"
+                assert dest.rstrip("/") == source.rstrip("/"), f"COPY {source} must land at {IMAGE_PROJECT_DIR}/{source}"
 
 
 def test_dependencies_layer_comes_before_code_layers() -> None:

@@ -18,7 +18,7 @@ import pytest
 
 from listening_logs import spans
 from experiments import training
-from models import trainer
+from models import export_format
 from pipeline import configs, local_runner
 from tests.conftest import REPO_ROOT, random_log
 
@@ -99,7 +99,8 @@ def scheduled_runs(tmp_path_factory) -> ScheduledRuns:
 
 def model_config(result: local_runner.RunResult) -> dict:
     model_uri = result.outputs["Trainer"]["model"][0]
-    return json.loads((pathlib.Path(trainer.exported_model_dir(model_uri)) / trainer.MODEL_CONFIG_FILE).read_text())
+    export = pathlib.Path(export_format.exported_model_dir(model_uri))
+    return json.loads((export / export_format.MODEL_CONFIG_FILE).read_text())
 
 
 def test_first_run_reads_span_1_trains_cold_and_is_pushed(scheduled_runs):
@@ -124,7 +125,7 @@ def test_resumed_run_reuses_finished_steps_and_reads_the_new_span_with_its_windo
 
 def test_resumed_trainer_warm_starts_from_the_first_blessed_model(scheduled_runs):
     warm = model_config(scheduled_runs.resumed)["warm_start"]
-    first_model = trainer.exported_model_dir(scheduled_runs.first.outputs["Trainer"]["model"][0])
+    first_model = export_format.exported_model_dir(scheduled_runs.first.outputs["Trainer"]["model"][0])
     assert warm["base_model"] == first_model
     assert warm["tracks_copied"] > 100 and warm["variables_copied"] > 10
     assert warm["tracks_copied"] + warm["tracks_new"] == model_config(scheduled_runs.resumed)["tower"]["num_track_ids"]
@@ -169,6 +170,6 @@ def test_two_trainer_workers_train_together_with_multi_worker_mirrored(scheduled
     assert statuses == [0, 0], logs[0][-3000:] + logs[1][-3000:]
     assert all("2 replica(s)" in text for text in logs)
     export = tmp_path / "out" / training.MODEL_DIR
-    assert (export / trainer.MODEL_CONFIG_FILE).is_file() and (export / trainer.QUERY_MODEL_DIR).is_dir()
-    history = json.loads((tmp_path / "out" / training.RUN_DIR / trainer.TRAINING_HISTORY_FILE).read_text())
+    assert (export / export_format.MODEL_CONFIG_FILE).is_file() and (export / export_format.QUERY_MODEL_DIR).is_dir()
+    history = json.loads((tmp_path / "out" / training.RUN_DIR / export_format.TRAINING_HISTORY_FILE).read_text())
     assert len(history["epochs"]) == 2

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from models import evaluation, features, inputs, trainer
+from models import evaluation, export_format, features, inputs
 from pipeline import configs, local_runner, run_outputs
 from tests.conftest import TRAINED_SETTINGS, TrainedPipeline
 
@@ -43,7 +43,7 @@ def eval_dataset(result: local_runner.RunResult, params) -> tuple[tf.data.Datase
 
 def test_training_lowers_the_loss_and_writes_its_history(trained):
     run_dir = pathlib.Path(trained.outputs["Trainer"]["model_run"][0])
-    rows = json.loads((run_dir / trainer.TRAINING_HISTORY_FILE).read_text())["epochs"]
+    rows = json.loads((run_dir / export_format.TRAINING_HISTORY_FILE).read_text())["epochs"]
     assert len(rows) == 4
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
     for key in ("wall_seconds", "train_loss", "eval_pairwise_accuracy", "eval_recall_at_10", "eval_recall_at_100",
@@ -55,18 +55,18 @@ def test_training_lowers_the_loss_and_writes_its_history(trained):
 def test_trained_towers_beat_most_popular_on_eval(trained):
     params = configs.with_overrides(configs.PipelineConfig(), SETTINGS).training_params()
     dataset, tf_transform_output = eval_dataset(trained, params)
-    model_dir = pathlib.Path(trainer.exported_model_dir(trained.outputs["Trainer"]["model"][0]))
-    query_model = tf.saved_model.load(str(model_dir / trainer.QUERY_MODEL_DIR)).signatures["serving_default"]
-    embeddings = np.load(model_dir / trainer.CANDIDATE_EMBEDDINGS_FILE)
+    model_dir = pathlib.Path(export_format.exported_model_dir(trained.outputs["Trainer"]["model"][0]))
+    query_model = tf.saved_model.load(str(model_dir / export_format.QUERY_MODEL_DIR)).signatures["serving_default"]
+    embeddings = np.load(model_dir / export_format.CANDIDATE_EMBEDDINGS_FILE)
     assert embeddings.shape[0] == features.num_track_ids(tf_transform_output)
 
     def exported_scorer(batch):
         keys = (features.HISTORY_TRACK_IDS_XF, features.HISTORY_LABELS_XF, features.HISTORY_MASK, features.STATION_ID_XF)
-        query = query_model(**{key: batch[key] for key in keys})[trainer.QUERY_EMBEDDING]
+        query = query_model(**{key: batch[key] for key in keys})[export_format.QUERY_EMBEDDING]
         return tf.matmul(query, embeddings, transpose_b=True).numpy()
 
     model = evaluation.evaluate(dataset, exported_scorer)
-    baseline = evaluation.evaluate(dataset, evaluation.popularity_scorer(trainer.track_counts_by_id(tf_transform_output)))
+    baseline = evaluation.evaluate(dataset, evaluation.popularity_scorer(features.track_counts_by_id(tf_transform_output)))
     assert model["pairs"] == baseline["pairs"] > 100
     assert model["pairwise_accuracy"] > baseline["pairwise_accuracy"], (model, baseline)
     assert model["recall_at_k"][100] > baseline["recall_at_k"][100] + 0.1, (model, baseline)

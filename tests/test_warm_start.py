@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models import exported, features, trainer, warm_start
+from models import export_format, exported, features, trainer, warm_start
 from models.towers import TowerConfig, build_towers
 
 BASE_TRACKS = ["a", "b", "c"]
@@ -34,9 +34,9 @@ def base_export(tmp_path: pathlib.Path):
     warm_start.build(query, candidate, config)
     export = tmp_path / "base"
     export.mkdir()
-    (export / trainer.MODEL_CONFIG_FILE).write_text(json.dumps({"tower": dataclasses.asdict(config)}))
-    trainer.write_lines(str(export / trainer.TRACK_VOCABULARY_FILE), BASE_TRACKS)
-    trainer.write_lines(str(export / trainer.STATION_VOCABULARY_FILE), BASE_STATIONS)
+    (export / export_format.MODEL_CONFIG_FILE).write_text(json.dumps({"tower": dataclasses.asdict(config)}))
+    trainer.write_lines(str(export / export_format.TRACK_VOCABULARY_FILE), BASE_TRACKS)
+    trainer.write_lines(str(export / export_format.STATION_VOCABULARY_FILE), BASE_STATIONS)
     warm_start.write_weights(query, candidate, str(export))
     return export, query, candidate
 

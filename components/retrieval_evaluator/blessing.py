@@ -6,7 +6,7 @@ import dataclasses
 import math
 from typing import Any, Mapping, Optional
 
-from models.evaluation import SliceRules
+from models.slice_rules import SliceRules
 
 ABSOLUTE = "absolute_threshold"
 ANN_RECALL = "ann_recall_floor"

@@ -13,7 +13,7 @@ from components.feedback_labeler.component import FeedbackStats
 from components import ARTIFACT_TYPE_NAMESPACE
 from components.parameters import execution_parameters
 from components.retrieval_evaluator import blessing, executor
-from models.serving_export import ScannParams
+from models.serving_params import ScannParams
 
 
 class RetrievalEvaluation(types.Artifact):

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow_transform as tft
 
 from components.retrieval_evaluator import blessing
-from models import evaluation, inputs, metrics, responsiveness, serving_export, trainer
+from models import evaluation, features, inputs, metrics, responsiveness, serving_export
 from models.exported import ExportedModel, IdMap, Vocabularies
 from schema import contract
 
@@ -42,7 +42,7 @@ class RunData:
         return tft.TFTransformOutput(self.transform_graph_uri)
 
     def vocabularies(self) -> Vocabularies:
-        return trainer.vocabularies(self.transform_output)
+        return Vocabularies.of_transform(self.transform_output)
 
 
 def collect_for(model: ExportedModel, data: RunData, split: str = contract.TEST,
@@ -145,7 +145,7 @@ def evaluate_model(model: ExportedModel, data: RunData, params: blessing.Evaluat
     if len(collected) == 0:
         raise ValueError(f"no test examples under {data.split_pattern(contract.TEST)}; the time split left the "
                          "test period empty (check test_cutoff and the spans read)")
-    counts = trainer.track_counts_by_id(data.transform_output)
+    counts = features.track_counts_by_id(data.transform_output)
     selections = evaluation.slice_selections(
         collected, params.slice_rules(), inputs.user_example_counts(data.split_pattern(contract.TRAIN), data.transform_output),
         counts)

@@ -18,9 +18,9 @@ from tfx.types import artifact_utils
 from components.feedback_labeler import executor as labeler_executor
 from components.parameters import from_exec_properties
 from components.retrieval_evaluator import blessing, evaluate, report
-from models import trainer
+from models import export_format
 from models.exported import ExportedModel
-from models.serving_export import ScannParams
+from models.serving_params import ScannParams
 
 EVALUATION_FILE = "evaluation.json"
 REPORT_FILE = "evaluation.html"
@@ -76,7 +76,7 @@ class Executor(base_executor.BaseExecutor):
             coverage = _read_json(os.path.join(stats_artifact.uri, labeler_executor.STATS_FILE))["coverage_by_input_policy"]
         history = None
         if run_artifact is not None:
-            history = _read_json(os.path.join(run_artifact.uri, trainer.TRAINING_HISTORY_FILE))["epochs"]
+            history = _read_json(os.path.join(run_artifact.uri, export_format.TRAINING_HISTORY_FILE))["epochs"]
         result = evaluate.evaluate_model(model, evaluate.RunData(graph.uri, examples.uri), params, scann=scann,
                                          baseline=baseline, coverage_by_input_policy=coverage, training_history=history)
         result = {"model": model_artifact.uri, "evaluator_version": EVALUATOR_VERSION, **evaluate.json_safe(result)}

@@ -12,14 +12,14 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from components.parameters import execution_parameters
 from components.retrieval_evaluator.component import RetrievalEvaluation
 from components.serving_exporter import executor
-from models import serving_export
+from models import serving_params
 
 
 class ServingExporterSpec(types.ComponentSpec):
     PARAMETERS = {
-        **execution_parameters(serving_export.ServingParams),
-        **execution_parameters(serving_export.ScannParams),
-        **{f"{kind}_model_name": ExecutionParameter(type=str) for kind in serving_export.INDEX_KINDS},
+        **execution_parameters(serving_params.ServingParams),
+        **execution_parameters(serving_params.ScannParams),
+        **{f"{kind}_model_name": ExecutionParameter(type=str) for kind in serving_params.INDEX_KINDS},
         "exporter_version": ExecutionParameter(type=str),
     }
     INPUTS = {
@@ -38,13 +38,13 @@ class ServingExporter(base_component.BaseComponent):
     SPEC_CLASS = ServingExporterSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
-    def __init__(self, model: types.BaseChannel, serving: serving_export.ServingParams,
-                 scann: serving_export.ScannParams, model_names: dict[str, str],
+    def __init__(self, model: types.BaseChannel, serving: serving_params.ServingParams,
+                 scann: serving_params.ScannParams, model_names: dict[str, str],
                  evaluation: Optional[types.BaseChannel] = None) -> None:
         super().__init__(spec=ServingExporterSpec(
             model=model, evaluation=evaluation,
             **{key: types.Channel(type=standard_artifacts.Model) for key in executor.OUTPUT_KEYS.values()},
             **dataclasses.asdict(serving), **dataclasses.asdict(scann),
-            **{f"{kind}_model_name": model_names[kind] for kind in serving_export.INDEX_KINDS},
+            **{f"{kind}_model_name": model_names[kind] for kind in serving_params.INDEX_KINDS},
             exporter_version=executor.EXPORTER_VERSION,
         ))
