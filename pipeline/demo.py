@@ -19,8 +19,8 @@ import time
 from typing import Sequence
 
 from listening_logs import simulate
-from models import serving_export
-from pipeline import configs, demo_request, local_runner, pipeline
+from models.serving_params import SCANN
+from pipeline import configs, local_runner
 from schema import contract
 
 MARKER = ".written-by-pipeline-demo"
@@ -82,11 +82,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 def serve_and_ask(result: local_runner.RunResult, config: configs.PipelineConfig, data: pathlib.Path,
                   out: pathlib.Path) -> int:
     """Step 3: the gRPC server over the pushed ScaNN model, one client request, the answer judged by the truth."""
-    pusher = pipeline.PUSHER_IDS[serving_export.SCANN]
+    # Imported here, not at the top, so that `--help` and argument errors answer without TensorFlow.
+    from pipeline import demo_request
+    from pipeline.pipeline import PUSHER_IDS
+
+    pusher = PUSHER_IDS[SCANN]
     if not result.pushed.get(pusher):
         print("[3/3] nothing to serve: the model was not blessed (the evaluator's reasons are above)")
         return EXIT_NOT_BLESSED
-    model_name = configs.SERVED_MODEL_NAMES[serving_export.SCANN]
+    model_name = configs.SERVED_MODEL_NAMES[SCANN]
     log = demo_request.read_log(data)
     listener = demo_request.keenest_listener(log, config.max_history)
     started = time.perf_counter()

@@ -17,13 +17,13 @@ import os
 import pathlib
 import re
 import sys
-from typing import Optional, Sequence
-
-from tfx import v1 as tfx
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from pipeline import configs
-from pipeline.pipeline import create_pipeline
 from schema import contract
+
+if TYPE_CHECKING:
+    from tfx import v1 as tfx
 
 DIRECT_RUNNER = "DirectRunner"
 BEAM_RUNNERS = (DIRECT_RUNNER, "DataflowRunner", "FlinkRunner", "SparkRunner")
@@ -70,6 +70,10 @@ def compile_spec(
     pipeline_name: str = configs.KUBEFLOW_PIPELINE_NAME,
 ) -> tfx.dsl.Pipeline:
     """Writes the pipeline spec JSON to `output`; returns the pipeline it compiled (for inspection)."""
+    from tfx import v1 as tfx  # here, not at the top: `--help` and argument errors answer without TensorFlow
+
+    from pipeline.pipeline import create_pipeline
+
     if not PIPELINE_NAME_PATTERN.fullmatch(pipeline_name):
         raise ValueError(f"pipeline name {pipeline_name!r} must match {PIPELINE_NAME_PATTERN.pattern} (KFP's rule)")
     pipeline = create_pipeline(

@@ -10,6 +10,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGES = ("models", "components", "pipeline", "listening_logs", "schema", "serving", "experiments", "benchmarks",
             "reports", "envsetup")
@@ -152,3 +154,24 @@ def test_pipeline_configs_imports_without_tensorflow():
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "", f"import pipeline.configs loaded {result.stdout.strip()}"
+
+
+FAST_HELP_CLIS = ("pipeline.local_runner", "pipeline.kubeflow_runner", "pipeline.demo", "pipeline.schedule",
+                  "experiments.loss_ablation", "listening_logs.profile", "listening_logs.simulate")
+"""Command lines whose `--help` (and argument errors) must answer before any TensorFlow is imported."""
+
+
+@pytest.mark.parametrize("module", FAST_HELP_CLIS)
+def test_help_prints_only_the_help_without_loading_tensorflow(module):
+    probe = ("import runpy, sys\n"
+             f"sys.argv = [{module!r}, '--help']\n"
+             "try:\n"
+             f"    runpy.run_module({module!r}, run_name='__main__')\n"
+             "except SystemExit as exit:\n"
+             "    assert exit.code in (0, None), exit.code\n"
+             "print('LOADED:' + ','.join(name for name in ('tensorflow', 'tfx') if name in sys.modules))\n")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: "), result.stdout[:200]
+    assert result.stderr == "", f"{module} --help printed to stderr:\n{result.stderr[:2000]}"
+    assert result.stdout.rstrip().endswith("LOADED:"), f"{module} --help imported {result.stdout.rsplit('LOADED:', 1)[-1]}"
