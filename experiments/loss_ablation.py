@@ -85,8 +85,9 @@ def summarize(rows: list[dict[str, Any]], variants: Sequence[str]) -> dict[str, 
     return summary
 
 
-def markdown(summary: dict[str, dict[str, Any]], seeds: list[int], caption: str) -> str:
-    """The table: mean ± sd over seeds per variant."""
+def markdown(summary: dict[str, dict[str, Any]], seeds: list[int], caption: str,
+             most_popular: Optional[dict[str, Optional[float]]] = None) -> str:
+    """The table: mean ± sd over seeds per variant, and the most-popular baseline on the same test split."""
 
     def cell(entry: dict[str, Any], key: str, digits: int = 3) -> str:
         value, spread = entry.get(key), entry.get(f"{key}_sd")
@@ -105,6 +106,9 @@ def markdown(summary: dict[str, dict[str, Any]], seeds: list[int], caption: str)
             f"{entry['relative_gain']:+.1%}" + (f" ± {entry['relative_gain_sd']:.1%}"
                                                 if entry["relative_gain_sd"] is not None else ""))
         lines.append("| " + " | ".join([variant, *[cell(entry, key) for key, _ in METRICS], gain, ratio]) + " |")
+    if most_popular:
+        lines.append("| most_popular (baseline) | " + " | ".join(cell(most_popular, key) for key, _ in METRICS)
+                     + " | — | — |")
     return "\n".join(lines) + "\n"
 
 
@@ -236,7 +240,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     record = ablate(data, config, seeds, variants, args.out)
     record["run"] = str(args.run)
     (args.out / ABLATION_JSON).write_text(json.dumps(record, indent=2, default=str))
-    table = markdown(record["summary"], seeds, args.caption)
+    table = markdown(record["summary"], seeds, args.caption, record["most_popular"])
     (args.out / ABLATION_MD).write_text(table)
     print(table)
     return 0

@@ -502,7 +502,8 @@ class Experiments:
             record = loss_ablation.ablate(self.base.data, self.plan.config, seeds, variants,
                                           self.plan.out / "trainings" / "loss-formulations",
                                           say=lambda message: self.progress.say(message.strip()))
-        record["table_markdown"] = loss_ablation.markdown(record["summary"], seeds, "Loss formulations")
+        record["table_markdown"] = loss_ablation.markdown(record["summary"], seeds, "Loss formulations",
+                                                          record["most_popular"])
         return record
 
     def train_sweep(self) -> dict[int, tuple[training.TrainedVariant, dict[str, Any]]]:
