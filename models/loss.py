@@ -344,7 +344,10 @@ class RetrievalLoss(tf.keras.layers.Layer):
 
     def __init__(self, negative_loss: str = PAIRWISE, negative_loss_weight: float = 1.0,
                  temperature: float = 1.0, hard_negative_weight: float = NO_WEIGHT, use_logq: bool = True,
-                 **layer_kwargs: Any) -> None:
+                 shared_columns: int = 0, **layer_kwargs: Any) -> None:
+        """shared_columns: trailing embedding columns that score every listener alike (the item bias); the
+        real-negative term leaves them out, so one listener's rejection shapes what is personal to them and
+        not the track's standing with everyone (the softmax still trains them)."""
         super().__init__(**layer_kwargs)
         if negative_loss not in NEGATIVE_LOSSES:
             raise ValueError(f"negative_loss must be one of {NEGATIVE_LOSSES}, got {negative_loss!r}")
@@ -352,6 +355,9 @@ class RetrievalLoss(tf.keras.layers.Layer):
             raise ValueError(f"negative_loss_weight must be >= 0, got {negative_loss_weight}")
         self.negative_loss = negative_loss
         self.negative_loss_weight = float(negative_loss_weight)
+        if shared_columns < 0:
+            raise ValueError(f"shared_columns must be >= 0, got {shared_columns}")
+        self.shared_columns = int(shared_columns)
         self.softmax = SampledSoftmaxLoss(temperature, hard_negative_weight, use_logq)
         self._positive = PositiveLogits()
         self._hard = HardNegativeLogits()
@@ -362,7 +368,7 @@ class RetrievalLoss(tf.keras.layers.Layer):
         own = {key: value for key, value in self.softmax.get_config().items()
                if key in ("temperature", "hard_negative_weight", "use_logq")}
         return {**super().get_config(), **own, "negative_loss": self.negative_loss,
-                "negative_loss_weight": self.negative_loss_weight}
+                "negative_loss_weight": self.negative_loss_weight, "shared_columns": self.shared_columns}
 
     def per_example_loss(self, query: tf.Tensor, positive: tf.Tensor, positive_ids: tf.Tensor,
                          user_ids: tf.Tensor, positive_log_q: Optional[tf.Tensor] = None, *,
@@ -380,6 +386,8 @@ class RetrievalLoss(tf.keras.layers.Layer):
         if (self.negative_loss == SOFTMAX or self.negative_loss_weight == 0
                 or not _given("hard", hard=hard, hard_ids=hard_ids, hard_mask=hard_mask)):
             return per_example
+        if self.shared_columns:
+            query, positive, hard = (tensor[..., :-self.shared_columns] for tensor in (query, positive, hard))
         hard_logits, valid = self._hard(query, hard, hard_ids, hard_mask, positive_ids)
         if self.negative_loss == PAIRWISE:
             positive_logit = self._positive(query, positive) / self.softmax.temperature

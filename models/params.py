@@ -33,6 +33,7 @@ class TrainingParams:
     negative_loss: str
     negative_loss_weight: float
     item_bias: bool
+    negative_loss_on_bias: bool
     temperature: float
     embedding_dim: int
     num_layers: int

@@ -47,6 +47,7 @@ class RetrievalModel(tfrs.models.Model):
         self._loss = loss.RetrievalLoss(
             negative_loss=params.negative_loss, negative_loss_weight=params.negative_loss_weight,
             temperature=params.temperature, hard_negative_weight=params.hard_negative_weight,
+            shared_columns=1 if params.item_bias and not params.negative_loss_on_bias else 0,
         )
         self._sampler = loss.CandidateSampler(track_counts, params.sampler, params.sampler_alpha)
         self._positive_log_q = tf.constant(loss.in_batch_log_q(track_counts, params.batch_size), dtype=tf.float32)

@@ -455,3 +455,21 @@ def test_retrieval_loss_rejects_unknown_settings_and_round_trips_its_config():
     again = loss.RetrievalLoss.from_config(layer.get_config())
     assert (again.negative_loss, again.negative_loss_weight, again.softmax.temperature) == (
         loss.NOT_TO_RECOMMEND, 0.5, 0.05)
+
+
+def test_shared_columns_are_left_out_of_the_real_negative_term_only():
+    """A bias column (query 1, track b) moves the softmax but not the pairwise term when shared."""
+    inputs = one_row_with_two_hard_negatives()
+    with_bias = {**inputs,
+                 "query": f32([[1.0, 0.0, 1.0]]), "positive": f32([[0.6, 0.8, 0.1]]),
+                 "hard": f32([[[0.8, 0.6, 0.3], [0.0, 1.0, -0.2]]])}
+    shared = loss.RetrievalLoss(loss.PAIRWISE, temperature=0.5, use_logq=False, shared_columns=1)
+    # softmax over (s + b) / 0.5: positive 0.7 / 0.5 = 1.4, negatives 1.1 / 0.5 = 2.2 and -0.2 / 0.5 = -0.4
+    softmax = -1.4 + np.log(np.exp(1.4) + np.exp(2.2) + np.exp(-0.4))
+    pairwise = (np.log1p(np.exp(0.4)) + np.log1p(np.exp(-1.2))) / 2  # as without the bias column
+    assert_close(shared.per_example_loss(**with_bias), [softmax + pairwise])
+    whole = loss.RetrievalLoss(loss.PAIRWISE, temperature=0.5, use_logq=False)
+    pairwise_with_bias = (np.log1p(np.exp(2.2 - 1.4)) + np.log1p(np.exp(-0.4 - 1.4))) / 2
+    assert_close(whole.per_example_loss(**with_bias), [softmax + pairwise_with_bias])
+    with pytest.raises(ValueError, match="shared_columns"):
+        loss.RetrievalLoss(loss.PAIRWISE, shared_columns=-1)
