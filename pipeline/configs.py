@@ -98,7 +98,7 @@ class PipelineConfig:
     """A learned per-track bias in every score, started from the log-popularity: lets the model keep the
     popularity prior that logQ correction takes out of the softmax (an extra embedding column, so ScaNN and
     every scorer see it)."""
-    negative_loss_on_bias: bool = True
+    negative_loss_on_bias: bool = False
     """Whether the pairwise / not-to-recommend term also moves the item bias (False: only the personal part
     of the score, the cosine; one listener's skip then says 'not for me', not 'worse for everyone')."""
     temperature: float = 0.05
