@@ -37,6 +37,9 @@ class Collected:
     history_skips: np.ndarray
     negative_ranks: np.ndarray
     """Per example, the best rank among its held-out real negatives (inf when it has none)."""
+    negative_ids: np.ndarray
+    """Per example, its real negatives' ids [n, H] (padding where negative_mask is False)."""
+    negative_mask: np.ndarray
     disliked: dict[bytes, frozenset]
     """Per listener, every track a history token of theirs labels as disliked."""
 
@@ -48,7 +51,7 @@ def collect(dataset: tf.data.Dataset, scorer: Scorer, max_k: int = max(metrics.D
     """Scores every example once against the catalog, history tracks excluded (the target never)."""
     parts: dict[str, list[np.ndarray]] = {name: [] for name in (
         "user_ids", "target_ids", "ranks", "pair_wins", "pair_counts", "top_ids", "history_lengths", "history_skips",
-        "negative_ranks")}
+        "negative_ranks", "negative_ids", "negative_mask")}
     disliked: dict[bytes, set] = {}
     for batch in dataset:
         scores = scorer(batch)
@@ -74,6 +77,8 @@ def collect(dataset: tf.data.Dataset, scorer: Scorer, max_k: int = max(metrics.D
             masked, negative_ids, negative_mask, targets, history_ids, history_mask))
         parts["history_lengths"].append(history_mask.sum(axis=1))
         parts["history_skips"].append(((history_labels == SKIP_ID) & history_mask).sum(axis=1))
+        parts["negative_ids"].append(negative_ids)
+        parts["negative_mask"].append(negative_mask.astype(bool))
         for user, track in zip(*(array[(history_labels == DISLIKE_ID) & history_mask]
                                  for array in (np.broadcast_to(users[:, None], history_ids.shape), history_ids))):
             disliked.setdefault(user, set()).add(int(track))
@@ -139,6 +144,33 @@ def slice_selections(collected: Collected, rules: SliceRules, train_examples_by_
         "head_tracks": head,
         "tail_tracks": ~head,
     }
+
+
+def popularity_percentiles(track_counts: np.ndarray) -> np.ndarray:
+    """Each track id's play-count percentile among all ids: 100 x (ids played less + half of those played as
+    often) / ids, the same mid-rank `listening_logs.profile` reports for raw logs."""
+    counts = np.asarray(track_counts, dtype=np.float64)
+    ordered = np.sort(counts)
+    below = np.searchsorted(ordered, counts, side="left")
+    equal = np.searchsorted(ordered, counts, side="right") - below
+    return 100.0 * (below + 0.5 * equal) / max(1, counts.size)
+
+
+def rejection_popularity(collected: Collected, track_counts: np.ndarray) -> dict[str, object]:
+    """How popular the test targets and their real negatives are: whether this log is one where popularity
+    alone separates what listeners like from what they reject (docs/data-profiles.md)."""
+    percentile = popularity_percentiles(track_counts)
+    targets = percentile[collected.target_ids.astype(np.int64)] if len(collected) else np.zeros(0)
+    negatives = (percentile[collected.negative_ids.astype(np.int64)][collected.negative_mask]
+                 if len(collected) else np.zeros(0))
+
+    def describe(values: np.ndarray) -> dict[str, object]:
+        if values.size == 0:
+            return {"mean": float("nan"), "median": float("nan"), "count": 0}
+        return {"mean": float(values.mean()), "median": float(np.median(values)), "count": int(values.size)}
+
+    return {"target_popularity_percentile": describe(targets),
+            "real_negative_popularity_percentile": describe(negatives)}
 
 
 def embedding_scorer(query_tower: tf.keras.Model, candidate_embeddings: np.ndarray) -> Scorer:

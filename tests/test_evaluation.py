@@ -85,3 +85,21 @@ def test_slice_rules_refuse_inconsistent_cuts():
         evaluation.SliceRules(10, 10, 0.5, 0.5)
     with pytest.raises(ValueError, match="head_play_share"):
         evaluation.SliceRules(1, 10, 0.5, 0.0)
+
+
+def test_popularity_percentiles_are_mid_ranks_and_rejections_are_profiled():
+    from models import evaluation as ev
+
+    counts = np.array([0, 5, 5, 10])  # ids 0..3
+    # id 0: nothing below, 1 equal -> 12.5; ids 1, 2: 1 below, 2 equal -> 50; id 3: 3 below -> 87.5
+    np.testing.assert_allclose(ev.popularity_percentiles(counts), [12.5, 50.0, 50.0, 87.5])
+    collected = ev.Collected(
+        user_ids=np.array([b"u", b"v"]), target_ids=np.array([3, 1]), ranks=np.zeros(2), pair_wins=np.zeros(2),
+        pair_counts=np.zeros(2), top_ids=np.zeros((2, 1), dtype=np.int64), history_lengths=np.zeros(2),
+        history_skips=np.zeros(2), negative_ranks=np.full(2, np.inf),
+        negative_ids=np.array([[0, 2], [0, 0]]), negative_mask=np.array([[True, True], [True, False]]),
+        disliked={})
+    profile = ev.rejection_popularity(collected, counts)
+    assert profile["target_popularity_percentile"] == {"mean": 68.75, "median": 68.75, "count": 2}
+    # negatives: ids 0, 2 of row 0 and id 0 of row 1 -> 12.5, 50, 12.5
+    assert profile["real_negative_popularity_percentile"] == {"mean": 25.0, "median": 12.5, "count": 3}

@@ -135,11 +135,13 @@ def evaluate_model(model: ExportedModel, data: RunData, params: blessing.Evaluat
                    coverage_by_input_policy: Optional[Mapping[str, Any]] = None,
                    training_history: Optional[Sequence[Mapping[str, Any]]] = None,
                    artist_by_track: Optional[Mapping[str, str]] = None,
-                   artist_reason: str = NO_ARTIST_REASON) -> dict[str, Any]:
+                   artist_reason: str = NO_ARTIST_REASON,
+                   log_summary: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
     """Every number evaluation.json holds, and the blessing decision.
 
     artist_by_track (raw track id -> artist id) feeds responsiveness' artist_share_drop; without it that
-    number is null with artist_reason, and the neighbour-based drop is still measured."""
+    number is null with artist_reason, and the neighbour-based drop is still measured.
+    log_summary (FeedbackLabeler's label counts and examples per split) goes into the report's data section."""
     hard = int(model.config["training"]["max_hard_negatives"])
     collected = collect_for(model, data, max_hard_negatives=hard)
     if len(collected) == 0:
@@ -156,6 +158,9 @@ def evaluate_model(model: ExportedModel, data: RunData, params: blessing.Evaluat
                                 model.max_history, hard),
         evaluation.popularity_scorer(counts))
     result["most_popular"] = evaluation.summarize(popularity)
+    result["data"] = {**(dict(log_summary) if log_summary else {}),
+                      **evaluation.rejection_popularity(collected, counts),
+                      "most_popular_pairwise_accuracy": result["most_popular"]["pairwise_accuracy"]}
     result["baseline"] = None
     if baseline is not None:
         result["baseline"] = {"model": baseline.directory,

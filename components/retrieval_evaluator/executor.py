@@ -71,14 +71,17 @@ class Executor(base_executor.BaseExecutor):
 
         model = ExportedModel.load(model_artifact.uri)
         baseline = ExportedModel.load(baseline_artifact.uri) if baseline_artifact is not None else None
-        coverage = None
+        coverage, log_summary = None, None
         if stats_artifact is not None:
-            coverage = _read_json(os.path.join(stats_artifact.uri, labeler_executor.STATS_FILE))["coverage_by_input_policy"]
+            stats = _read_json(os.path.join(stats_artifact.uri, labeler_executor.STATS_FILE))
+            coverage = stats["coverage_by_input_policy"]
+            log_summary = {key: stats[key] for key in ("labels", "examples", "users", "tracks") if key in stats}
         history = None
         if run_artifact is not None:
             history = _read_json(os.path.join(run_artifact.uri, export_format.TRAINING_HISTORY_FILE))["epochs"]
         result = evaluate.evaluate_model(model, evaluate.RunData(graph.uri, examples.uri), params, scann=scann,
-                                         baseline=baseline, coverage_by_input_policy=coverage, training_history=history)
+                                         baseline=baseline, coverage_by_input_policy=coverage, training_history=history,
+                                         log_summary=log_summary)
         result = {"model": model_artifact.uri, "evaluator_version": EVALUATOR_VERSION, **evaluate.json_safe(result)}
 
         evaluation = artifact_utils.get_single_instance(output_dict["evaluation"])

@@ -146,11 +146,32 @@ def responsiveness_section(result: Mapping[str, Any]) -> str:
              f"RecSys 2023).")
 
 
+def data_section(result: Mapping[str, Any]) -> str:
+    """What kind of log this is: where rejected tracks sit in popularity, next to the liked targets."""
+    data = result.get("data")
+    if not data:
+        return html.section("Data", html.callout("The data profile was not measured."))
+    targets, negatives = data["target_popularity_percentile"], data["real_negative_popularity_percentile"]
+    rows = [["test targets", targets["mean"], targets["median"], targets["count"]],
+            ["their real negatives", negatives["mean"], negatives["median"], negatives["count"]]]
+    counts = [[name, value] for name, value in sorted((data.get("labels") or {}).items())]
+    counts += [[f"{split} examples", value] for split, value in sorted((data.get("examples") or {}).items())]
+    parts = [html.table(["test split", "popularity percentile, mean", "median", "count"], rows)]
+    if counts:
+        parts.append(html.table(["labels and examples (FeedbackLabeler)", "count"], counts))
+    return html.section(
+        "Data", *parts,
+        note=f"Popularity percentile: a track's play-count mid-rank among all tracks (as listening_logs.profile). "
+             f"When real negatives are far less popular than targets, most-popular alone separates them "
+             f"(its pairwise accuracy here: {html.fmt(data.get('most_popular_pairwise_accuracy'))}), and a model "
+             f"must keep that prior to beat it (docs/data-profiles.md).")
+
+
 def render(result: Mapping[str, Any]) -> str:
     verdict = "blessed" if result["blessed"] else "not blessed"
     return html.page(
         "RetrievalEvaluator report",
         blessing_section(result), metrics_section(result), ann_section(result), slices_section(result),
-        responsiveness_section(result), coverage_section(result),
+        responsiveness_section(result), data_section(result), coverage_section(result),
         training_section(result), similarity_section(result),
         subtitle=f"model {result.get('model', '')}: {verdict}")
