@@ -14,6 +14,11 @@ PAIRWISE = "pairwise"
 NOT_TO_RECOMMEND = "not_to_recommend"
 NEGATIVE_LOSSES: tuple[str, ...] = (SOFTMAX, PAIRWISE, NOT_TO_RECOMMEND)
 """How the listener's real negatives enter the loss (models.loss.RetrievalLoss)."""
+PAIRWISE_ACCURACY = "pairwise_accuracy"
+RECALL_AT_100 = "recall_at_100"
+PAIRWISE_PLUS_RECALL = "pairwise_accuracy+recall_at_100"
+EARLY_STOPPING_RULES: tuple[str, ...] = (PAIRWISE_PLUS_RECALL, PAIRWISE_ACCURACY, RECALL_AT_100)
+"""What the Trainer's early stopping maximises on the eval split (models.trainer.early_stopping_value)."""
 DEFAULT_STRATEGY = "default"
 MIRRORED_STRATEGY = "mirrored"
 MULTI_WORKER_STRATEGY = "multi_worker_mirrored"
@@ -43,6 +48,7 @@ class TrainingParams:
     batch_size: int
     epochs: int
     patience: int
+    early_stopping: str
     seed: int
     warm_start: bool
     distribution_strategy: str
@@ -54,6 +60,8 @@ class TrainingParams:
             raise ValueError(f"negative_loss must be one of {NEGATIVE_LOSSES}, got {self.negative_loss!r}")
         if self.negative_loss_weight < 0:
             raise ValueError(f"negative_loss_weight must be >= 0, got {self.negative_loss_weight}")
+        if self.early_stopping not in EARLY_STOPPING_RULES:
+            raise ValueError(f"early_stopping must be one of {EARLY_STOPPING_RULES}, got {self.early_stopping!r}")
         if self.distribution_strategy not in STRATEGIES:
             raise ValueError(f"distribution_strategy must be one of {STRATEGIES}, got {self.distribution_strategy!r}")
         positive = ("max_history", "embedding_dim", "num_heads", "batch_size", "epochs", "patience")

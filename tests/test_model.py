@@ -169,3 +169,14 @@ def test_item_bias_is_trained_by_the_loss():
     # negatives' (tracks 9, 10, 11) go down.
     assert dense[7] < 0 and dense[8] < 0
     assert dense[9] > 0 and dense[10] > 0 and dense[11] > 0
+
+
+def test_early_stopping_watches_accuracy_recall_or_their_sum():
+    from models.trainer import early_stopping_value
+
+    assert early_stopping_value("pairwise_accuracy", 0.6, 0.4) == 0.6
+    assert early_stopping_value("recall_at_100", 0.6, 0.4) == 0.4
+    assert early_stopping_value("pairwise_accuracy+recall_at_100", 0.6, 0.4) == pytest.approx(1.0)
+    assert early_stopping_value("pairwise_accuracy+recall_at_100", float("nan"), 0.4) == 0.4  # no pairs in eval
+    with pytest.raises(ValueError, match="early_stopping must be one of"):
+        early_stopping_value("ndcg", 0.6, 0.4)

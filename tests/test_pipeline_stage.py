@@ -38,7 +38,7 @@ def timestamps(examples: list[tf.train.Example]) -> list[int]:
 
 def test_latest_span_in_process(three_day_log, tmp_path):
     data, written = three_day_log
-    result = local_runner.run(data, tmp_path / "root", QUICK)
+    result = local_runner.run(data, tmp_path / "root", configs.with_overrides(QUICK, ["spans=latest"]))
     assert COMPONENTS <= set(result.outputs)
     examples = split_examples(result.outputs["ExampleGen"]["examples"][0])
     assert list(examples) == ["events"]
