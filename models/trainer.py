@@ -154,6 +154,7 @@ class EvalAndHistory(tf.keras.callbacks.Callback):
             "eval_recall_at_10": result["recall_at_k"][10],
             "eval_recall_at_100": result["recall_at_k"][100],
             "eval_mrr": result["mrr"],
+            "eval_early_stopping_value": logs[EARLY_STOPPING_METRIC],
         }
         self.rows.append(row)
         with self._writer.as_default(step=epoch + 1):

@@ -125,9 +125,11 @@ def feedback_stats_summary(stats: dict[str, Any]) -> list[str]:
 
 
 def training_summary(model_run_uri: str, history_file: str) -> list[str]:
-    """The best epoch by eval pairwise accuracy, and the training speed."""
+    """The epoch early stopping kept (the best by the value it watched; by eval pairwise accuracy for histories
+    written before it was recorded), and the training speed."""
     rows = json.loads((pathlib.Path(model_run_uri) / history_file).read_text())["epochs"]
-    best = max(rows, key=lambda row: (row["eval_pairwise_accuracy"], row["eval_recall_at_100"]))
+    best = max(rows, key=lambda row: (row.get("eval_early_stopping_value", row["eval_pairwise_accuracy"]),
+                                      row["eval_recall_at_100"]))
     speeds = [row["examples_per_second"] for row in rows[1:] or rows if row["examples_per_second"]]
     return [
         f"{len(rows)} epochs in {rows[-1]['wall_seconds']:.0f} s (training {rows[-1]['train_seconds_cumulative']:.0f} s), "

@@ -38,3 +38,7 @@ def test_training_summary_names_the_best_epoch(tmp_path):
     lines = run_outputs.training_summary(str(tmp_path), "history.json")
     assert lines[0] == "2 epochs in 20 s (training 14 s), 300 examples/s after the first epoch"
     assert lines[1] == "best epoch 2: eval pairwise accuracy 0.6000, recall@10 0.2000, recall@100 0.4000"
+    rows[0]["eval_early_stopping_value"], rows[1]["eval_early_stopping_value"] = 0.95, 0.90  # what training watched
+    (tmp_path / "history.json").write_text(json.dumps({"epochs": rows}))
+    lines = run_outputs.training_summary(str(tmp_path), "history.json")
+    assert lines[1].startswith("best epoch 1: ")
