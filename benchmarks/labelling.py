@@ -47,7 +47,6 @@ def run_pandas(parquet_dir: pathlib.Path, params: Any, events: int, sample_inter
 def run(profile: Profile, out: pathlib.Path, say: Callable[[str], None]) -> dict[str, Any]:
     """Simulates the log, runs Beam per worker count and pandas once, checks agreement; returns the section."""
     sizes = profile.log("labelling")
-    sizes.pop("preset")  # the labelling log is always the default preset (the labeller's speed, not the model)
     out.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
     frame = simulate.generate(simulate.SimulationConfig(**sizes)).frame()

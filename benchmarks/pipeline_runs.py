@@ -17,6 +17,7 @@ import time
 from typing import Any, Callable
 
 from benchmarks.settings import Profile
+from listening_logs import presets
 
 CACHE_OFF = "enable_cache=false"
 
@@ -39,12 +40,13 @@ class RunSpec:
         """The 'model' or 'pipeline' log of a profile; spans cover every simulated day, caching is off."""
         sizes = profile.log(prefix)
         settings = (f"spans=1-{sizes['days']}", CACHE_OFF, *profile.settings(prefix))
-        return cls(**sizes, settings=settings)
+        preset = profile.model_preset if prefix == "model" else presets.DEFAULT
+        return cls(**sizes, preset=preset, settings=settings)
 
     @property
     def name(self) -> str:
         digest = hashlib.sha1("\n".join(self.settings).encode()).hexdigest()[:8]
-        preset = "" if self.preset == "default" else f"-{self.preset}"
+        preset = "" if self.preset == presets.DEFAULT else f"-{self.preset}"
         return f"{self.events}-plays-{self.users}-users-{self.tracks}-tracks{preset}-{digest}"
 
 

@@ -141,7 +141,7 @@ class Profile:
     def log(self, prefix: str) -> dict[str, int]:
         """The simulator sizes of one log ('labelling', 'model' or 'pipeline')."""
         return {key: getattr(self, f"{prefix}_{key}") for key in ("users", "tracks", "events", "days")} | {
-            "seed": self.seed, "preset": self.model_preset if prefix == "model" else "default"}
+            "seed": self.seed}
 
     def settings(self, name: str) -> list[str]:
         """'a=1;b=2' -> ['a=1', 'b=2'] for model_settings, training_settings, pipeline_settings."""

@@ -1,7 +1,7 @@
 """A clone alone must be complete: no tracked file may lean on a folder beside the checkout or on a document
 that is not in the repository.
 
-Tests, docs and comments once pointed at `../shared/` (data, the environment freeze) and at "DESIGN §N" of a
+Tests, docs and comments once pointed at the shared folder beside the checkout (data, the environment freeze) and at "DESIGN §N" of a
 design document kept outside the repository; a fresh clone had dangling references and failing tests. The
 fixtures now live in tests/fixtures/ and the design in docs/design.md, and these checks keep it that way.
 """
@@ -15,7 +15,9 @@ import pytest
 from tests.conftest import REPO_ROOT
 
 THIS_FILE = pathlib.Path(__file__).resolve().relative_to(REPO_ROOT).as_posix()
-OUTSIDE_FOLDER_TEXTS = ("../shared", "shared/data", "/work/shared")
+SHARED = "shared"
+OUTSIDE_FOLDER_TEXTS = (f"../{SHARED}", f"{SHARED}/data", f"/work/{SHARED}")
+"""Built from parts, so that this file does not itself name the folder it forbids."""
 """Ways of naming the folder beside the checkout (or its data) that a clone does not have."""
 OUTSIDE_DESIGN_TEXT = "DESIGN §"
 """References into the old, outside design document; docs/design.md keeps its section numbers."""

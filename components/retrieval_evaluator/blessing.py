@@ -66,25 +66,32 @@ def _reason(rule: str, metric: str, value: float, threshold: float, passed: bool
     return {"rule": rule, "metric": metric, "value": value, "threshold": threshold, "passed": passed, "text": text}
 
 
+def _against_reference(rule: str, candidate: Mapping[str, Any], reference: Mapping[str, Any], tolerance: float,
+                        name: str) -> list[dict[str, Any]]:
+    """Each guarded metric must reach the reference's value minus the tolerance; a metric the reference could
+    not measure is not compared."""
+    reasons = []
+    for metric in GUARDED_METRICS:
+        before, value = metric_value(reference, metric), metric_value(candidate, metric)
+        needed = before - tolerance
+        if math.isnan(before):
+            reasons.append(_reason(rule, metric, value, needed, True,
+                                   f"the {name}'s {metric} is not measurable here: not compared"))
+            continue
+        passed = not math.isnan(value) and value >= needed
+        reasons.append(_reason(rule, metric, value, needed, passed,
+                               f"{metric} {value:.4f} {'>=' if passed else '<'} {name} {before:.4f} "
+                               f"(tolerance {tolerance:.4f})"))
+    return reasons
+
+
 def _most_popular_reasons(candidate: Mapping[str, Any], params: EvaluationParams) -> list[dict[str, Any]]:
     """A model that ranks no better than play counts is not worth serving, whatever came before it."""
     popular = candidate.get("most_popular")
     if popular is None:
         return [_reason(BEATS_MOST_POPULAR, "", math.nan, math.nan, False,
                         "the most-popular baseline was not measured: cannot show the model beats it")]
-    reasons = []
-    for metric in GUARDED_METRICS:
-        before, value = metric_value(popular, metric), metric_value(candidate, metric)
-        needed = before - params.most_popular_tolerance
-        if math.isnan(before):
-            reasons.append(_reason(BEATS_MOST_POPULAR, metric, value, needed, True,
-                                   f"most-popular's {metric} is not measurable here: not compared"))
-            continue
-        passed = not math.isnan(value) and value >= needed
-        reasons.append(_reason(BEATS_MOST_POPULAR, metric, value, needed, passed,
-                               f"{metric} {value:.4f} {'>=' if passed else '<'} most-popular {before:.4f} "
-                               f"(tolerance {params.most_popular_tolerance:.4f})"))
-    return reasons
+    return _against_reference(BEATS_MOST_POPULAR, candidate, popular, params.most_popular_tolerance, "most-popular")
 
 
 def decide(candidate: Mapping[str, Any], baseline: Optional[Mapping[str, Any]],
@@ -113,17 +120,7 @@ def decide(candidate: Mapping[str, Any], baseline: Optional[Mapping[str, Any]],
         reasons.append(_reason(NO_REGRESSION, "", math.nan, math.nan, True,
                                "no blessed model yet: nothing to regress against"))
     else:
-        for metric in GUARDED_METRICS:
-            before = metric_value(baseline, metric)
-            value = metric_value(candidate, metric)
-            allowed = before - params.max_regression
-            if math.isnan(before):
-                reasons.append(_reason(NO_REGRESSION, metric, value, allowed, True,
-                                       f"the baseline's {metric} is not measurable here: not compared"))
-                continue
-            passed = not math.isnan(value) and value >= allowed
-            reasons.append(_reason(NO_REGRESSION, metric, value, allowed, passed,
-                                   f"{metric} {value:.4f} vs baseline {before:.4f} (tolerance {params.max_regression:.4f})"))
+        reasons.extend(_against_reference(NO_REGRESSION, candidate, baseline, params.max_regression, "baseline"))
     failed = [reason for reason in reasons if not reason["passed"]]
     return {
         "blessed": not failed,
