@@ -17,7 +17,10 @@ NEGATIVE_LOSSES: tuple[str, ...] = (SOFTMAX, PAIRWISE, NOT_TO_RECOMMEND)
 PAIRWISE_ACCURACY = "pairwise_accuracy"
 RECALL_AT_100 = "recall_at_100"
 PAIRWISE_PLUS_RECALL = "pairwise_accuracy+recall_at_100"
-EARLY_STOPPING_RULES: tuple[str, ...] = (PAIRWISE_PLUS_RECALL, PAIRWISE_ACCURACY, RECALL_AT_100)
+ACCURACY_WITH_RECALL_FLOOR = "pairwise_accuracy_with_recall_floor"
+"""Best eval pairwise accuracy among the epochs whose eval recall@100 reaches most-popular's (the floor)."""
+EARLY_STOPPING_RULES: tuple[str, ...] = (ACCURACY_WITH_RECALL_FLOOR, PAIRWISE_PLUS_RECALL, PAIRWISE_ACCURACY,
+                                         RECALL_AT_100)
 """What the Trainer's early stopping maximises on the eval split (models.trainer.early_stopping_value)."""
 DEFAULT_STRATEGY = "default"
 MIRRORED_STRATEGY = "mirrored"

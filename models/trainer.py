@@ -25,7 +25,8 @@ from models import distribution, evaluation, exported, features, inputs, loss, w
 from models.export_format import (CANDIDATE_EMBEDDINGS_FILE, FEEDBACK_EMBEDDINGS_FILE, MODEL_CONFIG_FILE,
                                   QUERY_EMBEDDING, QUERY_MODEL_DIR, STATION_VOCABULARY_FILE,
                                   TRACK_VOCABULARY_FILE, TRAINING_HISTORY_FILE)
-from models.params import (EARLY_STOPPING_RULES, PAIRWISE_ACCURACY, PAIRWISE_PLUS_RECALL, RECALL_AT_100,
+from models.params import (ACCURACY_WITH_RECALL_FLOOR, EARLY_STOPPING_RULES, PAIRWISE_ACCURACY, PAIRWISE_PLUS_RECALL,
+                           RECALL_AT_100,
                            TrainingParams)
 from models.towers import QueryTower, TowerConfig, build_towers, popularity_prior
 from schema import contract
@@ -91,16 +92,26 @@ def candidate_embeddings(candidate_tower: tf.keras.Model, num_track_ids: int) ->
     return np.concatenate([candidate_tower(batch, training=False).numpy() for batch in ids]).astype(np.float32)
 
 
-def early_stopping_value(rule: str, pairwise_accuracy: float, recall_at_100: float) -> float:
-    """What early stopping maximises: pairwise accuracy, recall@100, or their sum (the two numbers the
-    blessing guards, so the kept epoch is the one that serves both); recall@100 alone when the eval split has
-    no real negative to pair with."""
+def early_stopping_value(rule: str, pairwise_accuracy: float, recall_at_100: float,
+                         recall_floor: Optional[float] = None) -> float:
+    """What early stopping maximises: pairwise accuracy, recall@100, their sum, or (the default) pairwise
+    accuracy among the epochs whose recall@100 reaches `recall_floor` (most-popular's on the eval split).
+
+    The last is the blessing's `beats_most_popular` rule applied while training: an epoch that retrieves worse
+    than popularity can never be kept over one that does not (its value, recall - floor, is below 0, and the
+    others' 1 + accuracy is above 1), and among those that do the most accurate wins. Recall@100 alone when
+    the eval split has no real negative to pair with.
+    """
     if rule == RECALL_AT_100 or not np.isfinite(pairwise_accuracy):
         return recall_at_100
     if rule == PAIRWISE_ACCURACY:
         return pairwise_accuracy
     if rule == PAIRWISE_PLUS_RECALL:
         return pairwise_accuracy + recall_at_100
+    if rule == ACCURACY_WITH_RECALL_FLOOR:
+        if recall_floor is None:
+            raise ValueError(f"early_stopping={rule!r} needs the most-popular recall floor")
+        return 1.0 + pairwise_accuracy if recall_at_100 >= recall_floor else recall_at_100 - recall_floor
     raise ValueError(f"early_stopping must be one of {EARLY_STOPPING_RULES}, got {rule!r}")
 
 
@@ -109,9 +120,17 @@ class EvalAndHistory(tf.keras.callbacks.Callback):
 
     def __init__(self, model: RetrievalModel, eval_dataset: tf.data.Dataset, num_track_ids: int,
                  train_examples: int, history_path: str, log_dir: str,
-                 early_stopping: str = PAIRWISE_PLUS_RECALL) -> None:
+                 early_stopping: str = ACCURACY_WITH_RECALL_FLOOR,
+                 track_counts: Optional[np.ndarray] = None) -> None:
+        """track_counts (training plays per track id) set the most-popular recall floor, once, before epoch 1."""
         super().__init__()
         self._early_stopping = early_stopping
+        self._recall_floor: Optional[float] = None
+        if early_stopping == ACCURACY_WITH_RECALL_FLOOR:
+            if track_counts is None:
+                raise ValueError(f"early_stopping={early_stopping!r} needs the track counts of the training split")
+            baseline = evaluation.evaluate(eval_dataset, evaluation.popularity_scorer(track_counts))
+            self._recall_floor = float(baseline["recall_at_k"][100])
         self._retrieval = model
         self._eval_dataset = eval_dataset
         self._num_track_ids = num_track_ids
@@ -141,7 +160,8 @@ class EvalAndHistory(tf.keras.callbacks.Callback):
             self._eval_dataset, evaluation.embedding_scorer(self._retrieval.query_tower, embeddings)
         )
         accuracy = result["pairwise_accuracy"]
-        logs[EARLY_STOPPING_METRIC] = early_stopping_value(self._early_stopping, accuracy, result["recall_at_k"][100])
+        logs[EARLY_STOPPING_METRIC] = early_stopping_value(self._early_stopping, accuracy, result["recall_at_k"][100],
+                                                           self._recall_floor)
         row = {
             "epoch": epoch + 1,
             "train_seconds": round(epoch_seconds, 3),
@@ -155,6 +175,7 @@ class EvalAndHistory(tf.keras.callbacks.Callback):
             "eval_recall_at_100": result["recall_at_k"][100],
             "eval_mrr": result["mrr"],
             "eval_early_stopping_value": logs[EARLY_STOPPING_METRIC],
+            "eval_recall_floor": self._recall_floor,
         }
         self.rows.append(row)
         with self._writer.as_default(step=epoch + 1):
@@ -275,7 +296,7 @@ def train(fn_args, params: TrainingParams, strategy: Optional[tf.distribute.Stra
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     history = EvalAndHistory(model, eval_dataset, tower_config.num_track_ids, train_examples,
                              os.path.join(fn_args.model_run_dir, TRAINING_HISTORY_FILE), fn_args.model_run_dir,
-                             params.early_stopping)
+                             params.early_stopping, counts)
     callbacks = [
         history,
         tf.keras.callbacks.EarlyStopping(monitor=EARLY_STOPPING_METRIC, mode="max", patience=params.patience,

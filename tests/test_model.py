@@ -178,5 +178,12 @@ def test_early_stopping_watches_accuracy_recall_or_their_sum():
     assert early_stopping_value("recall_at_100", 0.6, 0.4) == 0.4
     assert early_stopping_value("pairwise_accuracy+recall_at_100", 0.6, 0.4) == pytest.approx(1.0)
     assert early_stopping_value("pairwise_accuracy+recall_at_100", float("nan"), 0.4) == 0.4  # no pairs in eval
+    floor = "pairwise_accuracy_with_recall_floor"
+    above = [early_stopping_value(floor, accuracy, 0.5, recall_floor=0.45) for accuracy in (0.55, 0.6)]
+    below = [early_stopping_value(floor, 0.9, recall, recall_floor=0.45) for recall in (0.3, 0.44)]
+    assert above[1] > above[0] > below[1] > below[0]  # any epoch at the floor beats every epoch under it
+    assert early_stopping_value(floor, 0.6, 0.45, recall_floor=0.45) == pytest.approx(1.6)  # the floor counts as reached
+    with pytest.raises(ValueError, match="recall floor"):
+        early_stopping_value(floor, 0.6, 0.4)
     with pytest.raises(ValueError, match="early_stopping must be one of"):
         early_stopping_value("ndcg", 0.6, 0.4)
