@@ -566,40 +566,29 @@ def test_ssl_config_file_is_checked_at_start_up(tmp_path):
     assert (parsed.server_key, parsed.server_cert, parsed.custom_ca, parsed.client_verify) == ("k", "c", "", False)
 
 
-# --- 7. REST connections: idle keep-alive connections close, and their number is capped -----------------------
+# --- 7. REST connections: none kept idle, and their number is capped -----------------------
 
-def _http_get(connection: Any, path: str) -> bytes:
-    """One HTTP/1.1 request on a kept-alive raw connection; the response's head and body (Content-Length)."""
-    connection.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
-    received = b""
-    while b"\r\n\r\n" not in received:
-        received += connection.recv(65536)
-    head, _, body = received.partition(b"\r\n\r\n")
-    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
-    while len(body) < length:
-        body += connection.recv(65536)
-    return head + b"\r\n\r\n" + body
-
-
-def test_rest_connections_are_capped_and_idle_keep_alive_connections_close(tiny_model, tmp_path):
+def test_rest_connections_are_capped_and_none_is_kept_idle(tiny_model, tmp_path):
+    """At most --rest_max_connections are open (one more gets 503 at once); every response closes its connection
+    (no keep-alive to idle on), and a connection that sends nothing is closed after --rest_body_timeout_s."""
     with ServerProcess(["--model_name", MODEL, "--model_base_path", str(tiny_model), "--rest_max_connections", "3",
                         "--rest_body_timeout_s", "2"], tmp_path / "server.log") as capped:
         capped.wait_for_ports()
         capped.wait_for_state(1, AVAILABLE, MODEL, timeout_s=120)
-        kept = _raw(capped.rest_port, b"")
-        first = _http_get(kept, f"/v1/models/{MODEL}")
-        assert b" 200 " in first.split(b"\r\n")[0] and b"AVAILABLE" in first
-        assert b" 200 " in _http_get(kept, f"/v1/models/{MODEL}").split(b"\r\n")[0], "the connection is kept alive"
-        idle = [_raw(capped.rest_port, b"") for _ in range(2)]  # with `kept`: the 3 the cap allows
+        answered = _answer(_raw(capped.rest_port, f"GET /v1/models/{MODEL} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                                  "Connection: keep-alive\r\n\r\n".encode()))
+        head = answered.split(b"\r\n\r\n")[0]
+        assert b" 200 " in head.split(b"\r\n")[0] and b"Connection: close" in head, head
+        assert b"AVAILABLE" in answered, "the server answered, then closed the connection itself"
+        idle = [_raw(capped.rest_port, b"") for _ in range(3)]  # the 3 the cap allows
         time.sleep(0.3)
+        started = time.monotonic()
         refused = _answer(_raw(capped.rest_port, b""))
         assert refused.split(b"\r\n")[0] == b"HTTP/1.1 503 Service Unavailable", refused[:200]
-        assert b"--rest_max_connections" in refused
-        started = time.monotonic()
-        assert _answer(kept) == b"", "an idle keep-alive connection is closed by the server"
-        assert time.monotonic() - started < 4, "within --rest_body_timeout_s (2 s) and a bit"
+        assert b"--rest_max_connections" in refused and time.monotonic() - started < 1.5, "refused at once"
         for connection in idle:
-            assert _answer(connection) == b""
+            assert _answer(connection) == b"", "an idle connection is closed by the server"
+        assert time.monotonic() - started < 4, "within --rest_body_timeout_s (2 s) and a bit"
         time.sleep(0.3)  # the closed connections' threads have ended
         answer = requests.post(f"{capped.rest_url}/v1/models/{MODEL}:predict", timeout=10,
                                json={"inputs": {"tokens": [["a"]], "x": [[1, 2, 3]]}})
