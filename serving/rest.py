@@ -510,8 +510,8 @@ class RestServer:
     """Werkzeug's threaded WSGI server for `RestApi`, run in a background thread.
 
     Every connection's socket reads time out after the app's `body_timeout_s`: a connection that sends no
-    request line or headers, or idles between keep-alive requests, is closed then; and at most
-    `max_connections` connections are open at once (more are answered 503 and closed)."""
+    request line or headers is closed then, and Werkzeug closes every connection after its response (no
+    keep-alive to idle on). At most `max_connections` connections are open at once (more get 503 and are closed)."""
 
     def __init__(self, app: RestApi, host: str, port: int, max_connections: int, ssl_context: Any = None) -> None:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access-log line per request
