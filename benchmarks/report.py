@@ -234,6 +234,9 @@ def serving(s: dict[str, Any]) -> str:
     local = s["in_process"]
     rows = [(row["clients"], row["qps"], row["p50_ms"], row["p99_ms"], row["failed"]) for row in s["closed_loop"]]
     rows.append(("in-process (1 caller)", local["qps"], local["p50_ms"], local["p99_ms"], 0))
+    if "full_path" in local:
+        full = local["full_path"]
+        rows.append(("in-process with decode and encode (1 caller)", full["qps"], full["p50_ms"], full["p99_ms"], 0))
     first, swap, overhead = s["first_request"], s["version_swap"], s["grpc_overhead"]
     return "\n\n".join([
         "## 4. Serving: gRPC server on loopback vs the same model in-process",
@@ -251,6 +254,9 @@ def serving(s: dict[str, Any]) -> str:
             ("steady state p50 (1 client)", first["steady_p50_ms"], ""),
             ("in-process: first call after loading (no warm-up)", first["in_process_first_call_ms"], ""),
         ]),
+        *([table(("Latency target (issue 15)", "Measured", "Met"),
+                 [(t["target"], number(t["value"]) if t["value"] is not None else "n/a", "yes" if t["met"] else "no")
+                  for t in s["targets"]])] if s.get("targets") else []),
         f"Version swap under {swap['clients']} clients: {number(swap['requests'])} requests answered, "
         f"**{swap['failed']} failed**, answers by version {swap['answers_by_version']}; version 2 served "
         f"{number(swap['swap_seconds_after_push'])} s after it was copied in; p99 during the swap "

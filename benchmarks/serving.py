@@ -2,15 +2,20 @@
 model the pipeline exported, against the same model called in this process.
 
 Measured: a closed loop with 1, 2, 4, 8 clients (QPS, p50, p99); the same requests through the servable
-in-process (serving.model_manager, what the server runs per request, minus gRPC and proto decoding): the
-gRPC overhead; the first request after the model became AVAILABLE on a server started without warm-up and
+in-process (serving.model_manager, what the server runs per request, minus gRPC and proto decoding; in a process
+of its own with the server's TensorFlow settings, benchmarks.serving_worker, which also profiles the full
+in-process path): the gRPC overhead, checked against issue 15's latency targets (printed, never asserted); the first request after the model became AVAILABLE on a server started without warm-up and
 on one with warm-up (the export's assets.extra records); and a version swap under load, which must fail no
 request. Every loop is bounded in time; the servers are stopped (SIGTERM) when the section ends or fails.
 """
 from __future__ import annotations
 
+import json
+import math
 import pathlib
 import shutil
+import subprocess
+import sys
 import time
 from typing import Any, Callable, Optional
 
@@ -23,6 +28,8 @@ from benchmarks.settings import Profile
 SWAP_CLIENTS = 4
 POLL_S = "0.5"
 MODEL_NAME = "music_retrieval"
+PROFILE_CALLS = 300
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def model_from_run(profile: Profile, runs: PipelineRuns) -> pathlib.Path:
@@ -66,24 +73,20 @@ def start_server(base: pathlib.Path, log: pathlib.Path, warmup: bool, timeout_s:
     return server, time.perf_counter() - began
 
 
-def load_in_process(model_dir: pathlib.Path) -> tuple[Any, float]:
-    """The export loaded as the server loads it (serving.model_manager), in this process; and the seconds taken."""
-    from serving import model_manager
-
-    began = time.perf_counter()
-    servable = model_manager.load_servable(MODEL_NAME, 1, str(model_dir), ["serve"])
-    return servable, time.perf_counter() - began
-
-
-def in_process(servable: Any, requests: list[Any], seconds: float) -> dict[str, Any]:
-    """The same requests through the loaded servable, one caller, back to back (inputs decoded beforehand)."""
-    from serving import tensors
-
-    signature = servable.signature("serving_default")
-    arrays = [tensors.decode_inputs(request.inputs, signature.inputs, signature.name) for request in requests]
-    loop = timed_loop(lambda i: servable.run(signature, arrays[i % len(arrays)]), seconds, 10_000_000)
-    return {"qps": loop["calls_per_s"], "p50_ms": loop["p50_ms"], "p99_ms": loop["p99_ms"], "calls": loop["calls"],
-            "seconds": loop["seconds"]}
+def in_process(model_dir: pathlib.Path, width: int, seconds: float, out: pathlib.Path,
+               profile_calls: int = PROFILE_CALLS) -> dict[str, Any]:
+    """The export loaded and called in a process set up as the server sets itself up (benchmarks.serving_worker):
+    load time, first call, known tracks, the signature call and the full in-process path, and their profile."""
+    job = {"model_dir": str(model_dir), "model_name": MODEL_NAME, "exclude_width": width, "seconds": seconds,
+           "enable_onednn": False, "profile_calls": profile_calls}
+    job_path, result_path = out / "in-process-job.json", out / "in-process.json"
+    job_path.write_text(json.dumps(job))
+    with open(out / "in-process.log", "w") as log:
+        process = subprocess.run([sys.executable, "-m", "benchmarks.serving_worker", str(job_path), str(result_path)],
+                                 cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, timeout=600 + 4 * seconds)
+    if process.returncode != 0:
+        raise RuntimeError(f"benchmarks.serving_worker failed ({process.returncode}); see {out / 'in-process.log'}")
+    return json.loads(result_path.read_text())
 
 
 def exclude_width(model_dir: pathlib.Path) -> int:
@@ -94,19 +97,6 @@ def exclude_width(model_dir: pathlib.Path) -> int:
     spec = saved.meta_graphs[0].signature_def["serving_default"].inputs["exclude_track_ids"]
     dims = spec.tensor_shape.dim
     return dims[1].size if len(dims) == 2 and dims[1].size > 0 else 0
-
-
-def tracks_of(servable: Any, width: int) -> tuple[list[str], float]:
-    """Known track ids (the model's answer to an empty history) and how long that first call took (ms)."""
-    from serving import tensors
-
-    signature = servable.signature("serving_default")
-    request = predict_request((), MODEL_NAME, (), width)
-    arrays = tensors.decode_inputs(request.inputs, signature.inputs, signature.name)
-    began = time.perf_counter()
-    answer = servable.run(signature, arrays)
-    first_ms = (time.perf_counter() - began) * 1000.0
-    return [track.decode() for track in answer["track_ids"][0] if track], first_ms
 
 
 def swapped(server: Any) -> bool:
@@ -141,6 +131,28 @@ def version_swap(server: Any, base: pathlib.Path, model_dir: pathlib.Path, reque
     return {**result, "swap_seconds_after_push": swapped_after, "pushed_version": 2}
 
 
+ISSUE_15_IN_PROCESS_P50_MS = 3.8  # the in-process p50 before issue 15's request-path work (RESULTS.md, 2026-11-29)
+
+
+def latency_targets(loops: list[dict[str, Any]], local: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 15's serving latency goals, each with the measured value and whether it was met."""
+    by_clients = {row["clients"]: row for row in loops}
+    goals: list[tuple[str, Optional[float], Callable[[float], bool]]] = []
+    if 1 in by_clients:
+        one = by_clients[1]
+        goals += [("gRPC p50 - in-process p50, 1 client (ms) <= 1.0", one["p50_ms"] - local["p50_ms"],
+                   lambda value: value <= 1.0),
+                  ("gRPC p99, 1 client (ms) <= 5", one["p99_ms"], lambda value: value <= 5.0)]
+    goals.append((f"in-process p50 speed-up over {ISSUE_15_IN_PROCESS_P50_MS} ms >= 2x",
+                  ratio(ISSUE_15_IN_PROCESS_P50_MS, local["p50_ms"]), lambda value: value >= 2.0))
+    if 1 in by_clients and 2 in by_clients:
+        goals.append(("QPS 2 clients / 1 client >= 1.6x", ratio(by_clients[2]["qps"], by_clients[1]["qps"]),
+                      lambda value: value >= 1.6))
+    rows = [{"target": target, "value": value, "met": value is not None and math.isfinite(value) and check(value)}
+            for target, value, check in goals]
+    return rows
+
+
 def run(profile: Profile, runs: PipelineRuns, out: pathlib.Path, say: Callable[[str], None],
         model_dir: Optional[pathlib.Path] = None) -> dict[str, Any]:
     source = "--model-dir" if model_dir else "the model run's ServingExporter (ScaNN export)"
@@ -149,8 +161,8 @@ def run(profile: Profile, runs: PipelineRuns, out: pathlib.Path, say: Callable[[
         raise FileNotFoundError(f"{model_dir} is not a SavedModel version folder (no saved_model.pb)")
     out.mkdir(parents=True, exist_ok=True)
     width = exclude_width(model_dir)
-    servable, load_s = load_in_process(model_dir)
-    tracks, first_call_ms = tracks_of(servable, width)
+    local = in_process(model_dir, width, profile.serving_loop_s, out)
+    tracks = local.pop("tracks")
     requests = request_mix(tracks, MODEL_NAME, width)
     say(f"serving: model {model_dir} ({source}); exclude width {width}; {len(requests)} request variants")
 
@@ -180,20 +192,25 @@ def run(profile: Profile, runs: PipelineRuns, out: pathlib.Path, say: Callable[[
         swap = version_swap(server, base, model_dir, requests, profile, say)
     finally:
         exit_code = server.stop()
-    local = {**in_process(servable, requests, profile.serving_loop_s), "load_s": load_s,
-             "first_call_ms": first_call_ms}
-    say(f"serving: in-process {local['qps']:.1f} calls/s, p50 {local['p50_ms']:.2f} ms")
+    say(f"serving: in-process {local['qps']:.1f} calls/s, p50 {local['p50_ms']:.2f} ms (signature call); full path "
+        f"(decode, run, encode) p50 {local['full_path']['p50_ms']:.2f} ms")
 
     one = next((row for row in loops if row["clients"] == 1), loops[0])
     best = max(loops, key=lambda row: row["qps"])
+    targets = latency_targets(loops, local)
+    for target in targets:
+        shown = "n/a" if target["value"] is None else f"{target['value']:.2f}"
+        say(f"serving: target {target['target']}: {shown} ({'met' if target['met'] else 'MISSED'})")
     section = {
         "model_dir": str(model_dir), "model_source": source, "exclude_width": width, "catalog_sample": len(tracks),
         "closed_loop": loops,
         "max_qps": best["qps"], "max_qps_clients": best["clients"],
         "in_process": local,
+        "targets": targets,
         "grpc_overhead": {
             "p50_ratio_grpc_over_in_process": ratio(one["p50_ms"], local["p50_ms"]),
             "p50_added_ms": one["p50_ms"] - local["p50_ms"],
+            "p50_added_ms_over_full_path": one["p50_ms"] - local["full_path"]["p50_ms"],
             "qps_ratio_grpc_1_client_over_in_process": ratio(one["qps"], local["qps"]),
             "qps_ratio_grpc_max_over_in_process": ratio(best["qps"], local["qps"]),
         },
@@ -203,7 +220,7 @@ def run(profile: Profile, runs: PipelineRuns, out: pathlib.Path, say: Callable[[
             "ratio_without_over_with": ratio(cold["first_ms"], warm["first_ms"]),
             "server_start_s_without_warmup": cold_start_s, "server_start_s_with_warmup": warm_start_s,
             "second_request_ms_without_warmup": cold["second_ms"],
-            "in_process_first_call_ms": first_call_ms,
+            "in_process_first_call_ms": local["first_call_ms"],
         },
         "version_swap": swap,
         "server_exit_code": exit_code,

@@ -26,8 +26,10 @@ T = TypeVar("T")
 class ServerProcess:
     """`python -m serving.server` on loopback, its output in a log file; stopped (and reaped) on exit."""
 
-    def __init__(self, args: Sequence[str], log_path: pathlib.Path, rest: bool = True) -> None:
-        command = [sys.executable, "-m", "serving.server", "--host", "127.0.0.1", "--port", "0", *args]
+    def __init__(self, args: Sequence[str], log_path: pathlib.Path, rest: bool = True,
+                 module: Sequence[str] = ("serving.server",)) -> None:
+        """`module`: the module to run and its leading arguments (a wrapper of serving.server, e.g. a profiler)."""
+        command = [sys.executable, "-m", *module, "--host", "127.0.0.1", "--port", "0", *args]
         if rest:
             command += ["--rest_api_port", "auto"]
         self.log_path = log_path

@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2, predict_pb2
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 from werkzeug.wrappers import Request, Response
 
 from serving import ServingError, tensors
@@ -454,18 +454,71 @@ def _snippet(value: Any) -> str:
         return "<a value nested too deeply to print>"
 
 
+class _ConnectionCappedServer(ThreadedWSGIServer):
+    """Werkzeug's thread-per-connection server with at most `max_connections` connections open at once.
+
+    A connection over the cap is answered 503 at once (plain HTTP; a TLS connection is closed, since no
+    handshake has happened yet) and closed, so many idle or slow connections cannot make the server start
+    threads without bound."""
+
+    def __init__(self, *args: Any, max_connections: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_connections = max_connections
+        self.refused = 0
+        self._open = 0
+        self._count = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._count:
+            over = self._open >= self.max_connections
+            if over:
+                self.refused += 1
+            else:
+                self._open += 1
+        if not over:
+            super().process_request(request, client_address)
+            return
+        if self.refused == 1 or self.refused % 1000 == 0:
+            logger.warning("REST: %d connection(s) refused so far: %d open, the most --rest_max_connections "
+                           "allows", self.refused, self.max_connections)
+        if self.ssl_context is None:
+            body = json.dumps({"error": f"Too many open connections (at most {self.max_connections}, "
+                                        "--rest_max_connections)"}).encode()
+            try:
+                request.setblocking(False)  # a few hundred bytes into an empty send buffer; never wait
+                request.send(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                             b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+                             + body)
+            except OSError:
+                pass  # the client went away or cannot take the answer: it is closed below either way
+        self.shutdown_request(request)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._count:
+                self._open -= 1
+
+    @property
+    def open_connections(self) -> int:
+        with self._count:
+            return self._open
+
+
 class RestServer:
     """Werkzeug's threaded WSGI server for `RestApi`, run in a background thread.
 
     Every connection's socket reads time out after the app's `body_timeout_s`: a connection that sends no
-    request line or headers, or idles, is closed then (Werkzeug answers each request with Connection: close)."""
+    request line or headers is closed then, and Werkzeug closes every connection after its response (no
+    keep-alive to idle on). At most `max_connections` connections are open at once (more get 503 and are closed)."""
 
-    def __init__(self, app: RestApi, host: str, port: int, ssl_context: Any = None) -> None:
+    def __init__(self, app: RestApi, host: str, port: int, max_connections: int, ssl_context: Any = None) -> None:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access-log line per request
         self.app = app
         handler = type("RestRequestHandler", (WSGIRequestHandler,), {"timeout": app.body_timeout_s})
-        self._server: BaseWSGIServer = make_server(host, port, app, threaded=True, request_handler=handler,
-                                                   ssl_context=ssl_context)
+        self._server = _ConnectionCappedServer(host, port, app, handler, False, ssl_context,
+                                               max_connections=max_connections)
         self.port = self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever, name="rest", daemon=True)
 

@@ -57,6 +57,10 @@ def rest_port(text: str) -> int:
     return value
 
 
+DEFAULT_REST_MAX_CONNECTIONS = 512
+"""REST connections open at once: each holds a thread, for at most --rest_body_timeout_s while it idles."""
+
+
 def non_negative(kind: type) -> Any:
     def parse(text: str) -> Any:
         value = kind(text)
@@ -93,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "the request takes a worker (else 408); also how long a connection may idle (default 10)")
     net.add_argument("--rest_max_body_bytes", type=int, default=8 << 20,
                      help="(this server) largest REST request body accepted, else 413 (default 8388608, 8 MiB)")
+    net.add_argument("--rest_max_connections", type=int, default=DEFAULT_REST_MAX_CONNECTIONS,
+                     help="(this server) REST connections open at once (one thread each); more are answered 503 "
+                          f"and closed (default {DEFAULT_REST_MAX_CONNECTIONS})")
     net.add_argument("--ssl_config_file", default="",
                      help="text-format SSLConfig as in TF Serving (server_key, server_cert: PEM text; custom_ca: PEM "
                           "CA certificates that sign client certificates; client_verify: true to refuse clients "
@@ -142,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="threads inside one op (default 0: TensorFlow chooses)")
     models.add_argument("--tensorflow_inter_op_parallelism", type=non_negative(int), default=0,
                         help="ops run in parallel (default 0: TensorFlow chooses)")
+    bool_flag(models, "--enable_onednn", False,
+              "(this server) TensorFlow's oneDNN kernels; off as in TF Serving's stock build, because their per-op "
+              "set-up dominates one-row requests (serving/runtime.py)")
 
     batching = parser.add_argument_group("batching (TF Serving's BatchingParameters)")
     bool_flag(batching, "--enable_batching", False, "merge concurrent requests to one signature into one run")
@@ -379,7 +389,8 @@ class Server:
                 self.rest_server = rest.RestServer(
                     rest.RestApi(self.predictor, self.registry, args.rest_api_num_threads,
                                  body_timeout_s=args.rest_body_timeout_s, max_body_bytes=args.rest_max_body_bytes),
-                    args.host, port, ssl_context=rest_ssl_context(ssl_config) if ssl_config else None)
+                    args.host, port, args.rest_max_connections,
+                    ssl_context=rest_ssl_context(ssl_config) if ssl_config else None)
             except OSError as error:
                 raise SystemExit(f"error: cannot listen for REST on {args.host}:{port}: {error}") from error
         self.update_health()
@@ -498,8 +509,8 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error("--model_config_file_poll_wait_seconds needs --model_config_file")
     if args.num_threads < 1 or args.rest_api_num_threads < 1:
         parser.error("--num_threads and --rest_api_num_threads must be >= 1")
-    if args.rest_body_timeout_s <= 0 or args.rest_max_body_bytes < 1:
-        parser.error("--rest_body_timeout_s and --rest_max_body_bytes must be > 0")
+    if args.rest_body_timeout_s <= 0 or args.rest_max_body_bytes < 1 or args.rest_max_connections < 1:
+        parser.error("--rest_body_timeout_s, --rest_max_body_bytes and --rest_max_connections must be > 0")
     if args.max_request_elements is not None and args.max_request_elements < 1:
         parser.error("--max_request_elements must be >= 1")
     if args.num_request_iterations_for_warmup < 1:
@@ -526,7 +537,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     check_args(parser, args)
     _configure_logging()
+    from serving import runtime
 
+    runtime.configure_tensorflow(args.enable_onednn)  # before TensorFlow is imported, or it does not apply
     import tensorflow as tf  # after argument checks: --help and usage errors answer at once
 
     from serving import ServingError

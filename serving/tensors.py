@@ -192,13 +192,16 @@ def ndarray_to_proto(array: np.ndarray, dtype: tf.DType) -> tensor_pb2.TensorPro
     if field is None:  # half, bfloat16, complex, ...: tf's own encoder knows their fields
         proto.CopyFrom(tf.make_tensor_proto(array, dtype=dtype))
         return proto
-    flat = array.ravel()
-    if enum == types_pb2.DT_STRING:
-        getattr(proto, field).extend(value if isinstance(value, bytes) else str(value).encode("utf-8")
-                                     for value in flat)
-    else:
-        getattr(proto, field).extend(flat.tolist())
+    values = array.ravel().tolist()
+    if enum == types_pb2.DT_STRING and not (array.dtype.kind == "S" or _all_bytes(values)):
+        values = [value if isinstance(value, bytes) else str(value).encode("utf-8") for value in values]
+    getattr(proto, field).extend(values)  # one C-level copy of the whole list
     return proto
+
+
+def _all_bytes(values: list[object]) -> bool:
+    """What TensorFlow returns for a string tensor: every element already bytes (checked in C, no Python loop)."""
+    return set(map(type, values)) <= {bytes}
 
 
 def placeholder_input(spec: tf.TensorSpec, rows: int = 1) -> np.ndarray:

@@ -386,9 +386,12 @@ def test_reload_can_be_turned_off(tiny_model, tmp_path):
 
 # --- 5. a rollback is not an outage --------------------------------------------------------------------------
 
+ROLLBACK_CLIENTS = 8  # as in the issue's report: 2,896 of 6,870 requests failed under 8 clients before
+
+
 def test_rollback_keeps_serving_until_the_older_version_is_loaded(tmp_path):
     """Version 2 (answers 12) is served, version 1 (answers 6) is on disk too. Moving 2 away must leave no
-    request unanswered while 1 loads; and when the version the policy now wants fails to load, the one that left
+    request of 8 clients unanswered while 1 loads; and when the version the policy now wants fails to load, the one that left
     the disk keeps serving from memory."""
     base = tmp_path / "models" / MODEL
     write_tiny_model(base / "1", scale=1.0)
@@ -398,7 +401,7 @@ def test_rollback_keeps_serving_until_the_older_version_is_loaded(tmp_path):
         server.wait_for_ports()
         server.wait_for_state(2, AVAILABLE, MODEL, timeout_s=120)
         assert 1 not in server.version_states(MODEL), "only the latest version is loaded"
-        answers: list[list[float]] = [[] for _ in range(4)]
+        answers: list[list[float]] = [[] for _ in range(ROLLBACK_CLIENTS)]
         failures: list[str] = []
         stop = threading.Event()
 
@@ -411,7 +414,7 @@ def test_rollback_keeps_serving_until_the_older_version_is_loaded(tmp_path):
                     failures.append(f"{error.code().name}: {error.details()}")
                 time.sleep(0.002)
 
-        clients = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+        clients = [threading.Thread(target=client, args=(i,)) for i in range(ROLLBACK_CLIENTS)]
         for thread in clients:
             thread.start()
         try:
@@ -561,3 +564,80 @@ def test_ssl_config_file_is_checked_at_start_up(tmp_path):
     config.write_text('server_key: "k"\nserver_cert: "c"\n# no client certificates asked for\n')
     parsed = server_module.read_ssl_config(str(config))
     assert (parsed.server_key, parsed.server_cert, parsed.custom_ca, parsed.client_verify) == ("k", "c", "", False)
+
+
+# --- 7. REST connections: none kept idle, and their number is capped -----------------------
+
+def test_rest_connections_are_capped_and_none_is_kept_idle(tiny_model, tmp_path):
+    """At most --rest_max_connections are open (one more gets 503 at once); every response closes its connection
+    (no keep-alive to idle on), and a connection that sends nothing is closed after --rest_body_timeout_s."""
+    with ServerProcess(["--model_name", MODEL, "--model_base_path", str(tiny_model), "--rest_max_connections", "3",
+                        "--rest_body_timeout_s", "2"], tmp_path / "server.log") as capped:
+        capped.wait_for_ports()
+        capped.wait_for_state(1, AVAILABLE, MODEL, timeout_s=120)
+        answered = _answer(_raw(capped.rest_port, f"GET /v1/models/{MODEL} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                                  "Connection: keep-alive\r\n\r\n".encode()))
+        head = answered.split(b"\r\n\r\n")[0]
+        assert b" 200 " in head.split(b"\r\n")[0] and b"Connection: close" in head, head
+        assert b"AVAILABLE" in answered, "the server answered, then closed the connection itself"
+        idle = [_raw(capped.rest_port, b"") for _ in range(3)]  # the 3 the cap allows
+        time.sleep(0.3)
+        started = time.monotonic()
+        refused = _answer(_raw(capped.rest_port, b""))
+        assert refused.split(b"\r\n")[0] == b"HTTP/1.1 503 Service Unavailable", refused[:200]
+        assert b"--rest_max_connections" in refused and time.monotonic() - started < 1.5, "refused at once"
+        for connection in idle:
+            assert _answer(connection) == b"", "an idle connection is closed by the server"
+        assert time.monotonic() - started < 4, "within --rest_body_timeout_s (2 s) and a bit"
+        time.sleep(0.3)  # the closed connections' threads have ended
+        answer = requests.post(f"{capped.rest_url}/v1/models/{MODEL}:predict", timeout=10,
+                               json={"inputs": {"tokens": [["a"]], "x": [[1, 2, 3]]}})
+        assert answer.status_code == 200 and answer.json()["outputs"]["total"] == [6.0]
+        assert "connection(s) refused so far" in capped.log()
+
+
+# --- 8. the request path: TensorFlow as TF Serving builds it, the graph called directly -------------------------
+
+def test_the_server_runs_tensorflow_without_onednn_unless_asked(server):
+    assert "oneDNN custom operations are on" not in server.log()
+    assert_still_serving(server)
+
+
+def test_tensorflow_settings_cannot_be_changed_once_tensorflow_is_imported(monkeypatch):
+    from serving import runtime
+
+    assert runtime.tensorflow_environment(False) == {"TF_ENABLE_ONEDNN_OPTS": "0"}
+    monkeypatch.delenv(runtime.ONEDNN_ENV, raising=False)  # this test process imported TensorFlow with its defaults
+    with pytest.raises(RuntimeError, match="already imported"):
+        runtime.configure_tensorflow(enable_onednn=False)
+    monkeypatch.setenv(runtime.ONEDNN_ENV, "0")
+    runtime.configure_tensorflow(enable_onednn=False)  # what was set before the import: nothing to change
+
+
+def test_signatures_are_called_straight_into_their_graph_with_the_same_answers(tiny_model):
+    from serving import model_manager
+
+    servable = model_manager.load_servable(MODEL, 1, str(tiny_model / "1"), ["serve"])
+    signature = servable.signature("serving_default")
+    assert signature.flat_call is not None
+    assert signature.input_order == ("tokens", "x") and signature.output_order == ("tokens_seen", "total")
+    arrays = {"tokens": np.array([[b"a", b"", b"c"], [b"", b"", b""]], dtype=object),
+              "x": np.array([[1, 2, 3], [4, 5, 6.5]], dtype=np.float32)}
+    direct = servable.run(signature, arrays)
+    structured = signature.function(**{name: tf.constant(value) for name, value in arrays.items()})
+    assert set(direct) == {"total", "tokens_seen"}
+    for name, value in structured.items():
+        assert direct[name].dtype == value.numpy().dtype and direct[name].tolist() == value.numpy().tolist(), name
+    assert direct["total"].tolist() == [6.0, 15.5] and direct["tokens_seen"].tolist() == [2, 0]
+    # The direct call does not re-check shapes against the signature: decode_inputs did, for every request.
+
+
+def test_string_outputs_encode_as_tf_serving_does():
+    tracks = np.array([[b"t1", b"", b"\x00\xff"]], dtype=object)
+    proto = tensors.ndarray_to_proto(tracks, tf.string)
+    assert list(proto.string_val) == [b"t1", b"", b"\x00\xff"] and [d.size for d in proto.tensor_shape.dim] == [1, 3]
+    assert tf.make_ndarray(proto).tolist() == tracks.tolist()
+    mixed = tensors.ndarray_to_proto(np.array(["é", b"b", 3], dtype=object), tf.string)
+    assert list(mixed.string_val) == ["é".encode(), b"b", b"3"]
+    assert list(tensors.ndarray_to_proto(np.array([b"x", b"yz"]), tf.string).string_val) == [b"x", b"yz"]
+    assert list(tensors.ndarray_to_proto(np.array([1.5, 2.0], np.float32), tf.float32).float_val) == [1.5, 2.0]
