@@ -75,7 +75,7 @@ def headlines(sections: dict[str, Any]) -> str:
             if key.endswith("_workers_over_in_process_events_per_s"):
                 rows.append(("Labelling", f"Beam {key.split('_')[1]} workers ÷ in-process (events/s)", times(value)))
         if "beam_portable_over_in_process_events_per_s" in s["ratios"]:
-            rows.append(("Labelling", "Beam portable runner (job service + external worker pool) ÷ in-process (events/s)",
+            rows.append(("Labelling", "Beam portable runner (external worker pool) ÷ in-process (events/s)",
                          times(s["ratios"]["beam_portable_over_in_process_events_per_s"])))
     if "training" in sections:
         s = sections["training"]

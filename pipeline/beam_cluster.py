@@ -94,7 +94,8 @@ def worker_environment() -> dict[str, str]:
     return env
 
 
-def spawn(name: str, argv: list[str], directory: pathlib.Path, env: dict[str, str]) -> tuple[subprocess.Popen, pathlib.Path]:
+def spawn(name: str, argv: list[str], directory: pathlib.Path,
+          env: dict[str, str]) -> tuple[subprocess.Popen, pathlib.Path]:
     """Starts `argv` in its own session (so `stop` can end it with its children), output to logs/NAME.log."""
     log = directory / LOG_DIR / f"{name}.log"
     with log.open("ab") as out:
@@ -107,7 +108,8 @@ def start(directory: pathlib.Path) -> Cluster:
     """Starts the job service and the worker pool, waits until both listen, and records them in DIR."""
     directory = directory.resolve()
     if (directory / STATE_FILE).exists():
-        raise ClusterError(f"{directory / STATE_FILE} exists: a cluster may be running; run `stop --dir {directory}` first")
+        raise ClusterError(f"{directory / STATE_FILE} exists: a cluster may be running; "
+                           f"run `stop --dir {directory}` first")
     (directory / LOG_DIR).mkdir(parents=True, exist_ok=True)
     job_port, pool_port = free_port(), free_port()
     env = worker_environment()
@@ -198,8 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.action == "start":
             cluster = start(args.dir)
-            print(f"beam cluster up: job service {HOST}:{cluster.job_port}, worker pool {HOST}:{cluster.worker_pool_port}, "
-                  f"logs in {cluster.log_dir}")
+            print(f"beam cluster up: job service {HOST}:{cluster.job_port}, "
+                  f"worker pool {HOST}:{cluster.worker_pool_port}, logs in {cluster.log_dir}")
             print("run a pipeline on it with: " + " ".join(f"--beam-arg={arg}" for arg in cluster.beam_args()))
         elif args.action == "stop":
             was = stop(args.dir)

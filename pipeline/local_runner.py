@@ -1,6 +1,7 @@
 """Runs `create_pipeline()` here with TFX's LocalDagRunner, Beam's DirectRunner and an SQLite MLMD store.
 
-    python -m pipeline.local_runner --data DIR --root ROOT [--set key=value ...] [--beam-arg ARG ...] [--beam-cluster DIR]
+    python -m pipeline.local_runner --data DIR --root ROOT [--set key=value ...] [--beam-arg ARG ...]
+                                    [--beam-cluster DIR]
 
 Outputs go to ROOT/pipeline/, the metadata store to ROOT/metadata.sqlite, blessed models to ROOT/serving/
 (`music_retrieval/<version>/` with ScaNN, `music_retrieval_brute_force/<version>/` with stock ops only,
