@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo-output
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test clean help
+.PHONY: setup demo test clean help beam-cluster-up beam-cluster-down
 .DEFAULT_GOAL := help
 
 help:  ## List the targets
@@ -37,3 +37,11 @@ test: $(STAMP)  ## Run the whole test suite
 
 clean:  ## Remove the environment and demo output
 	rm -rf $(VENV) $(DEMO_DIR)
+
+BEAM_CLUSTER_DIR ?= .beam-cluster
+
+beam-cluster-up: $(STAMP)  ## Start a portable Beam cluster on 127.0.0.1 (job service + SDK worker pool; logs in .beam-cluster/logs)
+	$(PY) -m pipeline.beam_cluster start --dir $(BEAM_CLUSTER_DIR)
+
+beam-cluster-down:  ## Stop the cluster beam-cluster-up started
+	$(PY) -m pipeline.beam_cluster stop --dir $(BEAM_CLUSTER_DIR)

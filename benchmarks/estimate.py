@@ -14,6 +14,8 @@ LABELLING_PREP_S_PER_EVENT = 6e-5
 """Simulating and writing the log as TFRecords and Parquet."""
 BEAM_S_PER_EVENT = 2.5e-4
 BEAM_FIXED_S = 8.0
+PORTABLE_FIXED_S = 30.0
+"""The portable cluster's start and its SDK worker's start (it imports TensorFlow) in the labelling section."""
 PANDAS_S_PER_EVENT = 4e-6
 PIPELINE_FIXED_S = 110.0
 PIPELINE_S_PER_EVENT = 6.3e-4
@@ -64,7 +66,9 @@ def section_seconds(profile: Profile, sections: tuple[str, ...], model_given: bo
         if section == "labelling":
             events = profile.labelling_events
             found[section] = (LABELLING_PREP_S_PER_EVENT * events + PANDAS_S_PER_EVENT * events
-                              + sum(BEAM_FIXED_S * w + BEAM_S_PER_EVENT * events for w in profile.workers))
+                              + sum(BEAM_FIXED_S * w + BEAM_S_PER_EVENT * events for w in profile.workers)
+                              + (PORTABLE_FIXED_S + BEAM_S_PER_EVENT * events
+                                 if profile.labelling_cluster == "portable" else 0.0))
         elif section == "training":
             epochs = int(dict(s.split("=", 1) for s in profile.settings("training")).get("epochs", 10))
             found[section] = run_once(model) + (1 + len(profile.hard_weights)) * profile.training_seeds * training_s(

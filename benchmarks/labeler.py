@@ -147,8 +147,10 @@ def beam_config(workers: int) -> configs.PipelineConfig:
 
 
 def run_labeler(out: pathlib.Path, run_dir: pathlib.Path, workers: int, events: int, sample_interval: float,
-                say: Callable[[str], None]) -> dict[str, Any]:
-    """Runs the executor once on `<out>/examples` into the fresh `run_dir`; returns the run's measurements."""
+                say: Callable[[str], None], extra_beam_args: Sequence[str] = (), mode: str = "") -> dict[str, Any]:
+    """Runs the executor once on `<out>/examples` into the fresh `run_dir`; returns the run's measurements.
+
+    `extra_beam_args` may send it to another runner (then `mode` names that run in the report)."""
     from tfx.dsl.components.base import base_beam_executor
     from tfx.types import artifact_utils, standard_artifacts
 
@@ -166,7 +168,8 @@ def run_labeler(out: pathlib.Path, run_dir: pathlib.Path, workers: int, events: 
     labeled.uri = str(run_dir / "labeled_examples")
     stats = FeedbackStats()
     stats.uri = str(run_dir / "feedback_stats")
-    pipeline_args = config.beam_pipeline_args()
+    pipeline_args = config.beam_pipeline_args(extra_beam_args)
+    mode = mode or config.beam_direct_running_mode
     context = base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=pipeline_args,
                                                           tmp_dir=str(run_dir / "tmp"))
     exec_properties = {**vars(config.labeling_params()), "labeler_version": executor.LABELER_VERSION}
@@ -174,7 +177,7 @@ def run_labeler(out: pathlib.Path, run_dir: pathlib.Path, workers: int, events: 
     gc.collect()
     load_before = load_average()
     rss_before = psutil.Process().memory_info().rss
-    say(f"labeler: {config.beam_direct_running_mode}, {workers} worker(s), args {pipeline_args} -> {run_dir}")
+    say(f"labeler: {mode}, {workers} worker(s), args {pipeline_args} -> {run_dir}")
     # The sampler thread needs the GIL: while the in-process runner is busy its samples come less often than
     # asked (rss_sample_interval_effective_s shows how often they came).
     with PeakRssSampler(sample_interval) as sampler:
@@ -187,7 +190,7 @@ def run_labeler(out: pathlib.Path, run_dir: pathlib.Path, workers: int, events: 
         wall = time.perf_counter() - began
     feedback_stats = json.loads((run_dir / "feedback_stats" / executor.STATS_FILE).read_text())
     result = {
-        "mode": config.beam_direct_running_mode,
+        "mode": mode,
         "workers": workers,
         "beam_pipeline_args": pipeline_args,
         "wall_s": round(wall, 3),
@@ -209,7 +212,7 @@ def run_labeler(out: pathlib.Path, run_dir: pathlib.Path, workers: int, events: 
         "output_dir": str(run_dir),
         "_stats": feedback_stats,
     }
-    say(f"labeler: {config.beam_direct_running_mode} x{workers} done in {wall:.1f} s "
+    say(f"labeler: {mode} x{workers} done in {wall:.1f} s "
         f"({result['events_per_s']:,.0f} events/s, peak RSS {result['peak_rss_mb']:,.0f} MB sampled, "
         f"examples {result['examples']})")
     return result

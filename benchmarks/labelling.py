@@ -1,5 +1,6 @@
-"""Section 1, labelling: the FeedbackLabeler executor (Beam DirectRunner, in-process and N worker processes)
-against the same counts computed directly with pandas, on one simulated log.
+"""Section 1, labelling: the FeedbackLabeler executor (Beam DirectRunner, in-process and N worker processes, and
+Beam's portable runner on `pipeline.beam_cluster`) against the same counts computed directly with pandas, on one
+simulated log.
 
 The Beam runs read GZIP TFRecords of tf.train.Example (what ExampleGen writes) and write labelled sequences;
 the pandas reference reads the same plays from daily Parquet files (see `pandas_labelling` for what it
@@ -18,9 +19,10 @@ from benchmarks.measure import MB, PeakRssSampler, load_average, ratio, rss_mb
 from benchmarks.results import SectionFailed
 from benchmarks.settings import Profile
 from listening_logs import simulate, spans
-from pipeline import configs
+from pipeline import beam_cluster, configs
 
 PARQUET_DIRNAME = "parquet"
+PORTABLE = "portable"
 
 
 def run_pandas(parquet_dir: pathlib.Path, params: Any, events: int, sample_interval: float) -> dict[str, Any]:
@@ -42,6 +44,21 @@ def run_pandas(parquet_dir: pathlib.Path, params: Any, events: int, sample_inter
         "examples": reference.stats["examples"], "history_tokens": reference.stats["history_tokens"],
         "_stats": reference.stats,
     }
+
+
+def run_on_portable_cluster(out: pathlib.Path, events: int, interval: float,
+                            say: Callable[[str], None]) -> dict[str, Any]:
+    """One labeler run on a portable cluster started for it (and stopped after it). The cluster's processes are
+    this process's children, so their memory is in the sampled peak; the cluster's start-up is not in the time."""
+    cluster_dir = out / "beam-cluster"
+    with beam_cluster.running(cluster_dir) as cluster:
+        say(f"labelling: portable cluster up (logs in {cluster.log_dir})")
+        gc.collect()
+        rss_before = rss_mb()
+        result = labeler.run_labeler(out, out / "runs" / PORTABLE, 1, events, interval, say,
+                                     extra_beam_args=cluster.beam_args(), mode=PORTABLE)
+    result["peak_rss_increase_mb"] = result["peak_rss_mb"] - rss_before
+    return result
 
 
 def run(profile: Profile, out: pathlib.Path, say: Callable[[str], None]) -> dict[str, Any]:
@@ -71,6 +88,8 @@ def run(profile: Profile, out: pathlib.Path, say: Callable[[str], None]) -> dict
         result = labeler.run_labeler(out, out / "runs" / f"{index + 1}-{mode}-{workers}", workers, events, interval, say)
         result["peak_rss_increase_mb"] = result["peak_rss_mb"] - rss_before
         beam_runs.append(result)
+    if profile.labelling_cluster == PORTABLE:
+        beam_runs.append(run_on_portable_cluster(out, events, interval, say))
     say(f"labelling: pandas reference on {events:,} plays")
     pandas = run_pandas(out / PARQUET_DIRNAME, params, events, interval)
     say(f"labelling: pandas {pandas['wall_s']:.2f} s ({pandas['events_per_s']:,.0f} events/s, "
@@ -89,7 +108,9 @@ def run(profile: Profile, out: pathlib.Path, say: Callable[[str], None]) -> dict
                                                                pandas["peak_rss_increase_mb"]),
     }
     for run in beam_runs:
-        if run is not in_process:
+        if run["mode"] == PORTABLE:
+            ratios["beam_portable_over_in_process_events_per_s"] = ratio(run["events_per_s"], in_process["events_per_s"])
+        elif run is not in_process:
             ratios[f"beam_{run['workers']}_workers_over_pandas_events_per_s"] = ratio(run["events_per_s"],
                                                                                       pandas["events_per_s"])
             ratios[f"beam_{run['workers']}_workers_over_in_process_events_per_s"] = ratio(

@@ -74,6 +74,9 @@ def headlines(sections: dict[str, Any]) -> str:
         for key, value in s["ratios"].items():
             if key.endswith("_workers_over_in_process_events_per_s"):
                 rows.append(("Labelling", f"Beam {key.split('_')[1]} workers ÷ in-process (events/s)", times(value)))
+        if "beam_portable_over_in_process_events_per_s" in s["ratios"]:
+            rows.append(("Labelling", "Beam portable runner (external worker pool) ÷ in-process (events/s)",
+                         times(s["ratios"]["beam_portable_over_in_process_events_per_s"])))
     if "training" in sections:
         s = sections["training"]
         for weight, summary in s["with_hard"].items():
@@ -102,9 +105,13 @@ def headlines(sections: dict[str, Any]) -> str:
     return "## Headlines\n\n" + table(("Section", "Figure", "Value"), rows)
 
 
+RUN_NAMES = {"portable": "Beam portable runner, external worker pool (pipeline.beam_cluster)"}
+"""Report names of labelling runs that are not DirectRunner modes."""
+
+
 def labelling(s: dict[str, Any]) -> str:
     pandas = s["pandas"]
-    rows = [(f"Beam DirectRunner {run['mode']}", run["workers"], run["wall_s"], run["events_per_s"],
+    rows = [(RUN_NAMES.get(run["mode"], f"Beam DirectRunner {run['mode']}"), run["workers"], run["wall_s"], run["events_per_s"],
              run["peak_rss_mb"], run["peak_rss_increase_mb"], times(run["events_per_s"] / pandas["events_per_s"]))
             for run in s["beam"]]
     rows.append(("pandas reference (read Parquet + compute)", 1, pandas["wall_s"], pandas["events_per_s"],

@@ -13,6 +13,7 @@ from typing import Any, Iterable
 SECTIONS: tuple[str, ...] = ("labelling", "training", "retrieval", "serving", "pipeline")
 """Run order: the pipeline section last, so a shared pipeline run is usually made by the training section."""
 
+LABELLING_CLUSTERS = ("portable", "none")
 RESULTS_JSON = "results.json"
 RESULTS_MD = "RESULTS.md"
 RECALL_TARGETS: tuple[float, ...] = (0.90, 0.95, 0.99)
@@ -35,6 +36,9 @@ class Profile:
     labelling_days: int
     labelling_workers: str = "1,2"
     labelling_shards: int = 4
+    labelling_cluster: str = "portable"
+    """'portable' adds a run on `pipeline.beam_cluster` (a job service and an external SDK worker pool on
+    127.0.0.1, the stand-in for Flink: docs/running-at-scale.md); 'none' leaves it out."""
 
     # --- the simulated log the training and serving sections' model comes from (one pipeline run) ---
     model_events: int = 40_000
@@ -104,6 +108,8 @@ class Profile:
         fractions = float_list(self.retrieval_leaf_fractions, "retrieval_leaf_fractions")
         if not all(0 < f <= 1 for f in fractions):
             raise ValueError("retrieval_leaf_fractions must lie in (0, 1]")
+        if self.labelling_cluster not in LABELLING_CLUSTERS:
+            raise ValueError(f"labelling_cluster must be one of {LABELLING_CLUSTERS}")
         if self.retrieval_embeddings not in ("clustered", "random"):
             raise ValueError("retrieval_embeddings must be 'clustered' or 'random'")
         if min(int_list(self.retrieval_reorder, "retrieval_reorder")) < RECALL_K:
@@ -192,6 +198,7 @@ QUICK = Profile(
 TINY = Profile(
     name="tiny",
     labelling_events=3_000, labelling_users=60, labelling_tracks=400, labelling_days=3, labelling_shards=2,
+    labelling_cluster="none",
     model_events=6_000, model_users=100, model_tracks=1_200, model_days=3,
     model_settings="epochs=1;patience=1;positive_policy=like+listen",
     training_seeds=1, training_settings="epochs=2;patience=2", training_hard_weights="100",

@@ -1,6 +1,7 @@
 """Runs `create_pipeline()` here with TFX's LocalDagRunner, Beam's DirectRunner and an SQLite MLMD store.
 
     python -m pipeline.local_runner --data DIR --root ROOT [--set key=value ...] [--beam-arg ARG ...]
+                                    [--beam-cluster DIR]
 
 Outputs go to ROOT/pipeline/, the metadata store to ROOT/metadata.sqlite, blessed models to ROOT/serving/
 (`music_retrieval/<version>/` with ScaNN, `music_retrieval_brute_force/<version>/` with stock ops only,
@@ -19,7 +20,7 @@ import pathlib
 import sys
 from typing import TYPE_CHECKING, Optional, Sequence, TextIO
 
-from pipeline import configs
+from pipeline import beam_cluster, configs
 
 if TYPE_CHECKING:
     from pipeline import run_outputs
@@ -66,9 +67,10 @@ def run(
     if not data_root.is_dir():
         raise FileNotFoundError(f"--data {data_root} is not a directory")
     root.mkdir(parents=True, exist_ok=True)
+    root = root.resolve()  # Beam workers on a portable runner run in another cwd: every path they get is absolute
     export_project_path()
     metadata_path = root / configs.METADATA_FILE
-    serving_base = root.resolve() / configs.SERVING_DIR
+    serving_base = root / configs.SERVING_DIR
     pipeline = create_pipeline(
         pipeline_name=configs.PIPELINE_NAME,
         pipeline_root=str(root / configs.PIPELINE_ROOT_DIR),
@@ -147,6 +149,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--beam-arg", dest="beam_args", action="append", default=[], metavar="ARG",
         help="extra Beam pipeline argument, e.g. --beam-arg=--runner=FlinkRunner (repeatable)",
     )
+    parser.add_argument(
+        "--beam-cluster", type=pathlib.Path, metavar="DIR",
+        help="run every Beam stage on the portable cluster that `python -m pipeline.beam_cluster start --dir DIR` "
+             "started (its job service and external worker pool); --beam-arg flags come after its flags",
+    )
     return parser.parse_args(argv)
 
 
@@ -158,7 +165,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    result = run(args.data, args.root, config, args.beam_args)
+    beam_args = list(args.beam_args)
+    if args.beam_cluster:
+        try:
+            beam_args = [*beam_cluster.load(args.beam_cluster).beam_args(), *beam_args]
+        except beam_cluster.ClusterError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+    result = run(args.data, args.root, config, beam_args)
     print_report(result)
     if result.anomalies and config.fail_on_anomalies:
         print("error: anomalies found and fail_on_anomalies is set", file=sys.stderr)
