@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import pathlib
 
-import pandas as pd
 import pytest
 import tensorflow as tf
 
