@@ -4,7 +4,8 @@ the pushed model over gRPC on loopback and ask it for one simulated listener's r
     python -m pipeline.demo --out DIR [--users N --tracks M --events E --days D --seed S] [--set key=value ...]
 
 DIR/data holds the simulated log (with ground truth), DIR/run the pipeline's artifacts, MLMD store and
-serving/ directory, DIR/server.log the server's output. A DIR the demo wrote before is replaced; any other
+serving/ directory, DIR/server.log the server's output, DIR/library.log the log lines of TensorFlow, TFX, Beam
+and absl (--verbose prints them instead). A DIR the demo wrote before is replaced; any other
 non-empty DIR is refused. Exit status: 0 with recommendations, 1 when the model was not blessed (the reasons
 are printed), 3 on anomalies with fail_on_anomalies.
 """
@@ -20,7 +21,7 @@ from typing import Sequence
 
 from listening_logs import simulate
 from models.serving_params import SCANN
-from pipeline import configs, local_runner
+from pipeline import configs, library_logs, local_runner
 from schema import contract
 
 MARKER = ".written-by-pipeline-demo"
@@ -47,6 +48,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for name, default in DEMO_SIZES.items():
         parser.add_argument(f"--{name}", type=int, default=default, help=f"simulator's --{name} (default {default})")
     configs.add_settings_argument(parser, note=" (the demo's default: spans=1-DAYS)")
+    parser.add_argument("--verbose", action="store_true", help=library_logs.VERBOSE_HELP + " (--out)")
     return parser.parse_args(argv)
 
 
@@ -58,6 +60,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     prepare_out_dir(args.out)
+    with library_logs.library_output(args.out / library_logs.LOG_FILE, args.verbose):
+        return run_demo(args, config)
+
+
+def run_demo(args: argparse.Namespace, config: configs.PipelineConfig) -> int:
+    """Steps 1-3; TensorFlow's and the libraries' own log lines are elsewhere unless --verbose."""
     data, run_root = args.out / "data", args.out / "run"
 
     started = time.perf_counter()
@@ -70,7 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"      labels: {json.dumps(summary['labels'])}; skip-only listeners: {summary['skip_only_users']}")
 
     started = time.perf_counter()
-    print(f"[2/3] running the pipeline (spans {config.spans}) -> {run_root}", flush=True)
+    quiet = "" if args.verbose else f"; TensorFlow/TFX/Beam log lines: {args.out / library_logs.LOG_FILE}"
+    print(f"[2/3] running the pipeline (spans {config.spans}) -> {run_root}{quiet}", flush=True)
     result = local_runner.run(data, run_root, config)
     print(f"      finished in {time.perf_counter() - started:.1f} s")
     local_runner.print_report(result)

@@ -19,7 +19,7 @@ import pathlib
 import sys
 from typing import TYPE_CHECKING, Optional, Sequence, TextIO
 
-from pipeline import configs
+from pipeline import configs, library_logs
 
 if TYPE_CHECKING:
     from pipeline import run_outputs
@@ -147,6 +147,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--beam-arg", dest="beam_args", action="append", default=[], metavar="ARG",
         help="extra Beam pipeline argument, e.g. --beam-arg=--runner=FlinkRunner (repeatable)",
     )
+    parser.add_argument("--verbose", action="store_true", help=library_logs.VERBOSE_HELP + " (ROOT)")
     return parser.parse_args(argv)
 
 
@@ -158,7 +159,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    result = run(args.data, args.root, config, args.beam_args)
+    log_path = args.root / library_logs.LOG_FILE
+    if not args.verbose:
+        print(f"running the pipeline; TensorFlow/TFX/Beam log lines go to {log_path} (--verbose prints them)",
+              flush=True)
+    with library_logs.library_output(log_path, args.verbose):
+        result = run(args.data, args.root, config, args.beam_args)
     print_report(result)
     if result.anomalies and config.fail_on_anomalies:
         print("error: anomalies found and fail_on_anomalies is set", file=sys.stderr)
