@@ -60,12 +60,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     prepare_out_dir(args.out)
-    with library_logs.library_output(args.out / library_logs.LOG_FILE, args.verbose):
-        return run_demo(args, config)
-
-
-def run_demo(args: argparse.Namespace, config: configs.PipelineConfig) -> int:
-    """Steps 1-3; TensorFlow's and the libraries' own log lines are elsewhere unless --verbose."""
     data, run_root = args.out / "data", args.out / "run"
 
     started = time.perf_counter()
@@ -78,18 +72,19 @@ def run_demo(args: argparse.Namespace, config: configs.PipelineConfig) -> int:
     print(f"      labels: {json.dumps(summary['labels'])}; skip-only listeners: {summary['skip_only_users']}")
 
     started = time.perf_counter()
-    quiet = "" if args.verbose else f"; TensorFlow/TFX/Beam log lines: {args.out / library_logs.LOG_FILE}"
+    quiet = "" if args.verbose else f"; TensorFlow/TFX/Beam output: {args.out / library_logs.LOG_FILE}"
     print(f"[2/3] running the pipeline (spans {config.spans}) -> {run_root}{quiet}", flush=True)
-    result = local_runner.run(data, run_root, config)
+    with library_logs.library_output(args.out / library_logs.LOG_FILE, args.verbose):
+        result = local_runner.run(data, run_root, config)
     print(f"      finished in {time.perf_counter() - started:.1f} s")
     local_runner.print_report(result)
     if result.anomalies and config.fail_on_anomalies:
         return local_runner.EXIT_ANOMALIES
-    return serve_and_ask(result, config, data, args.out)
+    return serve_and_ask(result, config, data, args.out, args.verbose)
 
 
 def serve_and_ask(result: local_runner.RunResult, config: configs.PipelineConfig, data: pathlib.Path,
-                  out: pathlib.Path) -> int:
+                  out: pathlib.Path, verbose: bool = False) -> int:
     """Step 3: the gRPC server over the pushed ScaNN model, one client request, the answer judged by the truth."""
     # Imported here, not at the top, so that `--help` and argument errors answer without TensorFlow.
     from pipeline import demo_request
@@ -106,7 +101,8 @@ def serve_and_ask(result: local_runner.RunResult, config: configs.PipelineConfig
     print(f"[3/3] serving {result.pushed[pusher]} with `python -m serving.server` on loopback "
           f"(log: {out / SERVER_LOG}); asking for listener {listener.user_id}", flush=True)
     print("      history (oldest first): " + ", ".join(f"{track}:{label}" for track, label in listener.history))
-    answer = demo_request.ask(result.serving_base, model_name, listener, out / SERVER_LOG)
+    with library_logs.library_output(out / library_logs.LOG_FILE, verbose):  # the client's TensorFlow start-up
+        answer = demo_request.ask(result.serving_base, model_name, listener, out / SERVER_LOG)
     print(f"      {answer['model']} version {answer['version']} answered in {time.perf_counter() - started:.1f} s "
           f"(server start included); server stopped with exit code {answer['server_exit_code']}")
     print(json.dumps({key: answer[key] for key in ("model", "version")}))

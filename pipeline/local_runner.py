@@ -161,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     log_path = args.root / library_logs.LOG_FILE
     if not args.verbose:
-        print(f"running the pipeline; TensorFlow/TFX/Beam log lines go to {log_path} (--verbose prints them)",
+        print(f"running the pipeline; the output of TensorFlow, TFX and Beam goes to {log_path} (--verbose prints it)",
               flush=True)
     with library_logs.library_output(log_path, args.verbose):
         result = run(args.data, args.root, config, args.beam_args)
