@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo-output
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint clean help
+.PHONY: setup demo test check lint clean help
 .DEFAULT_GOAL := help
 
 help:  ## List the targets
@@ -37,6 +37,9 @@ lint: $(STAMP)  ## ruff check (rules in pyproject.toml, version pinned in requir
 
 test: lint  ## ruff, then the whole test suite
 	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+check: lint  ## ruff, then every test that needs no pipeline run (the quick loop while editing)
+	$(PY) -m pytest tests -m "not pipeline" $(PYTEST_ARGS)
 
 clean:  ## Remove the environment and demo output
 	rm -rf $(VENV) $(DEMO_DIR)
