@@ -1,4 +1,4 @@
-# Two commands: `make demo` (the main job on built-in data) and `make test` (the whole suite).
+# Two commands: `make demo` (the main job on built-in data) and `make test` (ruff and the whole suite).
 # Each builds .venv first when it is missing or requirements.txt / the environment hook changed.
 SHELL := /bin/bash
 PYTHON ?= python3.11
@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo-output
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test clean help beam-cluster-up beam-cluster-down
+.PHONY: setup demo test check lint clean help beam-cluster-up beam-cluster-down
 .DEFAULT_GOAL := help
 
 help:  ## List the targets
@@ -32,8 +32,14 @@ $(STAMP): requirements.txt envsetup/music_retrieval_env.py envsetup/install_hook
 demo: $(STAMP)  ## Simulate a listening log, run the pipeline, serve the pushed model and ask it over gRPC (output in demo-output/)
 	$(PY) -m pipeline.demo --out $(DEMO_DIR)
 
-test: $(STAMP)  ## Run the whole test suite
+lint: $(STAMP)  ## ruff check (rules in pyproject.toml, version pinned in requirements.txt)
+	$(VENV)/bin/ruff check .
+
+test: lint  ## ruff, then the whole test suite
 	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+check: lint  ## ruff, then every test that needs no pipeline run (the quick loop while editing)
+	$(PY) -m pytest tests -m "not pipeline" $(PYTEST_ARGS)
 
 clean:  ## Remove the environment and demo output
 	rm -rf $(VENV) $(DEMO_DIR)

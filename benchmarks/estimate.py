@@ -83,8 +83,8 @@ def section_seconds(profile: Profile, sections: tuple[str, ...], model_given: bo
                 total += per_worker * len(profile.threads)
             found[section] = total
         elif section == "serving":
-            found[section] = ((0.0 if model_given else run_once(model)) + 2 * SERVER_START_S + (len(profile.clients) + 1) * profile.serving_loop_s
-                              + 2 * profile.serving_swap_s + SWAP_S)
+            found[section] = ((0.0 if model_given else run_once(model)) + 2 * SERVER_START_S
+                              + (len(profile.clients) + 1) * profile.serving_loop_s + 2 * profile.serving_swap_s + SWAP_S)
         elif section == "pipeline":
             found[section] = run_once(pipeline)
     return found

@@ -126,7 +126,7 @@ def _broken(rule: str, value: Any) -> bool:
 def problems(results: dict[str, Any], sections: tuple[str, ...] = SECTIONS) -> list[str]:
     """Every missing key or broken rule of the document (empty when complete)."""
     found = [f"missing top-level key {key!r}" for key in TOP_LEVEL_KEYS if key not in results]
-    found += [f"cpu flags missing" for _ in [0] if not results.get("machine", {}).get("cpu", {}).get("flags")]
+    found += ["cpu flags missing" for _ in [0] if not results.get("machine", {}).get("cpu", {}).get("flags")]
     for section in sections:
         body = results.get("sections", {}).get(section)
         if body is None:

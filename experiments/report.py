@@ -84,7 +84,6 @@ def verdict_sweep(rows: Sequence[Mapping[str, Any]], accuracy_with_hard: Optiona
     best_n, best = max(points, key=lambda point: point[1])
     first, last = points[0], points[-1]
     rises = best > first[1]
-    limited = best_n != last[0] or last[1] <= best
     below_hard = _ok(accuracy_with_hard) and best < accuracy_with_hard
     shares = [row for row in rows if _ok(row.get("false_negative_share"))]
     fn_text = ""
@@ -273,7 +272,8 @@ def overview_section(report: Mapping[str, Any]) -> str:
     if base:
         parts.append(html.key_values({"base model test pairwise accuracy": base.get("pairwise_accuracy"),
                                       "base model test recall@100": base.get("recall_at_k", {}).get("100"),
-                                      "most-popular test pairwise accuracy": base.get("most_popular", {}).get("pairwise_accuracy"),
+                                      "most-popular test pairwise accuracy":
+                                          base.get("most_popular", {}).get("pairwise_accuracy"),
                                       "most-popular test recall@100": base.get("most_popular", {}).get("recall_at_100")}))
     return html.section("Data and base run", *parts,
                         note="Every model below is evaluated on the base run's test split, so numbers compare.")

@@ -244,7 +244,8 @@ def estimate_seconds(plan: Plan) -> float:
     pipelines_and_sweep = pipelines + SWEEP_CONTENTION * min(sweep, beside) + max(0.0, sweep - beside)
     hard = (2 + 1 + len(NEGATIVE_LOSSES)) * plan.seeds * training_seconds(plan, train_examples,
                                                                           config.num_random_negatives)
-    evaluations = ((3 + len(NEGATIVE_LOSSES)) * plan.seeds + len(plan.sweep) + plan.pipeline_runs + len(plan.policy_runs)) * EVALUATION_S
+    evaluations = ((3 + len(NEGATIVE_LOSSES)) * plan.seeds + len(plan.sweep) + plan.pipeline_runs
+                   + len(plan.policy_runs)) * EVALUATION_S
     return pipelines_and_sweep + hard + evaluations
 
 
@@ -584,7 +585,8 @@ def summarize_hard_negatives(rows: Sequence[dict[str, Any]], weight: float) -> d
     return {
         "accuracy_random_only": accuracy_plain,
         "accuracy_with_hard": accuracy_hard,
-        "relative_gain": None if accuracy_plain is None or accuracy_hard is None else ratio(accuracy_hard - accuracy_plain, accuracy_plain),
+        "relative_gain": (None if accuracy_plain is None or accuracy_hard is None
+                          else ratio(accuracy_hard - accuracy_plain, accuracy_plain)),
         "recall_at_100_random_only": mean([row["recall_at_100_random_only"] for row in rows]),
         "recall_at_100_with_hard": mean([row["recall_at_100_with_hard"] for row in rows]),
         "time_to_target_random_s": time_plain,

@@ -46,7 +46,7 @@ EXIT_USAGE = 2
 
 # --- Command line ---------------------------------------------------------------------------------------
 def formats_help() -> str:
-    return f"""formats:
+    return """formats:
   mssd    Spotify Music Streaming Sessions Dataset log (comma-separated). session_id becomes user_id
           and station_id, track_id_clean becomes track_id. timestamp_ms = UTC midnight of `date`
           (yyyy-mm-dd or dd-mm-yy) + hour_of_day hours + session_position seconds, which keeps plays in
@@ -73,7 +73,7 @@ def formats_help() -> str:
 output in --out DIR:
   span-N/events.csv          plays in the contract, one span per UTC day
   quarantine/rejected.csv    line, reason, raw: every row that was not written, and why
-  summary.json               {{"rows_read": n, "rows_written": n, "quarantined": {{reason: n}}, ...}}
+  summary.json               {"rows_read": n, "rows_written": n, "quarantined": {reason: n}, ...}
 
 exit status: 0 some plays written; 1 none written (all rows quarantined, or no data rows);
   2 fix the command, mapping or input first (nothing is written).

@@ -104,13 +104,19 @@ class PipelineConfig:
     temperature: float = 0.05
     """Softmax temperature on cosine scores."""
     embedding_dim: int = 64
+    """Width of the track, feedback-type, position and station embeddings and of both towers' output."""
     num_layers: int = 2
     """Transformer encoder blocks over the history."""
     num_heads: int = 2
+    """Attention heads per transformer block."""
     dropout: float = 0.1
+    """Dropout rate inside the transformer blocks."""
     learning_rate: float = 0.002
+    """Adam's learning rate."""
     batch_size: int = 256
+    """Training batch (its rows are each other's in-batch negatives; per replica when distributed)."""
     epochs: int = 10
+    """Most training epochs (early stopping may end sooner; the best epoch's weights are kept)."""
     patience: int = 3
     """Early stopping: epochs without a better early_stopping value before training stops."""
     early_stopping: str = "pairwise_accuracy_with_recall_floor"
@@ -120,6 +126,7 @@ class PipelineConfig:
     pairwise term accuracy peaks epochs after recall; stopping on accuracy alone kept models that lost to
     most-popular on recall@100, and on the sum models that lost to it on pairwise accuracy (model-and-loss.md)."""
     seed: int = 42
+    """Seed of weight initialisation, shuffling and negative sampling."""
     warm_start: bool = False
     """Start the Trainer from the latest blessed model's weights (tracks and stations matched by raw id)."""
     distribution_strategy: str = DEFAULT_STRATEGY
@@ -157,6 +164,7 @@ class PipelineConfig:
     scann_num_leaves_to_search: int = 0
     """Leaves searched per query (0: the evaluator picks the smallest share that reaches min_ann_recall)."""
     scann_training_iterations: int = 12
+    """Training iterations of ScaNN's partitioning tree."""
     scann_dimensions_per_block: int = 2
     """Asymmetric hashing: dimensions per 4-bit block (lower is more exact and bigger)."""
     scann_num_reordering_candidates: int = 200

@@ -4,7 +4,8 @@ the pushed model over gRPC on loopback and ask it for one simulated listener's r
     python -m pipeline.demo --out DIR [--users N --tracks M --events E --days D --seed S] [--set key=value ...]
 
 DIR/data holds the simulated log (with ground truth), DIR/run the pipeline's artifacts, MLMD store and
-serving/ directory, DIR/server.log the server's output. A DIR the demo wrote before is replaced; any other
+serving/ directory, DIR/server.log the server's output, DIR/library.log the log lines of TensorFlow, TFX, Beam
+and absl (--verbose prints them instead). A DIR the demo wrote before is replaced; any other
 non-empty DIR is refused. Exit status: 0 with recommendations, 1 when the model was not blessed (the reasons
 are printed), 3 on anomalies with fail_on_anomalies.
 """
@@ -20,7 +21,7 @@ from typing import Sequence
 
 from listening_logs import simulate
 from models.serving_params import SCANN
-from pipeline import configs, local_runner
+from pipeline import configs, library_logs, local_runner
 from schema import contract
 
 MARKER = ".written-by-pipeline-demo"
@@ -47,6 +48,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for name, default in DEMO_SIZES.items():
         parser.add_argument(f"--{name}", type=int, default=default, help=f"simulator's --{name} (default {default})")
     configs.add_settings_argument(parser, note=" (the demo's default: spans=1-DAYS)")
+    parser.add_argument("--verbose", action="store_true", help=library_logs.VERBOSE_HELP + " (--out)")
     return parser.parse_args(argv)
 
 
@@ -70,17 +72,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"      labels: {json.dumps(summary['labels'])}; skip-only listeners: {summary['skip_only_users']}")
 
     started = time.perf_counter()
-    print(f"[2/3] running the pipeline (spans {config.spans}) -> {run_root}", flush=True)
-    result = local_runner.run(data, run_root, config)
+    quiet = "" if args.verbose else f"; TensorFlow/TFX/Beam output: {args.out / library_logs.LOG_FILE}"
+    print(f"[2/3] running the pipeline (spans {config.spans}) -> {run_root}{quiet}", flush=True)
+    with library_logs.library_output(args.out / library_logs.LOG_FILE, args.verbose):
+        result = local_runner.run(data, run_root, config)
     print(f"      finished in {time.perf_counter() - started:.1f} s")
     local_runner.print_report(result)
     if result.anomalies and config.fail_on_anomalies:
         return local_runner.EXIT_ANOMALIES
-    return serve_and_ask(result, config, data, args.out)
+    return serve_and_ask(result, config, data, args.out, args.verbose)
 
 
 def serve_and_ask(result: local_runner.RunResult, config: configs.PipelineConfig, data: pathlib.Path,
-                  out: pathlib.Path) -> int:
+                  out: pathlib.Path, verbose: bool = False) -> int:
     """Step 3: the gRPC server over the pushed ScaNN model, one client request, the answer judged by the truth."""
     # Imported here, not at the top, so that `--help` and argument errors answer without TensorFlow.
     from pipeline import demo_request
@@ -97,7 +101,8 @@ def serve_and_ask(result: local_runner.RunResult, config: configs.PipelineConfig
     print(f"[3/3] serving {result.pushed[pusher]} with `python -m serving.server` on loopback "
           f"(log: {out / SERVER_LOG}); asking for listener {listener.user_id}", flush=True)
     print("      history (oldest first): " + ", ".join(f"{track}:{label}" for track, label in listener.history))
-    answer = demo_request.ask(result.serving_base, model_name, listener, out / SERVER_LOG)
+    with library_logs.library_output(out / library_logs.LOG_FILE, verbose):  # the client's TensorFlow start-up
+        answer = demo_request.ask(result.serving_base, model_name, listener, out / SERVER_LOG)
     print(f"      {answer['model']} version {answer['version']} answered in {time.perf_counter() - started:.1f} s "
           f"(server start included); server stopped with exit code {answer['server_exit_code']}")
     print(json.dumps({key: answer[key] for key in ("model", "version")}))

@@ -19,7 +19,7 @@ import re
 import sys
 from typing import TYPE_CHECKING, Optional, Sequence
 
-from pipeline import configs
+from pipeline import configs, library_logs
 from schema import contract
 
 if TYPE_CHECKING:
@@ -114,15 +114,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--beam-arg", dest="beam_args", action="append", default=[], metavar="ARG",
                         help="extra Beam pipeline argument, e.g. --beam-arg=--region=europe-west1 (repeatable)")
     configs.add_settings_argument(parser, note=f" on top of {', '.join(configs.KUBEFLOW_OVERRIDES)}")
+    parser.add_argument("--verbose", action="store_true",
+                        help="print TensorFlow/TFX/absl log lines here instead of into OUTPUT's name + .library.log")
     return parser.parse_args(argv)
+
+
+def library_log_path(output: pathlib.Path) -> pathlib.Path:
+    """Beside the spec: music_retrieval.json -> music_retrieval.library.log."""
+    return output.with_name(output.stem + ".library.log")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         config = configs.kubeflow_config(args.settings)
-        compile_spec(args.output, args.image, args.data_root, args.pipeline_root, config, args.serving_base,
-                     args.beam_runner, args.beam_args, args.pipeline_name)
+        with library_logs.library_output(library_log_path(args.output), args.verbose):
+            compile_spec(args.output, args.image, args.data_root, args.pipeline_root, config, args.serving_base,
+                         args.beam_runner, args.beam_args, args.pipeline_name)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -20,7 +20,7 @@ import pathlib
 import sys
 from typing import TYPE_CHECKING, Optional, Sequence, TextIO
 
-from pipeline import beam_cluster, configs
+from pipeline import beam_cluster, configs, library_logs
 
 if TYPE_CHECKING:
     from pipeline import run_outputs
@@ -154,6 +154,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="run every Beam stage on the portable cluster that `python -m pipeline.beam_cluster start --dir DIR` "
              "started (its job service and external worker pool); --beam-arg flags come after its flags",
     )
+    parser.add_argument("--verbose", action="store_true", help=library_logs.VERBOSE_HELP + " (ROOT)")
     return parser.parse_args(argv)
 
 
@@ -172,7 +173,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         except beam_cluster.ClusterError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-    result = run(args.data, args.root, config, beam_args)
+    log_path = args.root / library_logs.LOG_FILE
+    if not args.verbose:
+        print(f"running the pipeline; the output of TensorFlow, TFX and Beam goes to {log_path} (--verbose prints it)",
+              flush=True)
+    with library_logs.library_output(log_path, args.verbose):
+        result = run(args.data, args.root, config, beam_args)
     print_report(result)
     if result.anomalies and config.fail_on_anomalies:
         print("error: anomalies found and fail_on_anomalies is set", file=sys.stderr)

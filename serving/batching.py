@@ -73,7 +73,7 @@ class _Batch:
 
 
 def _fill_value(dtype: np.dtype) -> object:
-    if dtype == object:
+    if dtype == np.dtype(object):
         return b""
     return False if dtype == np.bool_ else 0
 

@@ -317,7 +317,7 @@ class RestApi:
                 if received > self.max_body_bytes:
                     raise _BodyRefused(413, f"Request body is larger than the {self.max_body_bytes} bytes this "
                                             "server accepts (--rest_max_body_bytes)")
-        except (socket.timeout, TimeoutError) as error:
+        except TimeoutError as error:
             raise timed_out from error
         except OSError as error:  # a malformed chunked encoding, a reset connection, the cut-off below
             if time.monotonic() >= deadline:

@@ -99,7 +99,7 @@ def proto_to_ndarray(name: str, proto: tensor_pb2.TensorProto, max_elements: int
         return array.reshape(shape)
     try:
         dtype = tf.dtypes.as_dtype(proto.dtype)
-        dtype.as_numpy_dtype  # resource, variant, ...: no values a request can carry
+        _ = dtype.as_numpy_dtype  # raises for resource, variant, ...: no values a request can carry
     except (TypeError, KeyError) as error:
         raise _invalid(f"input '{name}': {dtype_name(proto.dtype)} tensors cannot be sent in a request") from error
     if proto.tensor_content:

@@ -63,6 +63,19 @@ class TrainedPipeline:
         return self.workdir / "root"
 
 
+PIPELINE_FIXTURES = frozenset({"trained_pipeline"})
+"""Fixtures that run a real pipeline: a test using one must carry the `pipeline` marker, which `make check` leaves out."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Refuses a test that uses a pipeline fixture without the `pipeline` marker (it would slow `make check` down)."""
+    unmarked = [item.nodeid for item in items
+                if PIPELINE_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("pipeline") is None]
+    if unmarked:
+        raise pytest.UsageError("these tests run a pipeline through a shared fixture but are not marked "
+                                "@pytest.mark.pipeline:\n  " + "\n  ".join(unmarked))
+
+
 @pytest.fixture(scope="session")
 def trained_pipeline(tmp_path_factory) -> TrainedPipeline:
     from listening_logs import simulate

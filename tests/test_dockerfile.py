@@ -124,8 +124,10 @@ def test_base_image_is_debian_12_python_3_11() -> None:
 
 
 def test_beam_boot_comes_from_the_sdk_image_of_the_pinned_beam() -> None:
-    from_copies = [(flags, sources, dest) for flags, sources, dest in copies() if any(f.startswith("--from") for f in flags)]
-    assert from_copies == [([f"--from=apache/beam_python3.11_sdk:{pinned('apache-beam')}"], ["/opt/apache/beam"], "/opt/apache/beam")]
+    from_copies = [(flags, sources, dest) for flags, sources, dest in copies()
+                   if any(f.startswith("--from") for f in flags)]
+    beam_sdk = f"--from=apache/beam_python3.11_sdk:{pinned('apache-beam')}"
+    assert from_copies == [([beam_sdk], ["/opt/apache/beam"], "/opt/apache/beam")]
     assert [json.loads(args) for args in by_keyword("ENTRYPOINT")] == [["/opt/apache/beam/boot"]]
 
 
@@ -176,7 +178,7 @@ def test_every_repo_package_the_runtime_code_imports_is_copied() -> None:
     copied = {pathlib.PurePosixPath(s).parts[0] for s in local_copies()}
     assert needed <= copied, f"not copied into the image: {sorted(needed - copied)}"
     assert "tests" not in copied
-    for flags, sources, dest in copies():
+    for _flags, sources, dest in copies():
         for source in sources:
             if source.rstrip("/") in needed:
                 assert dest.rstrip("/") == source.rstrip("/"), f"COPY {source} must land at {IMAGE_PROJECT_DIR}/{source}"

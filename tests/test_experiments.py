@@ -86,7 +86,10 @@ def write_log(data: pathlib.Path, fmt: str) -> pd.DataFrame:
         folder = data / f"span-{span}"
         folder.mkdir(parents=True)
         part = frame.iloc[rows]
-        part.to_csv(folder / "events.csv", index=False) if fmt == "csv" else part.to_parquet(folder / "events.parquet", index=False)
+        if fmt == "csv":
+            part.to_csv(folder / "events.csv", index=False)
+        else:
+            part.to_parquet(folder / "events.parquet", index=False)
     return frame
 
 
@@ -189,7 +192,8 @@ def params(batch_size: int = 4, sampler: str = "popularity") -> TrainingParams:
                           negative_loss_weight=1.0, item_bias=False, negative_loss_on_bias=True,
                           temperature=0.05,
                           embedding_dim=8, num_layers=1, num_heads=1, dropout=0.0, learning_rate=0.01,
-                          batch_size=batch_size, epochs=1, patience=1, early_stopping="pairwise_accuracy", seed=3, warm_start=False,
+                          batch_size=batch_size, epochs=1, patience=1, early_stopping="pairwise_accuracy", seed=3,
+                          warm_start=False,
                           distribution_strategy="default")
 
 

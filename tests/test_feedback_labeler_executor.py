@@ -89,7 +89,7 @@ def run_executor(tmp_path: pathlib.Path, **settings) -> tuple[dict, dict[str, li
     stats.uri = str(tmp_path / "stats")
     config = configs.with_overrides(
         configs.PipelineConfig(),
-        ["eval_cutoff=%d" % (T0 + 50 * MIN), "test_cutoff=%d" % (T0 + 92 * MIN), "max_history=3",
+        [f"eval_cutoff={T0 + 50 * MIN}", f"test_cutoff={T0 + 92 * MIN}", "max_history=3",
          "hard_negative_window_ms=600000"] + [f"{k}={v}" for k, v in settings.items()],
     )
     context = base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=config.beam_pipeline_args())

@@ -33,6 +33,8 @@ def compiled_path(tmp_path_factory) -> pathlib.Path:
         *(part for setting in SETTINGS for part in ("--set", setting)),
     ])
     assert status == 0
+    assert kubeflow_runner.library_log_path(output).name == "music_retrieval.library.log"
+    assert kubeflow_runner.library_log_path(output).is_file(), "TFX's log lines go beside the spec unless --verbose"
     return output
 
 

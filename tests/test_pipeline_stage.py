@@ -1,25 +1,28 @@
-"""The first pipeline stage end to end with real TFX components, LocalDagRunner and Beam's DirectRunner."""
+"""The first pipeline stage end to end with real TFX components, LocalDagRunner and Beam's DirectRunner.
+
+One run of its own (the CLI in a child process); the span-range checks read the shared trained pipeline's run."""
 from __future__ import annotations
 
 import pathlib
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
 import tensorflow as tf
 
 from listening_logs import spans
-from pipeline import configs, local_runner
+from pipeline import library_logs, local_runner
 from schema import contract
-from tests.conftest import random_log
+from tests.conftest import REPO_ROOT, random_log
 
 pytestmark = pytest.mark.pipeline
 COMPONENTS = {"ExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "FeedbackLabeler",
               "LabeledSchemaGen", "Transform", "Trainer", "RetrievalEvaluator", "ServingExporter", "ScannPusher",
               "BruteForcePusher"}
-SMALL_CATALOG = ["serving_top_k=5", "serving_max_exclusions=2", "max_history=5"]
-"""The latest span of these logs holds ~30 tracks: K + E + max_history must fit in the catalog."""
-QUICK = configs.with_overrides(configs.PipelineConfig(epochs=2), SMALL_CATALOG)
-"""These tests are about the pipeline's wiring; tests/test_training.py judges training itself."""
+QUICK_SETTINGS = ["epochs=2", "serving_top_k=5", "serving_max_exclusions=2", "max_history=5"]
+"""These tests are about the pipeline's wiring (tests/test_training.py judges training itself); the latest span of
+the log holds ~30 tracks, and K + E + max_history must fit in the catalog."""
 
 
 def split_examples(examples_uri: str) -> dict[str, list[tf.train.Example]]:
@@ -36,42 +39,47 @@ def timestamps(examples: list[tf.train.Example]) -> list[int]:
     return [e.features.feature[contract.TIMESTAMP_MS].int64_list.value[0] for e in examples]
 
 
-def test_latest_span_in_process(three_day_log, tmp_path):
-    data, written = three_day_log
-    result = local_runner.run(data, tmp_path / "root", configs.with_overrides(QUICK, ["spans=latest"]))
+def test_span_range_reads_every_span_into_the_events_split(trained_pipeline):
+    """Read from the shared trained pipeline's run (spans=1-7 over a seven-day log): no run of its own."""
+    result = trained_pipeline.result
+    assert "spans=1-7" in trained_pipeline.settings
     assert COMPONENTS <= set(result.outputs)
+    assert result.spans == [1, 2, 3, 4, 5, 6, 7]
+    written = sum(len(pd.read_csv(path)) for path in trained_pipeline.data.glob("span-*/events.csv"))
     examples = split_examples(result.outputs["ExampleGen"]["examples"][0])
-    assert list(examples) == ["events"]
-    assert len(examples["events"]) == written[3]
-    first_ms_of_span_3 = min(timestamps(examples["events"]))
-    assert first_ms_of_span_3 // spans.DAY_MS == max(timestamps(examples["events"])) // spans.DAY_MS
+    assert {name: len(rows) for name, rows in examples.items()} == {"events": written}
+    assert len({t // spans.DAY_MS for t in timestamps(examples["events"])}) == 7
     assert (pathlib.Path(result.outputs["StatisticsGen"]["statistics"][0]) / "Split-events").is_dir()
     assert result.anomalies == []
 
 
-def test_span_range_reads_every_span_into_the_events_split(three_day_log, tmp_path):
-    data, written = three_day_log
-    config = configs.with_overrides(QUICK, ["spans=1-3"])
-    result = local_runner.run(data, tmp_path / "root", config)
-    examples = split_examples(result.outputs["ExampleGen"]["examples"][0])
-    assert {name: len(rows) for name, rows in examples.items()} == {"events": sum(written.values())}
-    days = {t // spans.DAY_MS for t in timestamps(examples["events"])}
-    assert len(days) == 3
-    assert result.anomalies == []
-
-
-def test_parquet_log_with_out_of_domain_feedback_fails_on_request(tmp_path, capsys):
-    log = random_log(300, days=1, seed=3)
-    log.loc[log.index[:5], contract.FEEDBACK] = "meh"
-    spans.write_spans(log, tmp_path / "data", fmt="parquet")
-    status = local_runner.main(
-        ["--data", str(tmp_path / "data"), "--root", str(tmp_path / "root"), "--set", "fail_on_anomalies=true",
-         "--set", "epochs=2", *(part for setting in SMALL_CATALOG for part in ("--set", setting))]
+def test_latest_parquet_span_with_out_of_domain_feedback_fails_on_request(tmp_path):
+    """One run as a user runs it (a process of its own) covers three things: spans=latest reads only the newest
+    span, anomalies in a Parquet log stop the exit status with fail_on_anomalies, and the libraries' log lines
+    go to ROOT/library.log instead of the terminal."""
+    log = random_log(900, days=3, seed=3)  # ~300 plays in the newest span, as in the tests this one replaced
+    newest_day = log[contract.TIMESTAMP_MS] // spans.DAY_MS == (log[contract.TIMESTAMP_MS] // spans.DAY_MS).max()
+    log.loc[log.index[newest_day][:5], contract.FEEDBACK] = "meh"
+    written = spans.write_spans(log, tmp_path / "data", fmt="parquet")
+    assert sorted(written) == [1, 2, 3]
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.local_runner", "--data", str(tmp_path / "data"), "--root", str(tmp_path / "root"),
+         "--set", "spans=latest", "--set", "fail_on_anomalies=true",
+         *(part for setting in QUICK_SETTINGS for part in ("--set", setting))],
+        cwd=REPO_ROOT, capture_output=True, text=True, check=False,
     )
-    out = capsys.readouterr()
-    assert status == local_runner.EXIT_ANOMALIES
-    assert "[events] feedback:" in out.out
-    assert "ExampleGen.examples" in out.out
+    assert done.returncode == local_runner.EXIT_ANOMALIES, done.stderr[-3000:]
+    assert "ExampleGen read spans 3\n" in done.stdout
+    assert "[events] feedback:" in done.stdout
+    assert "ExampleGen.examples" in done.stdout
+    [examples_uri] = (tmp_path / "root").glob("pipeline/ExampleGen/examples/*")
+    examples = split_examples(str(examples_uri))
+    assert list(examples) == ["events"] and len(examples["events"]) == written[3]
+    assert len({t // spans.DAY_MS for t in timestamps(examples["events"])}) == 1
+    assert done.stderr.strip() == "error: anomalies found and fail_on_anomalies is set", done.stderr[-3000:]
+    library_log = (tmp_path / "root" / library_logs.LOG_FILE).read_text()
+    assert "absl" in library_log and "tfx" in library_log, library_log[-3000:]
+    assert str(tmp_path / "root" / library_logs.LOG_FILE) in done.stdout
 
 
 def test_bad_setting_is_a_usage_error(three_day_log, tmp_path, capsys):

@@ -1,8 +1,8 @@
 """A clone alone must be complete: no tracked file may lean on a folder beside the checkout or on a document
 that is not in the repository.
 
-Tests, docs and comments once pointed at the shared folder beside the checkout (data, the environment freeze) and at "DESIGN §N" of a
-design document kept outside the repository; a fresh clone had dangling references and failing tests. The
+Tests, docs and comments once pointed at the shared folder beside the checkout (data, the environment freeze) and at
+"DESIGN §N" of a design document kept outside the repository; a fresh clone had dangling references and failing tests. The
 fixtures now live in tests/fixtures/ and the design in docs/design.md, and these checks keep it that way.
 """
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import pathlib
 import subprocess
 
-import pytest
 
 from tests.conftest import REPO_ROOT
 

@@ -90,7 +90,7 @@ def test_brute_force_scores_are_the_exact_dot_products(trained_pipeline, exporte
     history = [(tracks[7], "like"), (tracks[8], "skip")]
     ids, scores = recommend(loaded, history)
     query = loaded.signatures["query_embedding"](
-        history_track_ids=tf.constant([[t for t, _ in history]]), history_feedback=tf.constant([[l for _, l in history]]),
+        history_track_ids=tf.constant([[t for t, _ in history]]), history_feedback=tf.constant([[label for _, label in history]]),
         station_id=tf.constant([""]))["query_embedding"].numpy()[0]
     exact = exported.candidate_embeddings[: len(tracks)] @ query
     expected = [tracks[i] for i in np.argsort(-exact)[: CONFIG.serving_top_k]]

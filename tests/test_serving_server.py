@@ -355,7 +355,7 @@ def test_health_reports_serving_per_model(server):
 def assert_same_ranking_up_to_ties(batched: dict, single: dict, atol: float = 1e-5) -> None:
     """Same ids in the same places, except that tracks whose scores tie (to float rounding: a padded batch
     multiplies in another order) may trade places, and a tie at the k-th place may bring in the other one."""
-    for ids, scores, alone_ids, alone_scores in zip(batched["track_ids"], batched["scores"], single["track_ids"],
+    for ids, _scores, alone_ids, alone_scores in zip(batched["track_ids"], batched["scores"], single["track_ids"],
                                                     single["scores"]):
         alone_score_of = dict(zip(alone_ids.tolist(), alone_scores.tolist()))
         for position, track in enumerate(ids.tolist()):

@@ -156,7 +156,7 @@ def assemble_stats(
     bounds: tuple[int, int] | None,
     params: sequences.LabelingParams,
 ) -> dict[str, Any]:
-    """The feedback_stats document (its keys are described in the README)."""
+    """The feedback_stats document (its keys are described in docs/pipeline.md, FeedbackLabeler)."""
     flat = dict(counters)
     users_with_test = flat.get("coverage/users_with_test_targets", 0)
     coverage = {

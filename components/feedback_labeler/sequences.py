@@ -209,7 +209,7 @@ def build_user_examples(user_id: str, plays: Iterable[Play], params: LabelingPar
         while same_time_end < len(ordered) and ordered[same_time_end].timestamp_ms == ordered[index].timestamp_ms:
             same_time_end += 1
         group = ordered[index:same_time_end]
-        for position, play in enumerate(group, start=index):
+        for play in group:
             split = cutoffs.split_of(play.timestamp_ms)
             result.label_counts[(split, play.label)] += 1
             if play.label not in positive_labels:

@@ -90,8 +90,9 @@ def ann_recall_at_k(model: ExportedModel, data: RunData, scann: serving_export.S
     num_tracks = len(model.vocabularies.tracks)
     ks = sorted({k for k in (*metrics.DEFAULT_KS, params.ann_recall_k) if k <= num_tracks}) or [num_tracks]
     if not scann.uses_scann(num_tracks):  # an exact index finds the exact top-k at every k
-        return {k: 1.0 for k in sorted({*metrics.DEFAULT_KS, params.ann_recall_k})}, scann, [{"exact_index": True, "reason": f"{num_tracks} tracks is below "
-                                              f"scann_min_catalog ({scann.scann_min_catalog}): the index is exact"}]
+        exact = {"exact_index": True,
+                 "reason": f"{num_tracks} tracks is below scann_min_catalog ({scann.scann_min_catalog}): the index is exact"}
+        return {k: 1.0 for k in sorted({*metrics.DEFAULT_KS, params.ann_recall_k})}, scann, [exact]
     queries = test_query_embeddings(model, data)
     candidates = model.candidate_embeddings[:num_tracks]
     leaves, _ = scann.leaves(num_tracks)
