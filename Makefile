@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 .DEFAULT_GOAL := help
 
 help:  ## List the targets
-	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
 
 setup: $(STAMP)  ## Build the environment only (.venv from the pinned lock, no resolver)
 
