@@ -4,7 +4,8 @@ model the pipeline exported, against the same model called in this process.
 Measured: a closed loop with 1, 2, 4, 8 clients (QPS, p50, p99); the same requests through the servable
 in-process (serving.model_manager, what the server runs per request, minus gRPC and proto decoding; in a process
 of its own with the server's TensorFlow settings, benchmarks.serving_worker, which also profiles the full
-in-process path): the gRPC overhead, checked against issue 15's latency targets (printed, never asserted); the first request after the model became AVAILABLE on a server started without warm-up and
+in-process path): the gRPC overhead, checked against issue 15's latency targets (printed, never asserted);
+the first request after the model became AVAILABLE on a server started without warm-up and
 on one with warm-up (the export's assets.extra records); and a version swap under load, which must fail no
 request. Every loop is bounded in time; the servers are stopped (SIGTERM) when the section ends or fails.
 """
@@ -19,10 +20,10 @@ import sys
 import time
 from typing import Any, Callable, Optional
 
-from benchmarks.measure import ratio, timed_loop
+from benchmarks.measure import ratio
 from benchmarks.pipeline_runs import PipelineRuns, RunSpec
 from benchmarks.results import SectionFailed
-from benchmarks.serving_load import LoadGenerator, predict_request, request_mix
+from benchmarks.serving_load import LoadGenerator, request_mix
 from benchmarks.settings import Profile
 
 SWAP_CLIENTS = 4

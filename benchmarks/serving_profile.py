@@ -84,7 +84,7 @@ def serve_profiled(result_path: str, requests: int, server_args: list[str]) -> i
 
 
 def profile(model_dir: pathlib.Path, requests: int, out: Optional[pathlib.Path]) -> dict[str, Any]:
-    from benchmarks.serving_load import LoadGenerator, known_tracks, request_mix
+    from benchmarks.serving_load import known_tracks, request_mix
     from serving.process import ServerProcess
 
     with tempfile.TemporaryDirectory() as root:

@@ -156,8 +156,8 @@ def test_pipeline_configs_imports_without_tensorflow():
     assert result.stdout.strip() == "", f"import pipeline.configs loaded {result.stdout.strip()}"
 
 
-FAST_HELP_CLIS = ("pipeline.local_runner", "pipeline.kubeflow_runner", "pipeline.demo", "pipeline.schedule", "pipeline.beam_cluster",
-                  "experiments.loss_ablation", "listening_logs.profile", "listening_logs.simulate")
+FAST_HELP_CLIS = ("pipeline.local_runner", "pipeline.kubeflow_runner", "pipeline.demo", "pipeline.schedule",
+                  "pipeline.beam_cluster", "experiments.loss_ablation", "listening_logs.profile", "listening_logs.simulate")
 """Command lines whose `--help` (and argument errors) must answer before any TensorFlow is imported."""
 
 
