@@ -2,7 +2,7 @@
 
 Why batches: the per-play path (decode one tf.train.Example into a dict, validate, label, key, heap) spent
 ~240 µs of Python per play. Here a step sees thousands of plays at once:
-1. `LabelFile` reads ExampleGen's files as Arrow RecordBatches through TFXIO (C++ reading and decoding),
+1. `LabelFile` reads ExampleGen's files as Arrow RecordBatches (C++ reading and decoding, as TFXIO does),
    validates and labels it with `schema.columnar` (contract's rules over arrays), and emits one
    record per (listener, batch) holding that listener's plays of the batch as four lists;
 2. `KeepRecentPlays` combines those records per listener keeping only the `max_events_per_user` most recent
@@ -39,9 +39,10 @@ Block = tuple[list, list, list, list]  # timestamps, track ids, station ids, lab
 class LabelFile(beam.DoFn):
     """One TFRecord file of tf.train.Examples -> (listener, Block) per listener and batch; per-batch summaries.
 
-    The file is read and decoded a batch at a time by TFXIO (`TFExampleRecord.RecordBatches`: TF's C++ record
-    reader and tfx_bsl's C++ decoder), so no Python runs per record. ExampleGen's files are GZIP, which cannot
-    be split within a file anyway, so a file is the natural unit of parallel work.
+    The file is read a batch at a time by TF's C++ record reader and decoded into an Arrow RecordBatch by
+    tfx_bsl's C++ decoder (the pieces TFXIO's `TFExampleRecord` is made of; its `RecordBatches` adds a
+    parallel interleave that cost 1.9x the CPU here, docs/data-plane.md), so no Python runs per record.
+    ExampleGen's files are GZIP, which cannot be split within a file anyway: a file is the unit of parallel work.
     """
 
     QUARANTINE = "quarantine"  # one Counter of reasons per batch
@@ -56,36 +57,29 @@ class LabelFile(beam.DoFn):
         self._decoder = example_coder.ExamplesToRecordBatchDecoder()
 
     def process(self, path: str) -> Iterator[Any]:
-        options = tfxio.RecordBatchesOptions(batch_size=self._batch_size, drop_final_batch=False, num_epochs=1,
-                                             shuffle=False)
-        batches = iter(tfxio.TFExampleRecord(file_pattern=[path]).RecordBatches(options))
-        done = 0
-        while True:
-            try:
-                batch = next(batches)
-            except StopIteration:
-                return
-            except RuntimeError as error:  # a feature's kind differs between records of one batch
-                beam.metrics.Metrics.counter(METRICS_NAMESPACE, "files_decoded_record_by_record").inc()
-                yield from self._record_by_record(path, skip=done, cause=error)
-                return
-            done += batch.num_rows
-            yield from self._label(batch)
-
-    def _record_by_record(self, path: str, skip: int, cause: RuntimeError) -> Iterator[Any]:
-        """The rest of the file, each record decoded on its own (so each keeps its own kinds), then validated.
-
-        For logs whose loose text columns give, say, `listen_ms` as int64 in one record and text in another.
-        """
-        compression = "GZIP" if path.endswith(".gz") else ""
-        records = tf.data.TFRecordDataset(path, compression_type=compression).skip(skip)
-        for chunk in records.batch(self._batch_size).as_numpy_iterator():
-            for record in chunk.tolist():
-                try:
-                    batch = self._decoder.DecodeBatch([record])
-                except RuntimeError as error:
-                    raise ValueError(f"{path}: a record is not a tf.train.Example ({error}; after {cause})") from error
+        compression = "GZIP" if path.endswith(".gz") else ""  # as TFXIO decides
+        chunks = tf.data.TFRecordDataset(path, compression_type=compression).batch(self._batch_size)
+        for chunk in chunks.as_numpy_iterator():
+            for batch in self._decoded(path, chunk.tolist()):
                 yield from self._label(batch)
+
+    def _decoded(self, path: str, records: list[bytes]) -> list[pa.RecordBatch]:
+        """One RecordBatch, or one per record when a feature's kind differs between records of the batch.
+
+        The second case is for logs whose loose text columns give, say, `listen_ms` as int64 in one record and
+        as text in another: each record keeps its own kinds and `schema.columnar` judges each value.
+        """
+        try:
+            return [self._decoder.DecodeBatch(records)]
+        except RuntimeError as mixed:
+            beam.metrics.Metrics.counter(METRICS_NAMESPACE, "batches_decoded_record_by_record").inc()
+            batches = []
+            for record in records:
+                try:
+                    batches.append(self._decoder.DecodeBatch([record]))
+                except RuntimeError as error:
+                    raise ValueError(f"{path}: a record is not a tf.train.Example ({error})") from mixed
+            return batches
 
     def _label(self, batch: pa.RecordBatch) -> Iterator[Any]:
         checked = columnar.validate_batch(batch)

@@ -35,7 +35,7 @@ LABELER_VERSION = "1"  # the outputs of the columnar labeller equal the per-play
 STATS_FILE = "feedback_stats.json"
 METRICS_NAMESPACE = batch_steps.METRICS_NAMESPACE
 TFRECORD_PREFIX = "data_tfrecord"
-RECORDS_PER_BATCH = 10_000
+RECORDS_PER_BATCH = 100_000
 """Plays decoded, validated and grouped per listener at once: large enough that per-batch costs vanish."""
 
 

@@ -10,6 +10,7 @@ Python protobuf per example.
 """
 from __future__ import annotations
 
+import bisect
 import collections
 from typing import Sequence
 
@@ -69,6 +70,19 @@ class ExampleColumns:
                 for code, split in enumerate(_SPLIT_NAMES) if np.any(splits == code)}
 
 
+# Label ids ranked by label name: sorting (timestamp, track, station, rank) is sorting sequences' Play tuples.
+_RANK_OF_ID = np.argsort(np.argsort(np.array(contract.LABELS, dtype=object))).tolist()
+_ID_OF_RANK = np.argsort(np.array(contract.LABELS, dtype=object)).tolist()
+_LABEL_KEYS = [[f"labels/{split}/{label}" for label in contract.LABELS] for split in _SPLIT_NAMES]
+
+
+def _label_table(labels: Sequence[str]) -> np.ndarray:
+    """A boolean lookup table over label ids: table[ids] marks the plays whose label is in `labels`."""
+    table = np.zeros(len(contract.LABELS), dtype=bool)
+    table[[contract.LABEL_IDS[name] for name in labels]] = True
+    return table
+
+
 def build_listener(
     user: str,
     timestamps: Sequence[int],
@@ -81,61 +95,59 @@ def build_listener(
     stats: collections.Counter,
 ) -> None:
     """Appends the listener's examples to `out` and adds its counts to `stats` (the executor's stat keys)."""
-    names = _LABEL_NAMES[np.asarray(label_ids, dtype=np.int64)]
-    ordered = sorted(zip(timestamps, tracks, stations, names.tolist()))  # sequences' order: Play tuples
-    ts = np.fromiter((row[0] for row in ordered), dtype=np.int64, count=len(ordered))
+    ordered = sorted(zip(timestamps, tracks, stations, [_RANK_OF_ID[i] for i in label_ids]))
+    ts_list = [row[0] for row in ordered]
     track = [row[1] for row in ordered]
     station = [row[2] for row in ordered]
-    label = [row[3] for row in ordered]
-    label_array = np.array(label, dtype=object)
+    ids = np.array([_ID_OF_RANK[row[3]] for row in ordered], dtype=np.int64)
+    label = _LABEL_NAMES[ids].tolist()
+    ts = np.array(ts_list, dtype=np.int64)
     split = np.searchsorted(np.array([cutoffs.eval_ms, cutoffs.test_ms]), ts, side="right")
 
     stats["users"] += 1
-    split_label = collections.Counter(zip(split.tolist(), label))
-    for (code, name), count in split_label.items():
-        stats[f"labels/{_SPLIT_NAMES[code]}/{name}"] += count
+    counts = np.bincount(split * len(contract.LABELS) + ids, minlength=len(_SPLIT_NAMES) * len(contract.LABELS))
+    for code in np.flatnonzero(counts).tolist():
+        stats[_LABEL_KEYS[code // len(contract.LABELS)][code % len(contract.LABELS)]] += int(counts[code])
 
-    targets = np.flatnonzero(np.isin(label_array, params.positive_labels))
+    targets = np.flatnonzero(_label_table(params.positive_labels)[ids])
     if not len(targets):
         return
     first_at_time = np.searchsorted(ts, ts, side="left")  # plays before this index are strictly earlier
     limit = params.max_history
-    admissible = np.flatnonzero(np.isin(label_array, params.history_labels()))
-    admissible_before = np.searchsorted(admissible, first_at_time[targets])
-    on_station_positions: dict[str, np.ndarray] = {}
-    station_of_admissible = [station[p] for p in admissible]
-    for position, name in zip(admissible.tolist(), station_of_admissible):
-        if name:
-            on_station_positions.setdefault(name, []).append(position)
-    on_station_positions = {name: np.array(p, dtype=np.int64) for name, p in on_station_positions.items()}
+    admissible = np.flatnonzero(_label_table(params.history_labels())[ids])
+    admissible_before = np.searchsorted(admissible, first_at_time[targets]).tolist()
+    admissible_list = admissible.tolist()
+    on_station: dict[str, list[int]] = {}
+    for position in admissible_list:
+        if station[position]:
+            on_station.setdefault(station[position], []).append(position)
 
-    negatives = (np.flatnonzero(np.isin(label_array, params.negative_labels))
+    negatives = (np.flatnonzero(_label_table(params.negative_labels)[ids])
                  if params.max_hard_negatives else np.zeros(0, dtype=np.int64))
-    negative_ts = ts[negatives]
     window = params.hard_negative_window_ms
-    starts = np.searchsorted(negative_ts, ts[targets] - window, side="left")
-    stops = np.searchsorted(negative_ts, ts[targets] + window, side="right")
+    starts = np.searchsorted(ts[negatives], ts[targets] - window, side="left").tolist()
+    stops = np.searchsorted(ts[negatives], ts[targets] + window, side="right").tolist()
+    negatives_list = negatives.tolist()
+    split_list = split.tolist()
+    first_list = first_at_time.tolist()
 
     for index, target in enumerate(targets.tolist()):
         here = station[target]
-        count = int(admissible_before[index])
-        recent = admissible[max(0, count - limit):count].tolist()
+        count = admissible_before[index]
+        recent = admissible_list[max(0, count - limit):count]
         if here:
-            same = on_station_positions.get(here)
-            if same is not None:
-                taken = int(np.searchsorted(same, first_at_time[target]))
-                chosen = same[max(0, taken - limit):taken].tolist()
-            else:
-                chosen = []
+            same = on_station.get(here, ())
+            taken = bisect.bisect_left(same, first_list[target])
+            chosen = list(same[max(0, taken - limit):taken])
             if len(chosen) < limit:
                 others = [p for p in reversed(recent) if station[p] != here][: limit - len(chosen)]
                 chosen = sorted(chosen + others)
         else:
             chosen = recent
-        target_split = int(split[target])
-        hard = _hard_negatives(negatives[starts[index]:stops[index]].tolist(), target, ts, track, station,
-                               split, target_split, params.max_hard_negatives)
-        out.append(user, here, track[target], label[target], int(ts[target]),
+        target_split = split_list[target]
+        hard = _hard_negatives(negatives_list[starts[index]:stops[index]], target, ts_list, track, station,
+                               split_list, params.max_hard_negatives)
+        out.append(user, here, track[target], label[target], ts_list[target],
                    [track[p] for p in chosen], [label[p] for p in chosen], hard, target_split)
         split_name = _SPLIT_NAMES[target_split]
         stats[f"examples/{split_name}"] += 1
@@ -144,20 +156,20 @@ def build_listener(
     test_targets = targets[split[targets] == _SPLIT_NAMES.index(contract.TEST)]
     if len(test_targets):
         stats["coverage/users_with_test_targets"] += 1
-        last_instant = int(first_at_time[test_targets[-1]])  # the latest test target sees the most labels
+        last_instant = first_list[int(test_targets[-1])]  # the latest test target sees the most labels
         seen = set(label[:last_instant])
         for policy in contract.INPUT_POLICIES:
             stats[f"coverage/covered/{policy}"] += int(bool(seen & set(params.history_labels(policy))))
 
 
-def _hard_negatives(candidates: list[int], target: int, ts: np.ndarray, track: list[str], station: list[str],
-                    split: np.ndarray, target_split: int, limit: int) -> list[str]:
-    """`sequences._choose_negatives` over positions in the listener's sorted arrays."""
+def _hard_negatives(candidates: list[int], target: int, ts: list[int], track: list[str], station: list[str],
+                    split: list[int], limit: int) -> list[str]:
+    """`sequences._choose_negatives` over positions in the listener's sorted lists."""
     if not candidates:
         return []
-    here, target_track, when = station[target], track[target], int(ts[target])
+    here, target_track, when, target_split = station[target], track[target], ts[target], split[target]
     kept = [p for p in candidates if track[p] != target_track and split[p] == target_split]
-    kept.sort(key=lambda p: (not (here and station[p] == here), abs(int(ts[p]) - when), int(ts[p]), track[p]))
+    kept.sort(key=lambda p: (not (here and station[p] == here), abs(ts[p] - when), ts[p], track[p]))
     chosen: list[str] = []
     for p in kept:
         if track[p] not in chosen:
