@@ -101,7 +101,7 @@ class PipelineRuns:
         return self._runs[spec]
 
     def _make(self, spec: RunSpec) -> PipelineRun:
-        from listening_logs import simulate
+        from listening_logs import simulate, spans
 
         folder = self.out / "pipeline-runs" / spec.name
         if folder.exists():
@@ -109,7 +109,7 @@ class PipelineRuns:
         data_dir, root, log_path = folder / "data", folder / "root", folder / "pipeline.log"
         began = time.perf_counter()
         config = simulate.preset_config(spec.preset, users=spec.users, tracks=spec.tracks, events=spec.events,
-                                        days=spec.days, seed=spec.seed)
+                                        days=spec.days, seed=spec.seed, file_format=spans.PIPELINE_FORMAT)
         summary = simulate.simulate(config, data_dir, preset=spec.preset)
         simulate_s = time.perf_counter() - began
         self.say(f"pipeline: simulated {summary['events']:,} plays in {simulate_s:.1f} s; running "

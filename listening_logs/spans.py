@@ -10,6 +10,9 @@ import pandas as pd
 from schema import contract
 
 FORMATS = ("csv", "parquet")
+PIPELINE_FORMAT = "parquet"
+"""The format the benchmarks' pipeline runs write their simulated logs in: ExampleGen reads Parquet a record
+batch at a time, CSV line by line (docs/data-plane.md)."""
 DAY_MS = 86_400_000
 SPAN_PREFIX = "span-"
 EVENTS_STEM = "events"

@@ -223,6 +223,8 @@ def validate_row(raw: Mapping[str, Any]) -> Validation:
         feedback = _text(raw.get(FEEDBACK))
         if feedback not in FEEDBACK_VALUES:
             raise _Rejected(UNKNOWN_FEEDBACK)
+        station = _text(raw.get(STATION_ID))
+        artist = _text(raw.get(ARTIST_ID))
     except UnicodeDecodeError:
         return Validation(None, INVALID_UTF8)
     except _Rejected as rejected:
@@ -230,12 +232,12 @@ def validate_row(raw: Mapping[str, Any]) -> Validation:
     row: CanonicalRow = {
         USER_ID: user,
         TRACK_ID: track,
-        STATION_ID: _text(raw.get(STATION_ID)),
+        STATION_ID: station,
         TIMESTAMP_MS: timestamp,
         LISTEN_MS: listen,
         TRACK_MS: track_ms,
         FEEDBACK: feedback,
-        ARTIST_ID: _text(raw.get(ARTIST_ID)),
+        ARTIST_ID: artist,
     }
     return Validation(row, None)
 

@@ -72,12 +72,13 @@ def strings(example: tf.train.Example, key: str) -> list[str]:
     return [v.decode() for v in example.features.feature[key].bytes_list.value]
 
 
-def run_executor(tmp_path: pathlib.Path, **settings) -> tuple[dict, dict[str, list[tf.train.Example]]]:
+def run_executor(tmp_path: pathlib.Path, extra_rows: tuple[dict, ...] = (), **settings
+                 ) -> tuple[dict, dict[str, list[tf.train.Example]]]:
     examples = standard_artifacts.Examples()
     examples.uri = str(tmp_path / "in")
     examples.split_names = artifact_utils.encode_split_names(["span_1", "span_2"])
     plays = [play_example(*p) for p in PLAYS]
-    write_split(tmp_path / "in", "span_1", plays[:5] + [raw_example(r) for r in BAD_ROWS])
+    write_split(tmp_path / "in", "span_1", plays[:5] + [raw_example(r) for r in BAD_ROWS + list(extra_rows)])
     write_split(tmp_path / "in", "span_2", plays[5:])
     schema = standard_artifacts.Schema()
     schema.uri = str(tmp_path / "schema")
@@ -133,3 +134,15 @@ def test_user_cap_keeps_most_recent_plays_and_counts_the_rest(tmp_path):
     assert stats["plays_over_user_cap"] == 4
     targets = sorted(strings(e, contract.EX_TARGET_TRACK_ID)[0] for rows in out.values() for e in rows)
     assert targets == ["e", "k", "p", "q", "y"]  # u1 keeps only e and k
+
+
+def test_records_whose_feature_kinds_differ_are_each_judged_by_the_contract(tmp_path):
+    """listen_ms as text in two records and as int64 in the rest: decoded apart, the text judged per value."""
+    text_listen = [
+        {contract.USER_ID: b"u9", contract.TRACK_ID: b"t", contract.TIMESTAMP_MS: T0, contract.LISTEN_MS: b"12.5"},
+        {contract.USER_ID: b"u9", contract.TRACK_ID: b"t", contract.TIMESTAMP_MS: T0, contract.LISTEN_MS: b" 40000 "},
+    ]
+    stats, _ = run_executor(tmp_path, extra_rows=tuple(text_listen))
+    assert stats["quarantined"] == {"missing_user_id": 1, "negative_listen_ms": 1, "unknown_feedback": 1,
+                                    "unparsable_listen_ms": 1}
+    assert stats["valid_plays"] == len(PLAYS) + 1 and stats["users"] == 4

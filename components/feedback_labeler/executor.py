@@ -3,8 +3,12 @@
 The Beam runner comes from the pipeline's `beam_pipeline_args` (`_make_beam_pipeline`), so the same code
 runs on the DirectRunner here and on Dataflow, Flink or Spark.
 
-Memory per listener is bounded: `beam.combiners.Top.PerKey` keeps only the `max_events_per_user` most
-recent plays of each listener (a bounded heap per key, combined before the shuffle), so a heavy
+The work is columnar (issue 14, docs/data-plane.md): ExampleGen's records are read through TFXIO, decoded
+into Arrow record batches and validated, labelled and grouped per listener a batch at a time
+(`batch_steps`); the shuffle moves one record per (listener, batch), not one per play.
+
+Memory per listener is bounded: `batch_steps.KeepRecentPlays` keeps only the `max_events_per_user` most
+recent plays of each listener (compacting as it combines, before and after the shuffle), so a heavy
 listener's whole life never sits in one worker's memory. Plays dropped by that cap are counted in
 `feedback_stats` (`capped_users`, `plays_over_user_cap`).
 """
@@ -13,7 +17,7 @@ from __future__ import annotations
 import collections
 import json
 import os
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 import apache_beam as beam
 import tensorflow as tf
@@ -23,78 +27,26 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from components.feedback_labeler import sequences
+from components.feedback_labeler import batch_steps, sequences
 from components.parameters import from_exec_properties
 from schema import contract
 
-LABELER_VERSION = "1"
+LABELER_VERSION = "1"  # the outputs of the columnar labeller equal the per-play one's: TFX may reuse them
 STATS_FILE = "feedback_stats.json"
-METRICS_NAMESPACE = "FeedbackLabeler"
+METRICS_NAMESPACE = batch_steps.METRICS_NAMESPACE
 TFRECORD_PREFIX = "data_tfrecord"
+RECORDS_PER_BATCH = 100_000
+"""Plays decoded, validated and grouped per listener at once: large enough that per-batch costs vanish."""
 
 
 def example_to_raw(example: tf.train.Example) -> dict[str, Any]:
-    """The first value of each feature (bytes or int), None when absent or empty."""
+    """The first value of each feature (bytes or int), None when absent or empty: the row-wise reading."""
     raw: dict[str, Any] = {}
     for name, feature in example.features.feature.items():
         kind = feature.WhichOneof("kind")
         values = getattr(feature, kind).value if kind else []
         raw[name] = values[0] if len(values) else None
     return raw
-
-
-class ValidateAndLabel(beam.DoFn):
-    """Valid plays go out keyed by listener; rejected rows go to the 'quarantine' output with their reason."""
-
-    QUARANTINE = "quarantine"
-
-    def __init__(self, thresholds: contract.LabelThresholds) -> None:
-        self._thresholds = thresholds
-
-    def process(self, example: tf.train.Example) -> Iterator[Any]:
-        raw = example_to_raw(example)
-        extra = sorted(set(raw) - set(contract.COLUMNS))
-        validation = contract.validate_row(raw)
-        if not validation.ok:
-            beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"quarantined_{validation.reason}").inc()
-            yield beam.pvalue.TaggedOutput(self.QUARANTINE, validation.reason)
-            return
-        row = validation.row
-        beam.metrics.Metrics.counter(METRICS_NAMESPACE, "valid_plays").inc()
-        if extra:
-            beam.metrics.Metrics.counter(METRICS_NAMESPACE, "rows_with_unknown_columns").inc()
-        label = contract.label_of(row, self._thresholds)
-        yield row[contract.USER_ID], sequences.Play(
-            row[contract.TIMESTAMP_MS], row[contract.TRACK_ID], row[contract.STATION_ID], label
-        )
-
-
-class BuildExamples(beam.DoFn):
-    """One listener's capped plays -> (split, serialized tf.train.Example) and a Counter of statistics."""
-
-    STATS = "stats"
-
-    def __init__(self, params: sequences.LabelingParams) -> None:
-        self._params = params
-
-    def process(self, element: tuple[str, list[sequences.Play]], bounds: tuple[int, int]) -> Iterator[Any]:
-        user_id, plays = element
-        cutoffs = sequences.resolve_cutoffs(self._params, *bounds)
-        result = sequences.build_user_examples(user_id, plays, self._params, cutoffs)
-        stats: collections.Counter = collections.Counter()
-        stats["users"] += 1
-        for (split, label), count in result.label_counts.items():
-            stats[f"labels/{split}/{label}"] += count
-        for example in result.examples:
-            stats[f"examples/{example.split}"] += 1
-            stats[f"hard_negatives_per_example/{example.split}/{len(example.hard_negative_track_ids)}"] += 1
-            yield example.split, to_tf_example(example).SerializeToString()
-        if result.has_test_target:
-            stats["coverage/users_with_test_targets"] += 1
-            for policy, covered in result.covered_by_policy.items():
-                stats[f"coverage/covered/{policy}"] += int(covered)
-        beam.metrics.Metrics.counter(METRICS_NAMESPACE, "examples").inc(len(result.examples))
-        yield beam.pvalue.TaggedOutput(self.STATS, stats)
 
 
 def to_tf_example(example: sequences.TrainingExample) -> tf.train.Example:
@@ -212,52 +164,41 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         stats_uri = artifact_utils.get_single_uri(output_dict["feedback_stats"])
 
         with self._make_beam_pipeline() as pipeline:
-            raw = (
-                [pipeline | f"Read[{s}]" >> beam.io.ReadFromTFRecord(p, coder=beam.coders.ProtoCoder(tf.train.Example))
-                 for s, p in zip(split_names, patterns)]
-                | "FlattenSplits" >> beam.Flatten()
+            files = sorted(path for pattern in patterns for path in tf.io.gfile.glob(pattern))
+            if not files:
+                raise ValueError(f"input Examples at {examples.uri} has no files in splits {split_names}")
+            labelled = (
+                pipeline
+                | "Files" >> beam.Create(files)
+                | "SpreadFiles" >> beam.Reshuffle()
+                | "LabelFiles" >> beam.ParDo(
+                    batch_steps.LabelFile(params.thresholds(), RECORDS_PER_BATCH)
+                ).with_outputs(batch_steps.LabelFile.QUARANTINE, batch_steps.LabelFile.SUMMARY, main="blocks")
             )
-            validated = raw | "ValidateAndLabel" >> beam.ParDo(ValidateAndLabel(params.thresholds())).with_outputs(
-                ValidateAndLabel.QUARANTINE, main="plays"
+            summary = labelled[batch_steps.LabelFile.SUMMARY] | "Summarize" >> beam.CombineGlobally(
+                batch_steps.SummaryFn()
             )
-            plays = validated.plays
             bounds = (
-                plays
-                | "Timestamps" >> beam.Map(lambda kv: kv[1].timestamp_ms)
-                | "TimeRange" >> beam.CombineGlobally(_MinMax()).without_defaults()
+                summary
+                | "TimeRange" >> beam.Map(lambda s: s["bounds"])
+                | "HasPlays" >> beam.Filter(lambda b: b is not None)
             )
-            capped = plays | "KeepRecentPerUser" >> beam.combiners.Top.PerKey(
-                params.max_events_per_user, key=lambda play: (play.timestamp_ms, play.track_id)
+            kept = labelled.blocks | "KeepRecentPerUser" >> beam.CombinePerKey(
+                batch_steps.KeepRecentPlays(params.max_events_per_user)
             )
-            built = capped | "BuildExamples" >> beam.ParDo(
-                BuildExamples(params), bounds=beam.pvalue.AsSingleton(bounds)
-            ).with_outputs(BuildExamples.STATS, main="examples")
+            built = kept | "BuildExamples" >> beam.ParDo(
+                batch_steps.BuildExamples(params), bounds=beam.pvalue.AsSingleton(bounds)
+            ).with_outputs(batch_steps.BuildExamples.STATS, *contract.SPLITS)
 
             for split in contract.SPLITS:
-                _ = (
-                    built.examples
-                    | f"Select[{split}]" >> beam.Filter(lambda kv, s=split: kv[0] == s)
-                    | f"Bytes[{split}]" >> beam.Map(lambda kv: kv[1])
-                    | f"Write[{split}]" >> beam.io.WriteToTFRecord(
-                        os.path.join(artifact_utils.get_split_uri([labeled], split), TFRECORD_PREFIX),
-                        file_name_suffix=".gz",
-                    )
+                _ = built[split] | f"Write[{split}]" >> beam.io.WriteToTFRecord(
+                    os.path.join(artifact_utils.get_split_uri([labeled], split), TFRECORD_PREFIX),
+                    file_name_suffix=".gz",
                 )
 
-            counters = built[BuildExamples.STATS] | "MergeStats" >> beam.CombineGlobally(MergeCounters())
-            quarantined = validated[ValidateAndLabel.QUARANTINE] | "CountReasons" >> beam.combiners.Count.PerElement()
-            tracks = (
-                plays
-                | "Tracks" >> beam.Map(lambda kv: kv[1].track_id)
-                | "DistinctTracks" >> beam.Distinct()
-                | "CountTracks" >> beam.combiners.Count.Globally()
-            )
-            over_cap = (
-                plays
-                | "CountPerUser" >> beam.combiners.Count.PerKey()
-                | "OverCap" >> beam.Map(lambda kv, cap=params.max_events_per_user: max(0, kv[1] - cap))
-                | "NonZero" >> beam.Filter(lambda n: n > 0)
-                | "SumOverCap" >> beam.CombineGlobally(_CountAndSum())
+            counters = built[batch_steps.BuildExamples.STATS] | "MergeStats" >> beam.CombineGlobally(MergeCounters())
+            quarantined = labelled[batch_steps.LabelFile.QUARANTINE] | "CountReasons" >> beam.CombineGlobally(
+                MergeCounters()
             )
             _ = (
                 counters
@@ -265,10 +206,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                     _write_stats,
                     stats_uri=stats_uri,
                     params=params,
-                    quarantined=beam.pvalue.AsDict(quarantined),
-                    tracks=beam.pvalue.AsSingleton(tracks),
-                    over_cap=beam.pvalue.AsSingleton(over_cap),
-                    bounds=beam.pvalue.AsList(bounds),
+                    quarantined=beam.pvalue.AsSingleton(quarantined),
+                    summary=beam.pvalue.AsSingleton(summary),
                 )
             )
         stats = json.loads(io_utils.read_string_file(os.path.join(stats_uri, STATS_FILE)))
@@ -279,41 +218,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             )
 
 
-def _write_stats(counters, stats_uri, params, quarantined, tracks, over_cap, bounds) -> None:
-    stats = assemble_stats(
-        counters, dict(quarantined), tracks, over_cap, tuple(bounds[0]) if bounds else None, params
-    )
+def _write_stats(counters, stats_uri, params, quarantined, summary) -> None:
+    capped = {"users": counters.get("capped/users", 0), "plays": counters.get("capped/plays", 0)}
+    stats = assemble_stats(counters, dict(quarantined), summary["tracks"], capped, summary["bounds"], params)
     io_utils.write_string_file(os.path.join(stats_uri, STATS_FILE), json.dumps(stats, indent=2, sort_keys=True))
-
-
-class _MinMax(beam.CombineFn):
-    def create_accumulator(self):
-        return None
-
-    def add_input(self, accumulator, value):
-        return (value, value) if accumulator is None else (min(accumulator[0], value), max(accumulator[1], value))
-
-    def merge_accumulators(self, accumulators):
-        present = [a for a in accumulators if a is not None]
-        return (min(a[0] for a in present), max(a[1] for a in present)) if present else None
-
-    def extract_output(self, accumulator):
-        return accumulator
-
-
-class _CountAndSum(beam.CombineFn):
-    def create_accumulator(self):
-        return {"users": 0, "plays": 0}
-
-    def add_input(self, accumulator, value):
-        return {"users": accumulator["users"] + 1, "plays": accumulator["plays"] + value}
-
-    def merge_accumulators(self, accumulators):
-        accumulators = list(accumulators)
-        return {key: sum(a[key] for a in accumulators) for key in ("users", "plays")}
-
-    def extract_output(self, accumulator):
-        return accumulator
 
 
 def check_schema(schema_uri: str) -> None:

@@ -21,15 +21,18 @@ from google.protobuf import struct_pb2
 from tfx.components.example_gen import utils
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.components.example_gen.csv_example_gen import executor as csv_executor
-from tfx.components.example_gen.custom_executors import parquet_executor
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
+from components.span_window.parquet_batches import ParquetToSerializedExamples
+
 SPAN_PLACEHOLDER = "{SPAN}"
 WINDOW_SPANS_PROPERTY = "window_spans"
 """Custom property of the output Examples: the span numbers read, comma-separated, oldest first."""
-READERS = {"csv": csv_executor._CsvToExample, "parquet": parquet_executor._ParquetToExample}
+
+READERS = {"csv": csv_executor._CsvToExample, "parquet": ParquetToSerializedExamples}
+"""Parquet is read a record batch at a time (`parquet_batches`), not TFX's one dict per row."""
 
 log = logging.getLogger(__name__)
 

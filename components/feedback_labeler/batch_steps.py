@@ -1,0 +1,215 @@
+"""The columnar FeedbackLabeler's Beam steps: label record batches, keep each listener's recent plays, build.
+
+Why batches: the per-play path (decode one tf.train.Example into a dict, validate, label, key, heap) spent
+~240 µs of Python per play. Here a step sees thousands of plays at once:
+1. `LabelFile` reads ExampleGen's files as Arrow RecordBatches (C++ reading and decoding, as TFXIO does),
+   validates and labels it with `schema.columnar` (contract's rules over arrays), and emits one
+   record per (listener, batch) holding that listener's plays of the batch as four lists;
+2. `KeepRecentPlays` combines those records per listener keeping only the `max_events_per_user` most recent
+   plays (compacting whenever twice that many are held), so a listener's memory stays bounded while every
+   play is still counted (the cap's statistics);
+3. `BuildExamples` builds each listener's examples with `listener_arrays.build_listener` into a columnar
+   buffer and serializes whole buffers with tfx_bsl's C++ encoder.
+"""
+from __future__ import annotations
+
+import collections
+import heapq
+from typing import Any, Iterable, Iterator, Optional
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import tensorflow as tf
+from apache_beam.transforms.window import GlobalWindows
+from tfx_bsl.coders import example_coder
+from tfx_bsl.public import tfxio
+
+from components.feedback_labeler import listener_arrays, sequences
+from schema import columnar, contract
+
+METRICS_NAMESPACE = "FeedbackLabeler"
+FLUSH_EXAMPLES = 20_000
+"""Examples buffered before one call of the C++ encoder (bounds the buffer's memory)."""
+
+# A listener's plays of one batch, or a listener's kept plays: parallel lists, which Beam's fast coder moves.
+Block = tuple[list, list, list, list]  # timestamps, track ids, station ids, label ids
+
+
+class LabelFile(beam.DoFn):
+    """One TFRecord file of tf.train.Examples -> (listener, Block) per listener and batch; per-batch summaries.
+
+    The file is read a batch at a time by TF's C++ record reader and decoded into an Arrow RecordBatch by
+    tfx_bsl's C++ decoder (the pieces TFXIO's `TFExampleRecord` is made of; its `RecordBatches` adds a
+    parallel interleave that cost 1.9x the CPU here, docs/data-plane.md), so no Python runs per record.
+    ExampleGen's files are GZIP, which cannot be split within a file anyway: a file is the unit of parallel work.
+    """
+
+    QUARANTINE = "quarantine"  # one Counter of reasons per batch
+    SUMMARY = "summary"  # one (first_ms, last_ms, set of track ids) per batch with a valid play
+
+    def __init__(self, thresholds: contract.LabelThresholds, batch_size: int) -> None:
+        self._thresholds = thresholds
+        self._batch_size = batch_size
+        self._decoder: Optional[Any] = None
+
+    def setup(self) -> None:
+        self._decoder = example_coder.ExamplesToRecordBatchDecoder()
+
+    def process(self, path: str) -> Iterator[Any]:
+        compression = "GZIP" if path.endswith(".gz") else ""  # as TFXIO decides
+        chunks = tf.data.TFRecordDataset(path, compression_type=compression).batch(self._batch_size)
+        for chunk in chunks.as_numpy_iterator():
+            for batch in self._decoded(path, chunk.tolist()):
+                yield from self._label(batch)
+
+    def _decoded(self, path: str, records: list[bytes]) -> list[pa.RecordBatch]:
+        """One RecordBatch, or one per record when a feature's kind differs between records of the batch.
+
+        The second case is for logs whose loose text columns give, say, `listen_ms` as int64 in one record and
+        as text in another: each record keeps its own kinds and `schema.columnar` judges each value.
+        """
+        try:
+            return [self._decoder.DecodeBatch(records)]
+        except RuntimeError as mixed:
+            beam.metrics.Metrics.counter(METRICS_NAMESPACE, "batches_decoded_record_by_record").inc()
+            batches = []
+            for record in records:
+                try:
+                    batches.append(self._decoder.DecodeBatch([record]))
+                except RuntimeError as error:
+                    raise ValueError(f"{path}: a record is not a tf.train.Example ({error})") from mixed
+            return batches
+
+    def _label(self, batch: pa.RecordBatch) -> Iterator[Any]:
+        checked = columnar.validate_batch(batch)
+        reasons = collections.Counter(checked.reasons[~checked.valid].tolist())
+        for reason, count in reasons.items():
+            beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"quarantined_{reason}").inc(count)
+        if reasons:
+            yield beam.pvalue.TaggedOutput(self.QUARANTINE, reasons)
+        valid = len(checked.user_id)
+        if not valid:
+            return
+        beam.metrics.Metrics.counter(METRICS_NAMESPACE, "valid_plays").inc(valid)
+        if checked.unknown_column_rows:
+            beam.metrics.Metrics.counter(METRICS_NAMESPACE, "rows_with_unknown_columns").inc(
+                checked.unknown_column_rows)
+        labels = checked.label_ids(self._thresholds)
+        timestamps = checked.timestamp_ms
+        yield beam.pvalue.TaggedOutput(
+            self.SUMMARY, (int(timestamps.min()), int(timestamps.max()), set(checked.track_id.tolist())))
+        users = pa.array(checked.user_id, pa.large_string()).dictionary_encode()
+        codes = users.indices.to_numpy()
+        order = np.argsort(codes, kind="stable")
+        bounds = np.flatnonzero(np.diff(codes[order])) + 1
+        starts, stops = np.r_[0, bounds].tolist(), np.r_[bounds, valid].tolist()
+        names = users.dictionary.to_pylist()
+        columns = (timestamps[order].tolist(), checked.track_id[order].tolist(),
+                   checked.station_id[order].tolist(), labels[order].tolist())
+        for start, stop in zip(starts, stops):
+            yield names[codes[order[start]]], tuple(column[start:stop] for column in columns)
+
+
+def _most_recent(block: list[list], keep: int) -> list[list]:
+    """The `keep` plays with the largest (timestamp, track, station, label): a listener's most recent."""
+    rows = heapq.nlargest(keep, zip(*block))
+    return [list(column) for column in zip(*rows)] if rows else [[], [], [], []]
+
+
+class KeepRecentPlays(beam.CombineFn):
+    """Per listener: [plays seen, Block of the most recent `cap` plays]; compacts at twice the cap."""
+
+    def __init__(self, cap: int) -> None:
+        self._cap = cap
+
+    def create_accumulator(self) -> list:
+        return [0, [[], [], [], []]]
+
+    def _absorb(self, accumulator: list, count: int, block: Iterable[list]) -> list:
+        accumulator[0] += count
+        for held, more in zip(accumulator[1], block):
+            held.extend(more)
+        if len(accumulator[1][0]) > 2 * self._cap:
+            accumulator[1] = _most_recent(accumulator[1], self._cap)
+        return accumulator
+
+    def add_input(self, accumulator: list, block: Block) -> list:
+        return self._absorb(accumulator, len(block[0]), block)
+
+    def merge_accumulators(self, accumulators: Iterable[list]) -> list:
+        merged = self.create_accumulator()
+        for accumulator in accumulators:
+            self._absorb(merged, accumulator[0], accumulator[1])
+        return merged
+
+    def extract_output(self, accumulator: list) -> list:
+        if len(accumulator[1][0]) > self._cap:
+            accumulator[1] = _most_recent(accumulator[1], self._cap)
+        return accumulator
+
+
+class BuildExamples(beam.DoFn):
+    """(listener, [plays seen, kept Block]) -> serialized examples tagged by split, and Counters of statistics."""
+
+    STATS = "stats"
+
+    def __init__(self, params: sequences.LabelingParams) -> None:
+        self._params = params
+        self._encoder: Optional[tfxio.RecordBatchToExamplesEncoder] = None
+
+    def setup(self) -> None:
+        self._encoder = tfxio.RecordBatchToExamplesEncoder()
+
+    def start_bundle(self) -> None:
+        self._buffer = listener_arrays.ExampleColumns()
+        self._stats: collections.Counter = collections.Counter()
+
+    def process(self, element: tuple[str, list], bounds: tuple[int, int]) -> Iterator[Any]:
+        user, (seen, block) = element
+        cutoffs = sequences.resolve_cutoffs(self._params, *bounds)
+        listener_arrays.build_listener(user, *block, self._params, cutoffs, self._buffer, self._stats)
+        over = seen - len(block[0])
+        if over:
+            self._stats["capped/users"] += 1
+            self._stats["capped/plays"] += over
+        if self._buffer.rows >= FLUSH_EXAMPLES:
+            yield from self._flush()
+
+    def _flush(self) -> Iterator[beam.pvalue.TaggedOutput]:
+        beam.metrics.Metrics.counter(METRICS_NAMESPACE, "examples").inc(self._buffer.rows)
+        for split, batch in self._buffer.record_batches().items():
+            for record in self._encoder.encode(batch):
+                yield beam.pvalue.TaggedOutput(split, record)
+        self._buffer = listener_arrays.ExampleColumns()
+
+    def finish_bundle(self) -> Iterator[beam.pvalue.TaggedOutput]:
+        for output in self._flush():
+            yield beam.pvalue.TaggedOutput(output.tag, GlobalWindows.windowed_value(output.value))
+        yield beam.pvalue.TaggedOutput(self.STATS, GlobalWindows.windowed_value(self._stats))
+
+
+class SummaryFn(beam.CombineFn):
+    """Per-batch (first_ms, last_ms, track ids) -> the valid plays' time range and distinct tracks."""
+
+    def create_accumulator(self) -> list:
+        return [None, None, set()]
+
+    def add_input(self, accumulator: list, summary: tuple[int, int, set]) -> list:
+        first, last, tracks = summary
+        accumulator[0] = first if accumulator[0] is None else min(accumulator[0], first)
+        accumulator[1] = last if accumulator[1] is None else max(accumulator[1], last)
+        accumulator[2] |= tracks
+        return accumulator
+
+    def merge_accumulators(self, accumulators: Iterable[list]) -> list:
+        merged = self.create_accumulator()
+        for accumulator in accumulators:
+            if accumulator[0] is not None:
+                self.add_input(merged, accumulator)
+        return merged
+
+    def extract_output(self, accumulator: list) -> dict[str, Any]:
+        if accumulator[0] is None:
+            return {"bounds": None, "tracks": 0}
+        return {"bounds": (accumulator[0], accumulator[1]), "tracks": len(accumulator[2])}
