@@ -49,7 +49,7 @@ def columnar(user: str, plays: list[sequences.Play], params: sequences.LabelingP
         [contract.LABEL_IDS[p.label] for p in plays], params, CUTOFFS, out, stats)
     encoder = tfxio.RecordBatchToExamplesEncoder()
     examples = collections.Counter()
-    for split, batch in out.record_batches().items():
+    for batch in out.record_batches().values():
         for record in encoder.encode(batch):
             # Same content, canonical bytes: re-serialize deterministically (feature map order may differ).
             examples[tf.train.Example.FromString(record).SerializeToString(deterministic=True)] += 1
