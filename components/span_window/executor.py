@@ -26,10 +26,12 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-SPAN_PLACEHOLDER = "{SPAN}"
+SPAN_PLACEHOLDER = utils.SPAN_SPEC
 WINDOW_SPANS_PROPERTY = "window_spans"
 """Custom property of the output Examples: the span numbers read, comma-separated, oldest first."""
-READERS = {"csv": csv_executor._CsvToExample, "parquet": parquet_executor._ParquetToExample}
+READERS: dict[str, type[BaseExampleGenExecutor]] = {"csv": csv_executor.Executor, "parquet": parquet_executor.Executor}
+"""TFX's own ExampleGen executor per format; each span goes through its public
+`GetInputSourceToExamplePTransform()` (the reader those executors use), so no private TFX name is imported."""
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,12 @@ def spans_to_read(input_base: str, config: WindowConfig, resolved_span: int) -> 
     return present
 
 
+def reader_for(input_format: str) -> Any:
+    """The `(pipeline, exec_properties, split_pattern) -> PCollection[tf.train.Example]` PTransform TFX's own
+    ExampleGen executor for this format uses (public API of BaseExampleGenExecutor)."""
+    return READERS[input_format]().GetInputSourceToExamplePTransform()
+
+
 def span_pattern(input_base: str, config: WindowConfig, span: int) -> str:
     return os.path.join(input_base, config.span_pattern.replace(SPAN_PLACEHOLDER, str(span)))
 
@@ -111,7 +119,7 @@ def _WindowToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any], s
     config = window_config(exec_properties)
     input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
     spans = spans_to_read(input_base, config, int(exec_properties[utils.SPAN_PROPERTY_NAME]))
-    reader = READERS[config.input_format]
+    reader = reader_for(config.input_format)
     relative = [config.span_pattern.replace(SPAN_PLACEHOLDER, str(span)) for span in spans]
     log.info("ExampleGen reads spans %s of %s (%s)", spans, input_base, config.input_format)
     return [pipeline | f"ReadSpan[{span}]" >> reader(exec_properties, pattern)
