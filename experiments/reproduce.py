@@ -31,7 +31,6 @@ import multiprocessing
 import os
 import pathlib
 import platform
-import re
 import shutil
 import sys
 import threading
@@ -44,7 +43,7 @@ from components.retrieval_evaluator.evaluate import RunData, json_safe  # noqa: 
 from experiments import false_negatives, loss_ablation, report, subsample, training  # noqa: E402
 from models.params import NEGATIVE_LOSSES  # noqa: E402
 from pipeline import configs, run_outputs  # noqa: E402
-from schema import contract  # noqa: E402
+from schema import contract, span_folders  # noqa: E402
 
 QUICK_MAX_EPOCHS = 4
 FULL_SWEEP = (1, 4, 16, 64, 256, 1024)
@@ -54,7 +53,6 @@ QUICK_FRACTIONS = (0.0, 0.5, 1.0)
 FULL_SEEDS, QUICK_SEEDS = 3, 1
 FEW_TRAIN_EXAMPLES = 500
 BASE = "base"
-SPAN_DIR = re.compile(r"^span-(\d+)$")
 REPORT_JSON, REPORT_HTML = "report.json", "report.html"
 
 PAPER = {
@@ -125,11 +123,6 @@ class Plan:
         return (3 + len(NEGATIVE_LOSSES)) * self.seeds + len(self.sweep_to_train) + self.pipeline_runs
 
 
-def span_numbers(data: pathlib.Path) -> list[int]:
-    """Numbers of the `span-N` folders under the data folder, ascending."""
-    return sorted(int(m.group(1)) for path in data.iterdir() if path.is_dir() and (m := SPAN_DIR.match(path.name)))
-
-
 def selected_spans(spec: str, found: Sequence[int]) -> list[int]:
     """The span numbers a spans setting reads; a range over a missing folder is refused up front."""
     if spec == configs.ALL_SPANS:
@@ -168,7 +161,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
     data: pathlib.Path = args.data
     if not data.is_dir():
         raise ValueError(f"--data {data} is not a directory")
-    found = span_numbers(data)
+    found = span_folders.numbers(data)
     if not found:
         raise ValueError(f"--data {data} holds no span-N folders; write a log with `python -m listening_logs.simulate` "
                          "or `python -m listening_logs.convert`")

@@ -1,4 +1,5 @@
-"""Writes canonical plays as daily spans, the layout ExampleGen reads (`DIR/span-N/events.<ext>`)."""
+"""Writes canonical plays as daily spans, the layout ExampleGen reads (`DIR/span-N/events.<ext>`; the folder
+name is schema.span_folders')."""
 from __future__ import annotations
 
 import pathlib
@@ -7,16 +8,11 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from schema import contract
+from schema import contract, span_folders
 
 FORMATS = ("csv", "parquet")
 DAY_MS = 86_400_000
-SPAN_PREFIX = "span-"
 EVENTS_STEM = "events"
-
-
-def span_dir(out_dir: pathlib.Path, span: int) -> pathlib.Path:
-    return out_dir / f"{SPAN_PREFIX}{span}"
 
 
 def spans_by_day(timestamp_ms: np.ndarray) -> np.ndarray:
@@ -57,7 +53,7 @@ def write_spans(
     written: dict[int, int] = {}
     for span in np.unique(span_numbers):
         part = frame[span_numbers == span].sort_values([contract.USER_ID, contract.TIMESTAMP_MS], kind="stable")
-        directory = span_dir(out_dir, int(span))
+        directory = span_folders.folder(out_dir, int(span))
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"{EVENTS_STEM}.{fmt}"
         if fmt == "csv":
