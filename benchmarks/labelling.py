@@ -14,9 +14,10 @@ import time
 from typing import Any, Callable
 
 from benchmarks import labeler, pandas_labelling
-from benchmarks.measure import MB, PeakRssSampler, load_average, ratio, rss_mb
+from benchmarks.measure import MB, PeakRssSampler, load_average, rss_mb
 from benchmarks.results import SectionFailed
 from benchmarks.settings import Profile
+from harness.numbers import ratio
 from listening_logs import simulate, spans
 from pipeline import configs
 from schema import span_folders

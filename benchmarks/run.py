@@ -35,9 +35,11 @@ import traceback  # noqa: E402
 from typing import Any, Optional, Sequence  # noqa: E402
 
 from benchmarks import estimate, machine, report, results  # noqa: E402
-from benchmarks.measure import Progress, load_average  # noqa: E402
+from benchmarks.measure import load_average  # noqa: E402
 from benchmarks.pipeline_runs import PipelineRuns  # noqa: E402
 from benchmarks.settings import PROFILES, RESULTS_JSON, RESULTS_MD, SECTIONS, Profile, with_overrides  # noqa: E402
+from harness.progress import Progress  # noqa: E402
+from harness.versions import versions  # noqa: E402
 
 MARKER = ".written-by-benchmarks-run"
 REPO_RESULTS = pathlib.Path(__file__).resolve().parent / RESULTS_MD
@@ -139,7 +141,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "benchmark": "issue 8: labelling, training, retrieval, serving, pipeline",
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "profile": profile.name, "quick": profile.name != "full", "command": command,
-        "machine": machine.describe(), "versions": machine.versions(),
+        "machine": machine.describe(), "versions": versions(machine.PACKAGES),
         "threads": {"cpu_count": os.cpu_count(), "labelling_workers": profile.workers,
                     "retrieval_threads": profile.threads, "serving_clients": profile.clients},
         "sizes": dataclasses.asdict(profile), "size_overrides": list(args.sizes),

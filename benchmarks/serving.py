@@ -14,11 +14,12 @@ import shutil
 import time
 from typing import Any, Callable, Optional
 
-from benchmarks.measure import ratio, timed_loop
+from benchmarks.measure import timed_loop
 from benchmarks.pipeline_runs import PipelineRuns, RunSpec
 from benchmarks.results import SectionFailed
 from benchmarks.serving_load import LoadGenerator, predict_request, request_mix
 from benchmarks.settings import Profile
+from harness.numbers import ratio
 
 SWAP_CLIENTS = 4
 POLL_S = "0.5"

@@ -29,14 +29,14 @@ EXECUTOR_SOURCE = pathlib.Path(span_window.__file__)
 def test_the_executor_names_no_private_tfx_attribute():
     """`from tfx... import _x` or `module._x` on a TFX module would tie us to TFX internals again."""
     tree = ast.parse(EXECUTOR_SOURCE.read_text())
-    tfx_modules = {alias.asname or alias.name.rsplit(".", 1)[-1] for node in ast.walk(tree)
-                   if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tfx")
-                   for alias in node.names}
-    private = sorted({f"{node.value.id}.{node.attr}" for node in ast.walk(tree)
-                      if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-                      and node.value.id in tfx_modules and node.attr.startswith("_")}
-                     | {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-                        and (node.module or "").startswith("tfx") for alias in node.names if alias.name.startswith("_")})
+    tfx_imports = [node for node in ast.walk(tree)
+                   if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tfx")]
+    tfx_modules = {alias.asname or alias.name for node in tfx_imports for alias in node.names}
+    attributes = {f"{node.value.id}.{node.attr}" for node in ast.walk(tree)
+                  if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                  and node.value.id in tfx_modules and node.attr.startswith("_")}
+    imported = {alias.name for node in tfx_imports for alias in node.names if alias.name.startswith("_")}
+    private = sorted(attributes | imported)
     assert not private, f"{EXECUTOR_SOURCE.name} uses private TFX names {private}; use a public TFX API"
 
 
