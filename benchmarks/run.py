@@ -40,6 +40,7 @@ from benchmarks.pipeline_runs import PipelineRuns  # noqa: E402
 from benchmarks.settings import PROFILES, RESULTS_JSON, RESULTS_MD, SECTIONS, Profile, with_overrides  # noqa: E402
 from harness.progress import Progress  # noqa: E402
 from harness.versions import versions  # noqa: E402
+from reports.json_safe import json_safe  # noqa: E402
 
 MARKER = ".written-by-benchmarks-run"
 REPO_RESULTS = pathlib.Path(__file__).resolve().parent / RESULTS_MD
@@ -115,7 +116,7 @@ def training_seeds(profile: Profile) -> list[int]:
 
 def write(document: dict[str, Any], out: pathlib.Path) -> None:
     results.write_json(document, out / RESULTS_JSON)
-    (out / RESULTS_MD).write_text(report.render(results.json_safe(document)), encoding="utf-8")
+    (out / RESULTS_MD).write_text(report.render(json_safe(document)), encoding="utf-8")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -170,7 +171,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         write(document, args.out)
         say(f"[{index}/{len(args.sections)}] {name}: {'FAILED' if name in document['errors'] else 'done'} in "
             f"{document['durations_s'][name] / 60:.1f} min")
-    found = results.problems(results.json_safe(document), args.sections)
+    found = results.problems(json_safe(document), args.sections)
     document["complete"] = not document["errors"] and not found
     if found and not document["errors"]:
         document["errors"]["results"] = "incomplete results: " + "; ".join(found)

@@ -37,7 +37,7 @@ from typing import Any, Iterator, Optional, Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # before TensorFlow loads: its C++ INFO lines stay off the console
 
-from components.retrieval_evaluator.evaluate import RunData, json_safe  # noqa: E402
+from components.retrieval_evaluator.evaluate import RunData  # noqa: E402
 from experiments import false_negatives, loss_ablation, report, subsample, training  # noqa: E402
 from harness import estimates  # noqa: E402
 from harness.console import output_to  # noqa: E402
@@ -47,6 +47,7 @@ from harness.progress import Progress  # noqa: E402
 from harness.versions import versions  # noqa: E402
 from models.params import NEGATIVE_LOSSES  # noqa: E402
 from pipeline import configs, run_outputs  # noqa: E402
+from reports.json_safe import json_safe  # noqa: E402
 from schema import contract, span_folders  # noqa: E402
 
 QUICK_MAX_EPOCHS = 4
