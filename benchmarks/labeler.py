@@ -234,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tracks", type=int, default=DEFAULT_TRACKS, help="tracks in the catalog")
     parser.add_argument("--days", type=int, default=DEFAULT_DAYS, help="simulated days")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="simulation seed")
-    parser.add_argument("--workers", type=cli_type(int_list, "--workers"), default=int_list(DEFAULT_WORKERS, "--workers"),
+    parser.add_argument("--workers", type=cli_type(int_list, "--workers"),
+                        default=int_list(DEFAULT_WORKERS, "--workers"),
                         metavar="N[,N...]", help="one labeler run per entry: 1 = in-process, N > 1 = N processes")
     parser.add_argument("--shards", type=int, default=DEFAULT_SHARDS, help="TFRecord files of the input split")
     parser.add_argument("--sample-interval", type=float, default=DEFAULT_SAMPLE_INTERVAL_S,

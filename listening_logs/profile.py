@@ -65,8 +65,8 @@ def span_files(data_dir: pathlib.Path) -> list[pathlib.Path]:
                 found[number].append(path)
     if not found:
         raise FileNotFoundError(
-            f"no {span_folders.folder_name('N')}/{spans.EVENTS_STEM}.csv or .parquet under {data_dir}; write a log there with "
-            "`python -m listening_logs.simulate` or `python -m listening_logs.convert` first")
+            f"no {span_folders.folder_name('N')}/{spans.EVENTS_STEM}.csv or .parquet under {data_dir}; write a log "
+            "there with `python -m listening_logs.simulate` or `python -m listening_logs.convert` first")
     mixed = sorted(number for number, paths in found.items() if len(paths) > 1)
     if mixed:
         raise ValueError(f"span folders {mixed} under {data_dir} hold both csv and parquet events; keep one format")

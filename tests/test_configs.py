@@ -95,7 +95,8 @@ def test_window_reads_the_spans_that_exist_and_fails_on_missing_required_ones(tm
     spans.write_spans(random_log(60, days=3), tmp_path)
     span_folders.folder(tmp_path, 5).mkdir()
     (span_folders.folder(tmp_path, 5) / "events.csv").write_text("x\n")
-    rolling = span_window.WindowConfig("csv", f"{span_folders.folder_name('{SPAN}')}/*", window_spans=7, require_every_span=False)
+    rolling = span_window.WindowConfig("csv", f"{span_folders.folder_name('{SPAN}')}/*", window_spans=7,
+                                       require_every_span=False)
     assert span_window.spans_to_read(str(tmp_path), rolling, 5) == [1, 2, 3, 5]
     assert span_window.spans_to_read(str(tmp_path), rolling, 2) == [1, 2]
     with pytest.raises(FileNotFoundError, match=r"span\(s\) \[4\]"):

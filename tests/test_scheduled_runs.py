@@ -90,7 +90,8 @@ def scheduled_runs(tmp_path_factory) -> ScheduledRuns:
     shutil.copytree(span_folders.folder(written, 1), span_folders.folder(data, 1))  # day 1
     first = local_runner.run(data, root, config)
 
-    shutil.copytree(span_folders.folder(written, 2), span_folders.folder(data, 2))  # day 2 arrives; the scheduled run dies in Trainer
+    # day 2 arrives; the scheduled run dies in Trainer
+    shutil.copytree(span_folders.folder(written, 2), span_folders.folder(data, 2))
     before = {eid for eid, _ in trainer_executions(root / configs.METADATA_FILE)}
     killed_states = run_and_kill_during_trainer(data, root, before)
 
