@@ -1,15 +1,15 @@
 """Expected wall time of each section from its sizes, printed before a run starts.
 
 Constants measured on this 2-core machine (idle where possible); another engineer's load makes runs longer.
-The pipeline and training constants are experiments.reproduce's, measured on the same machine.
+The pipeline and training costs are harness.estimates' (shared with experiments.reproduce); the ones here are
+the benchmark sections' own.
 """
 from __future__ import annotations
 
 from benchmarks.pipeline_runs import RunSpec
 from benchmarks.settings import Profile
+from harness import estimates
 
-PROCESS_START_S = 15.0
-"""Importing TensorFlow, TFX and Beam in a fresh process."""
 LABELLING_PREP_S_PER_EVENT = 6e-5
 """Simulating and writing the log as TFRecords and Parquet."""
 BEAM_S_PER_EVENT = 2.5e-4
@@ -17,10 +17,6 @@ BEAM_FIXED_S = 8.0
 PORTABLE_FIXED_S = 30.0
 """The portable cluster's start and its SDK worker's start (it imports TensorFlow) in the labelling section."""
 PANDAS_S_PER_EVENT = 4e-6
-PIPELINE_FIXED_S = 110.0
-PIPELINE_S_PER_EVENT = 6.3e-4
-TRAINING_FIXED_S = 22.0
-SECONDS_PER_EXAMPLE_EPOCH = 1.4e-3
 TRAIN_EXAMPLES_PER_EVENT = {"like": 0.05, "like+listen": 0.45}
 """Training examples per simulated play (train split) by positive policy."""
 RETRIEVAL_WORKER_FIXED_S = 12.0
@@ -40,13 +36,13 @@ def train_examples(spec: RunSpec) -> float:
 
 
 def training_s(examples: float, epochs: int) -> float:
-    return TRAINING_FIXED_S + epochs * examples * SECONDS_PER_EXAMPLE_EPOCH
+    return estimates.training_seconds(examples, epochs)
 
 
 def pipeline_s(spec: RunSpec) -> float:
+    """One run in a fresh child process (benchmarks.pipeline_runs): its start, the pipeline, its Trainer."""
     epochs = int(_settings(spec).get("epochs", 10))
-    return PROCESS_START_S + PIPELINE_FIXED_S + PIPELINE_S_PER_EVENT * spec.events + training_s(train_examples(spec),
-                                                                                              epochs)
+    return estimates.PROCESS_START_S + estimates.pipeline_seconds(spec.events, training_s(train_examples(spec), epochs))
 
 
 def section_seconds(profile: Profile, sections: tuple[str, ...], model_given: bool = False) -> dict[str, float]:

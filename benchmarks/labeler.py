@@ -27,13 +27,15 @@ import platform
 import sys
 import tempfile
 import time
-from importlib import metadata
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import psutil
 
-from benchmarks.measure import PeakRssSampler
+from benchmarks.measure import MB, PeakRssSampler, load_average
+from harness.numbers import cli_type, int_list
+from harness.progress import Progress
+from harness.versions import versions
 from listening_logs import simulate
 from pipeline import configs
 from schema import contract
@@ -53,22 +55,7 @@ SCHEMA_DIRNAME = "schema"
 RUNS_DIRNAME = "runs"
 RESULT_FILENAME = "labeler_benchmark.json"
 TFRECORD_NAME = "data_tfrecord-{shard:05d}-of-{shards:05d}.gz"
-MB = 1024 * 1024
 PACKAGES = ("apache-beam", "tfx", "tensorflow")
-
-
-class Progress:
-    """Prints '[labeler-bench  12.3s] message' to stderr; elapsed since the benchmark started."""
-
-    def __init__(self) -> None:
-        self.began = time.perf_counter()
-
-    def __call__(self, message: str) -> None:
-        print(f"[labeler-bench {time.perf_counter() - self.began:7.1f}s] {message}", file=sys.stderr, flush=True)
-
-
-def load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 # --- Peak memory: benchmarks.measure.PeakRssSampler (shared with the other sections) ----------------
@@ -220,10 +207,6 @@ def run_labeler(out: pathlib.Path, run_dir: pathlib.Path, workers: int, events: 
 
 # --- Report ---------------------------------------------------------------------------------------------
 
-def versions() -> dict[str, str]:
-    return {name: metadata.version(name) for name in PACKAGES}
-
-
 def format_table(runs: list[dict[str, Any]]) -> str:
     header = f"{'mode':<17} {'workers':>7} {'wall s':>8} {'events/s':>10} {'peak RSS MB':>12}  examples per split"
     lines = [header, "-" * len(header)]
@@ -242,16 +225,6 @@ def throughput_ratios(runs: list[dict[str, Any]]) -> dict[str, Optional[float]]:
             for run in runs if run["workers"] > 1}
 
 
-def parse_workers(text: str) -> list[int]:
-    try:
-        workers = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--workers expects comma-separated integers, got {text!r}") from None
-    if not workers or any(w < 1 for w in workers):
-        raise argparse.ArgumentTypeError(f"--workers expects integers >= 1, got {text!r}")
-    return workers
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.labeler",
@@ -264,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tracks", type=int, default=DEFAULT_TRACKS, help="tracks in the catalog")
     parser.add_argument("--days", type=int, default=DEFAULT_DAYS, help="simulated days")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="simulation seed")
-    parser.add_argument("--workers", type=parse_workers, default=parse_workers(DEFAULT_WORKERS),
+    parser.add_argument("--workers", type=cli_type(int_list, "--workers"),
+                        default=int_list(DEFAULT_WORKERS, "--workers"),
                         metavar="N[,N...]", help="one labeler run per entry: 1 = in-process, N > 1 = N processes")
     parser.add_argument("--shards", type=int, default=DEFAULT_SHARDS, help="TFRecord files of the input split")
     parser.add_argument("--sample-interval", type=float, default=DEFAULT_SAMPLE_INTERVAL_S,
@@ -289,7 +263,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             parser.error(f"--out {out} must be a new or empty directory")
         out.mkdir(parents=True, exist_ok=True)
-    say = Progress()
+    say = Progress("labeler-bench")
     say(f"output directory {out}")
     load_start = load_average()
     began = time.perf_counter()
@@ -338,7 +312,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "memory_measurement": (f"peak RSS summed over this process and all its child processes, sampled every "
                                f"{args.sample_interval} s by a background thread (psutil); spikes between samples "
                                "are missed, shared pages are counted once per process"),
-        "environment": {"python": platform.python_version(), **versions(), "cpu_count": os.cpu_count(),
+        "environment": {**versions(PACKAGES), "cpu_count": os.cpu_count(),
                         "total_memory_mb": round(psutil.virtual_memory().total / MB),
                         "platform": platform.platform()},
         "loadavg": {"at_start": load_start, "at_end": load_average()},

@@ -15,11 +15,13 @@ import time
 from typing import Any, Callable
 
 from benchmarks import labeler, pandas_labelling
-from benchmarks.measure import MB, PeakRssSampler, load_average, ratio, rss_mb
+from benchmarks.measure import MB, PeakRssSampler, load_average, rss_mb
 from benchmarks.results import SectionFailed
 from benchmarks.settings import Profile
+from harness.numbers import ratio
 from listening_logs import simulate, spans
 from pipeline import beam_cluster, configs
+from schema import span_folders
 
 PARQUET_DIRNAME = "parquet"
 PORTABLE = "portable"
@@ -31,7 +33,7 @@ def run_pandas(parquet_dir: pathlib.Path, params: Any, events: int, sample_inter
     before = rss_mb()
     with PeakRssSampler(sample_interval) as sampler:
         began = time.perf_counter()
-        frame = pandas_labelling.read_log(parquet_dir.glob("span-*/*.parquet"))
+        frame = pandas_labelling.read_log(parquet_dir.glob(f"{span_folders.GLOB}/*.parquet"))
         read_s = time.perf_counter() - began
         reference = pandas_labelling.label_log(frame, params)
         wall = time.perf_counter() - began

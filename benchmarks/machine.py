@@ -10,7 +10,6 @@ import os
 import platform
 import threading
 import time
-from importlib import metadata
 from typing import Any
 
 import numpy as np
@@ -20,6 +19,7 @@ from benchmarks.measure import MB, load_average
 
 PACKAGES = ("tensorflow", "tf-keras", "tfx", "apache-beam", "tensorflow-recommenders", "scann", "numpy", "pandas",
             "pyarrow", "grpcio", "tensorflow-serving-api", "ml-metadata", "tensorflow-transform", "psutil")
+"""Distributions whose versions results.json records (harness.versions.versions)."""
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 REPEATS = 3
 
@@ -42,16 +42,6 @@ def cpu_info() -> dict[str, Any]:
         pass
     return {"model": model or platform.processor(), "flags": flags,
             "simd": [flag for flag in flags if flag.startswith(("avx", "fma", "sse4", "amx"))]}
-
-
-def versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = "not installed"
-    return found
 
 
 def describe() -> dict[str, Any]:

@@ -1,33 +1,19 @@
-"""Small measuring tools shared by the sections: progress lines, sampled peak RSS, bounded timed loops."""
+"""Small measuring tools shared by the sections: sampled peak RSS, bounded timed loops, load average.
+
+Progress lines and ratios are the harness's (harness.progress, harness.numbers), shared with experiments/."""
 from __future__ import annotations
 
 import math
 import os
-import sys
 import threading
 import time
-from typing import Any, Callable, Optional, Sequence, TextIO
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import psutil
 
 MB = 1024 * 1024
 DEFAULT_SAMPLE_INTERVAL_S = 0.2
-
-
-class Progress:
-    """Prints '[<name>  12.3s] message' to stderr (or `out`); seconds since the benchmark started."""
-
-    def __init__(self, name: str = "bench", out: Optional[TextIO] = None) -> None:
-        self.name = name
-        self.began = time.perf_counter()
-        self.out = out
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.began
-
-    def __call__(self, message: str) -> None:
-        print(f"[{self.name} {self.elapsed():7.1f}s] {message}", file=self.out or sys.stderr, flush=True)
 
 
 def load_average() -> list[float]:
@@ -121,12 +107,3 @@ def latency_summary(latencies_ms: Sequence[float]) -> dict[str, float]:
         return {"p50_ms": math.nan, "p99_ms": math.nan, "mean_ms": math.nan}
     return {"p50_ms": float(np.percentile(values, 50)), "p99_ms": float(np.percentile(values, 99)),
             "mean_ms": float(values.mean())}
-
-
-def ratio(numerator: Optional[float], denominator: Optional[float]) -> Optional[float]:
-    """numerator / denominator, None when either is missing, not finite or the denominator is 0."""
-    if numerator is None or denominator is None:
-        return None
-    if not (math.isfinite(numerator) and math.isfinite(denominator)) or denominator == 0:
-        return None
-    return numerator / denominator

@@ -2,21 +2,21 @@
 
 The training section needs a run's Transform output, the serving section its exported model, the pipeline
 section its timings; when their logs and settings are the same (--quick, --tiny) one run serves all three.
-Each run is `pipeline.local_runner.run` in a fresh spawned process (as experiments.reproduce runs its
-pipelines), its TFX/Beam/TensorFlow chatter in a log file, with caching off so every step really runs.
+Each run is `pipeline.local_runner.run` in a fresh spawned process (harness.pipeline_jobs, as
+experiments.reproduce runs its pipelines), its TFX/Beam/TensorFlow chatter in a log file, with caching off so
+every step really runs.
 """
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import hashlib
-import multiprocessing
 import pathlib
 import shutil
 import time
 from typing import Any, Callable
 
 from benchmarks.settings import Profile
+from harness.pipeline_jobs import PipelineJob, run_in_child
 from listening_logs import presets
 
 CACHE_OFF = "enable_cache=false"
@@ -72,19 +72,6 @@ class PipelineRun:
         return uris[0]
 
 
-def _run_in_child(data_dir: pathlib.Path, root: pathlib.Path, settings: tuple[str, ...],
-                  log_path: pathlib.Path) -> tuple[Any, float]:
-    """Runs in the spawned process: the pipeline, its output sent to `log_path`."""
-    from experiments.training import output_to
-    from pipeline import configs, local_runner
-
-    config = configs.with_overrides(configs.PipelineConfig(), settings)
-    with output_to(log_path):
-        began = time.perf_counter()
-        result = local_runner.run(data_dir, root, config)
-        return result, time.perf_counter() - began
-
-
 class PipelineRuns:
     """Makes each distinct run once, under `<out>/pipeline-runs/<name>/`."""
 
@@ -102,7 +89,9 @@ class PipelineRuns:
 
     def _make(self, spec: RunSpec) -> PipelineRun:
         from listening_logs import simulate, spans
+        from pipeline import configs
 
+        pipeline_config = configs.with_overrides(configs.PipelineConfig(), spec.settings)
         folder = self.out / "pipeline-runs" / spec.name
         if folder.exists():
             shutil.rmtree(folder)
@@ -114,10 +103,6 @@ class PipelineRuns:
         simulate_s = time.perf_counter() - began
         self.say(f"pipeline: simulated {summary['events']:,} plays in {simulate_s:.1f} s; running "
                  f"pipeline.local_runner (settings {list(spec.settings)}; log {log_path})")
-        began = time.perf_counter()
-        context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
-            result, _ = pool.submit(_run_in_child, data_dir, root, spec.settings, log_path).result()
-        wall = time.perf_counter() - began
+        result, wall = run_in_child(PipelineJob(spec.name, data_dir, root, pipeline_config, log_path))
         self.say(f"pipeline: run finished in {wall:.1f} s -> {root}")
         return PipelineRun(spec, data_dir, root, log_path, result, int(summary["events"]), simulate_s, wall)

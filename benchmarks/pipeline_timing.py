@@ -9,9 +9,9 @@ from __future__ import annotations
 import pathlib
 from typing import Any, Callable
 
-from benchmarks.measure import ratio
 from benchmarks.pipeline_runs import PipelineRun, PipelineRuns, RunSpec
 from benchmarks.settings import Profile
+from harness.numbers import ratio
 
 STATE_NAMES = {0: "UNKNOWN", 1: "NEW", 2: "RUNNING", 3: "COMPLETE", 4: "FAILED", 5: "CACHED", 6: "CANCELED"}
 

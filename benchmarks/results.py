@@ -10,9 +10,8 @@ import math
 import pathlib
 from typing import Any, Iterator
 
-import numpy as np
-
 from benchmarks.settings import SECTIONS
+from reports.json_safe import json_safe
 
 
 class SectionFailed(Exception):
@@ -139,23 +138,6 @@ def problems(results: dict[str, Any], sections: tuple[str, ...] = SECTIONS) -> l
                 elif _broken(rule, value):
                     found.append(f"{where}: {value!r} is not {rule}")
     return found
-
-
-def json_safe(value: Any) -> Any:
-    """Plain JSON: numpy scalars and arrays to Python, paths to strings, NaN and infinities to null."""
-    if isinstance(value, dict):
-        return {str(key): json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(item) for item in value]
-    if isinstance(value, np.ndarray):
-        return json_safe(value.tolist())
-    if isinstance(value, np.generic):
-        return json_safe(value.item())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, pathlib.PurePath):
-        return str(value)
-    return value
 
 
 def write_json(results: dict[str, Any], path: pathlib.Path) -> None:

@@ -22,8 +22,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from benchmarks import ann_metrics, machine
-from benchmarks.measure import ratio
 from benchmarks.settings import BATCH_SIZE, RECALL_K, RECALL_TARGETS, Profile
+from harness.numbers import ratio
 
 METHODS = ("numpy_exact", "tf_exact", "scann_native", "scann_tf_op")
 EXACT_METHODS = ("numpy_exact", "tf_exact")

@@ -35,9 +35,12 @@ import traceback  # noqa: E402
 from typing import Any, Optional, Sequence  # noqa: E402
 
 from benchmarks import estimate, machine, report, results  # noqa: E402
-from benchmarks.measure import Progress, load_average  # noqa: E402
+from benchmarks.measure import load_average  # noqa: E402
 from benchmarks.pipeline_runs import PipelineRuns  # noqa: E402
 from benchmarks.settings import PROFILES, RESULTS_JSON, RESULTS_MD, SECTIONS, Profile, with_overrides  # noqa: E402
+from harness.progress import Progress  # noqa: E402
+from harness.versions import versions  # noqa: E402
+from reports.json_safe import json_safe  # noqa: E402
 
 MARKER = ".written-by-benchmarks-run"
 REPO_RESULTS = pathlib.Path(__file__).resolve().parent / RESULTS_MD
@@ -113,7 +116,7 @@ def training_seeds(profile: Profile) -> list[int]:
 
 def write(document: dict[str, Any], out: pathlib.Path) -> None:
     results.write_json(document, out / RESULTS_JSON)
-    (out / RESULTS_MD).write_text(report.render(results.json_safe(document)), encoding="utf-8")
+    (out / RESULTS_MD).write_text(report.render(json_safe(document)), encoding="utf-8")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -139,7 +142,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "benchmark": "issue 8: labelling, training, retrieval, serving, pipeline",
         "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "profile": profile.name, "quick": profile.name != "full", "command": command,
-        "machine": machine.describe(), "versions": machine.versions(),
+        "machine": machine.describe(), "versions": versions(machine.PACKAGES),
         "threads": {"cpu_count": os.cpu_count(), "labelling_workers": profile.workers,
                     "retrieval_threads": profile.threads, "serving_clients": profile.clients},
         "sizes": dataclasses.asdict(profile), "size_overrides": list(args.sizes),
@@ -168,7 +171,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         write(document, args.out)
         say(f"[{index}/{len(args.sections)}] {name}: {'FAILED' if name in document['errors'] else 'done'} in "
             f"{document['durations_s'][name] / 60:.1f} min")
-    found = results.problems(results.json_safe(document), args.sections)
+    found = results.problems(json_safe(document), args.sections)
     document["complete"] = not document["errors"] and not found
     if found and not document["errors"]:
         document["errors"]["results"] = "incomplete results: " + "; ".join(found)

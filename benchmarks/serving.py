@@ -20,11 +20,11 @@ import sys
 import time
 from typing import Any, Callable, Optional
 
-from benchmarks.measure import ratio
 from benchmarks.pipeline_runs import PipelineRuns, RunSpec
 from benchmarks.results import SectionFailed
 from benchmarks.serving_load import LoadGenerator, request_mix
 from benchmarks.settings import Profile
+from harness.numbers import ratio
 
 SWAP_CLIENTS = 4
 POLL_S = "0.5"

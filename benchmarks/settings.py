@@ -10,6 +10,8 @@ import dataclasses
 import typing
 from typing import Any, Iterable
 
+from harness.numbers import float_list, int_list
+
 SECTIONS: tuple[str, ...] = ("labelling", "training", "retrieval", "serving", "pipeline")
 """Run order: the pipeline section last, so a shared pipeline run is usually made by the training section."""
 
@@ -152,26 +154,6 @@ class Profile:
     def settings(self, name: str) -> list[str]:
         """'a=1;b=2' -> ['a=1', 'b=2'] for model_settings, training_settings, pipeline_settings."""
         return [part.strip() for part in getattr(self, f"{name}_settings").split(";") if part.strip()]
-
-
-def int_list(text: str, name: str) -> list[int]:
-    try:
-        values = [int(part) for part in str(text).split(",") if part.strip()]
-    except ValueError:
-        raise ValueError(f"{name} must be comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise ValueError(f"{name} must be comma-separated integers >= 1, got {text!r}")
-    return values
-
-
-def float_list(text: str, name: str) -> list[float]:
-    try:
-        values = [float(part) for part in str(text).split(",") if part.strip()]
-    except ValueError:
-        raise ValueError(f"{name} must be comma-separated numbers, got {text!r}") from None
-    if not values:
-        raise ValueError(f"{name} is empty")
-    return values
 
 
 FULL = Profile(

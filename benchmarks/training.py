@@ -9,14 +9,14 @@ this process on one pipeline run's Transform output, as experiments.reproduce do
 from __future__ import annotations
 
 import dataclasses
-import math
 import pathlib
 import shutil
 from typing import Any, Callable, Optional, Sequence
 
-from benchmarks.measure import ratio
 from benchmarks.pipeline_runs import PipelineRun, PipelineRuns, RunSpec
 from benchmarks.settings import PAPER_TIME_RATIO, Profile
+from harness.console import output_to
+from harness.numbers import mean, ratio
 
 RANDOM_ONLY = "random_only"
 
@@ -24,13 +24,6 @@ RANDOM_ONLY = "random_only"
 def hard_variant(weight: float) -> str:
     """Folder and key name of the random + hard run at one hard_negative_weight (e.g. 'with_hard_w100')."""
     return f"with_hard_w{weight:g}"
-
-
-def mean(values: Sequence[Optional[float]]) -> Optional[float]:
-    """Mean of the values; None when any is missing (a partial mean would mislead)."""
-    if not values or any(v is None or not math.isfinite(v) for v in values):
-        return None
-    return sum(values) / len(values)
 
 
 def examples_per_second(history: Sequence[dict[str, Any]]) -> Optional[float]:
@@ -132,7 +125,7 @@ def run(profile: Profile, runs: PipelineRuns, out: pathlib.Path, say: Callable[[
                 shutil.rmtree(folder)
             say(f"training: seed {seed}, {variant.replace('_', ' ')} ({base.epochs} epochs max, patience "
                 f"{base.patience}, {stats['examples']['train']:,} training examples; log {out / 'trainings.log'})")
-            with training.output_to(out / "trainings.log"):
+            with output_to(out / "trainings.log"):
                 trained[variant] = training.train_variant(data, params, folder)
         row = seed_row(seed, trained[RANDOM_ONLY], {f"{weight:g}": trained[hard_variant(weight)]
                                                      for weight in profile.hard_weights})

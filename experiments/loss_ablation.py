@@ -158,6 +158,7 @@ def ablate(data: Any, config: Any, seeds: Sequence[int], variants: Sequence[tupl
            out: pathlib.Path, say=print) -> dict[str, Any]:
     """Trains and judges every variant per seed; returns the record (per seed and summary)."""
     from experiments import training
+    from harness.console import output_to
 
     chosen = variant_configs(config, variants)
     evaluation_params = config.evaluation_params()
@@ -167,7 +168,7 @@ def ablate(data: Any, config: Any, seeds: Sequence[int], variants: Sequence[tupl
         for variant, variant_config in chosen.items():
             began = time.perf_counter()
             params = dataclasses.replace(variant_config.training_params(), seed=seed)
-            with training.output_to(out / "trainings.log"):
+            with output_to(out / "trainings.log"):
                 run = training.train_variant(data, params, out / f"seed-{seed}" / variant)
                 result = training.evaluate_on(run.model_dir, data, evaluation_params)
             trained[variant] = (run, result)

@@ -24,27 +24,31 @@ import argparse
 import concurrent.futures
 import contextlib
 import dataclasses
-import io
+import functools
 import json
 import math
-import multiprocessing
 import os
 import pathlib
-import platform
-import re
 import shutil
 import sys
 import threading
 import time
-from typing import Any, Iterator, Optional, Sequence, TextIO
+from typing import Any, Iterator, Optional, Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # before TensorFlow loads: its C++ INFO lines stay off the console
 
-from components.retrieval_evaluator.evaluate import RunData, json_safe  # noqa: E402
+from components.retrieval_evaluator.evaluate import RunData  # noqa: E402
 from experiments import false_negatives, loss_ablation, report, subsample, training  # noqa: E402
+from harness import estimates  # noqa: E402
+from harness.console import output_to  # noqa: E402
+from harness.numbers import cli_type, float_list, int_list, mean, ratio  # noqa: E402
+from harness.pipeline_jobs import PipelineJob, run_pipeline_job, spawn_pool  # noqa: E402
+from harness.progress import Progress  # noqa: E402
+from harness.versions import versions  # noqa: E402
 from models.params import NEGATIVE_LOSSES  # noqa: E402
 from pipeline import configs, run_outputs  # noqa: E402
-from schema import contract  # noqa: E402
+from reports.json_safe import json_safe  # noqa: E402
+from schema import contract, span_folders  # noqa: E402
 
 QUICK_MAX_EPOCHS = 4
 FULL_SWEEP = (1, 4, 16, 64, 256, 1024)
@@ -54,8 +58,9 @@ QUICK_FRACTIONS = (0.0, 0.5, 1.0)
 FULL_SEEDS, QUICK_SEEDS = 3, 1
 FEW_TRAIN_EXAMPLES = 500
 BASE = "base"
-SPAN_DIR = re.compile(r"^span-(\d+)$")
 REPORT_JSON, REPORT_HTML = "report.json", "report.html"
+VERSIONED = ("tensorflow", "tfx")
+"""Distributions whose versions the report records (besides Python's)."""
 
 PAPER = {
     "source": "M. J. Mei, O. Bembom, A. F. Ehmann, Negative Feedback for Music Personalization, UMAP 2024, "
@@ -125,11 +130,6 @@ class Plan:
         return (3 + len(NEGATIVE_LOSSES)) * self.seeds + len(self.sweep_to_train) + self.pipeline_runs
 
 
-def span_numbers(data: pathlib.Path) -> list[int]:
-    """Numbers of the `span-N` folders under the data folder, ascending."""
-    return sorted(int(m.group(1)) for path in data.iterdir() if path.is_dir() and (m := SPAN_DIR.match(path.name)))
-
-
 def selected_spans(spec: str, found: Sequence[int]) -> list[int]:
     """The span numbers a spans setting reads; a range over a missing folder is refused up front."""
     if spec == configs.ALL_SPANS:
@@ -168,7 +168,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
     data: pathlib.Path = args.data
     if not data.is_dir():
         raise ValueError(f"--data {data} is not a directory")
-    found = span_numbers(data)
+    found = span_folders.numbers(data)
     if not found:
         raise ValueError(f"--data {data} holds no span-N folders; write a log with `python -m listening_logs.simulate` "
                          "or `python -m listening_logs.convert`")
@@ -190,18 +190,9 @@ def make_plan(args: argparse.Namespace) -> Plan:
     )
 
 
-# --- Duration estimate (constants measured on this 2-core machine; see estimate_seconds) ----------------------
-PIPELINE_FIXED_S = 110.0
-"""A fresh pipeline run without its Trainer: ExampleGen .. Transform, the evaluator, the serving export."""
-PIPELINE_CACHED_FIXED_S = 70.0
-"""The same when ExampleGen, StatisticsGen and ExampleValidator come from TFX's cache."""
-PIPELINE_PER_EVENT_S = 6.3e-4
-"""ExampleGen + FeedbackLabeler + StatisticsGen per play (about half of it is FeedbackLabeler's)."""
-TRAINING_FIXED_S = 22.0
-"""Graph tracing, the first epoch's start-up, the export."""
-SECONDS_PER_EXAMPLE_EPOCH = 1.4e-3
-"""One training example through one epoch, the epoch's eval pass included (64 random negatives)."""
+# --- Duration estimate (the measured costs are harness.estimates'; see estimate_seconds) ---------------------
 EVALUATION_S = 6.0
+"""One in-process evaluation of an exported model on the base run's test split."""
 TWO_LANE_OVERLAP = 0.6
 """With two lanes on two cores, the shorter lane adds about this share of its time (CPU contention)."""
 SWEEP_CONTENTION = 0.5
@@ -209,8 +200,7 @@ SWEEP_CONTENTION = 0.5
 
 
 def training_seconds(plan: Plan, train_examples: float, random_negatives: int) -> float:
-    per_example = SECONDS_PER_EXAMPLE_EPOCH * (1.0 + random_negatives / 2048)
-    return TRAINING_FIXED_S + plan.config.epochs * train_examples * per_example
+    return estimates.training_seconds(train_examples, plan.config.epochs, random_negatives)
 
 
 def cutoff_fraction(cutoff: str, default: float = 0.7) -> float:
@@ -229,13 +219,13 @@ def expected_train_examples(plan: Plan) -> float:
 def estimate_seconds(plan: Plan) -> float:
     """Expected wall time from the log's size: pipeline runs, trainings and evaluations.
 
-    Constants were measured on this 2-core machine with 30k- and 200k-play simulated logs.
+    The costs are harness.estimates', measured on this 2-core machine with 30k- and 200k-play simulated logs.
     """
     config = plan.config
     train_examples = expected_train_examples(plan)
     trainer = training_seconds(plan, train_examples, config.num_random_negatives)
-    fresh = PIPELINE_FIXED_S + PIPELINE_PER_EVENT_S * plan.events + trainer + EVALUATION_S
-    cached = PIPELINE_CACHED_FIXED_S + 0.5 * PIPELINE_PER_EVENT_S * plan.events + trainer + EVALUATION_S
+    fresh = estimates.pipeline_seconds(plan.events, trainer) + EVALUATION_S
+    cached = estimates.pipeline_seconds(plan.events, trainer, cached=True) + EVALUATION_S
     lane_a = fresh + cached * len(plan.policy_runs)
     lane_b = fresh * len(plan.fraction_runs)
     pipelines = max(lane_a, lane_b) + TWO_LANE_OVERLAP * min(lane_a, lane_b) if plan.jobs > 1 else lane_a + lane_b
@@ -249,43 +239,7 @@ def estimate_seconds(plan: Plan) -> float:
     return pipelines_and_sweep + hard + evaluations
 
 
-# --- Progress ---------------------------------------------------------------------------------------------
-def console_stream() -> TextIO:
-    """stdout, kept on the console while a training in this process points fds 1 and 2 at its log file."""
-    try:
-        descriptor = sys.stdout.fileno()
-    except (AttributeError, io.UnsupportedOperation):  # not fd-backed (e.g. captured): unaffected by fd redirects
-        return sys.stdout
-    return os.fdopen(os.dup(descriptor), "w", buffering=1)
-
-
-class Progress:
-    """Prints one line when a step starts and one when it ends, with seconds since the start (thread-safe)."""
-
-    def __init__(self, out: Optional[TextIO] = None) -> None:
-        self._began = time.perf_counter()
-        self._lock = threading.Lock()
-        self._out = out or console_stream()
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self._began
-
-    def say(self, message: str) -> None:
-        with self._lock:
-            print(f"[{self.elapsed():7.1f} s] {message}", file=self._out, flush=True)
-
-    @contextlib.contextmanager
-    def step(self, name: str) -> Iterator[None]:
-        started = time.perf_counter()
-        self.say(f"start {name}")
-        try:
-            yield
-        except BaseException:
-            self.say(f"FAILED {name} after {time.perf_counter() - started:.1f} s")
-            raise
-        self.say(f"done  {name} ({time.perf_counter() - started:.1f} s)")
-
-
+# --- Progress (harness.progress.Progress; the durations per report section are this command's) ---------------
 class Durations:
     """Seconds spent per report section (pipeline lanes overlap, so the sections can sum past the total)."""
 
@@ -311,19 +265,19 @@ def fraction_name(fraction: float) -> str:
     return f"feedback-{fraction:g}"
 
 
-def pipeline_jobs(plan: Plan) -> tuple[list[tuple[str, training.PipelineJob]], list[tuple[str, training.PipelineJob]]]:
+def pipeline_jobs(plan: Plan) -> tuple[list[tuple[str, PipelineJob]], list[tuple[str, PipelineJob]]]:
     """Two lanes of (section, job): the base root's runs in order, and the feedback copies' runs."""
     runs, logs = plan.out / "runs", plan.out / "logs"
     base_root = runs / BASE
-    lane_a = [("base_run", training.PipelineJob(BASE, plan.data, base_root, plan.config, logs / f"{BASE}.log"))]
+    lane_a = [("base_run", PipelineJob(BASE, plan.data, base_root, plan.config, logs / f"{BASE}.log"))]
     for policy in plan.policy_runs:
         name = f"input-{policy}"
         config = dataclasses.replace(plan.config, input_policy=policy)
-        lane_a.append(("input_policies", training.PipelineJob(name, plan.data, base_root, config, logs / f"{name}.log")))
+        lane_a.append(("input_policies", PipelineJob(name, plan.data, base_root, config, logs / f"{name}.log")))
     lane_b = []
     for fraction in plan.fraction_runs:
         name = fraction_name(fraction)
-        lane_b.append(("feedback_proportions", training.PipelineJob(
+        lane_b.append(("feedback_proportions", PipelineJob(
             name, plan.out / "data" / name, runs / name, plan.config, logs / f"{name}.log")))
     return lane_a, lane_b
 
@@ -335,7 +289,7 @@ class PipelineLanes:
     keeps the lanes from starting new jobs; its error is raised to whoever awaits it (or any later job).
     """
 
-    def __init__(self, plan: Plan, lanes: Sequence[Sequence[tuple[str, training.PipelineJob]]], progress: Progress,
+    def __init__(self, plan: Plan, lanes: Sequence[Sequence[tuple[str, PipelineJob]]], progress: Progress,
                  durations: Durations) -> None:
         lanes = [list(lane) for lane in lanes if lane]
         self._lanes = [[job for lane in lanes for job in lane]] if plan.jobs == 1 else lanes
@@ -347,7 +301,7 @@ class PipelineLanes:
 
     def __enter__(self) -> "PipelineLanes":
         workers = len(self._lanes)
-        self._pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        self._pool = spawn_pool(workers)
         self._threads = concurrent.futures.ThreadPoolExecutor(workers)
         for lane in self._lanes:
             self._threads.submit(self._run_lane, lane)
@@ -359,14 +313,14 @@ class PipelineLanes:
         self._threads.shutdown(wait=True)
         self._pool.shutdown(wait=True)
 
-    def _run_lane(self, lane: Sequence[tuple[str, training.PipelineJob]]) -> None:
+    def _run_lane(self, lane: Sequence[tuple[str, PipelineJob]]) -> None:
         for section, job in lane:
             if self._stop.is_set():
                 self._errors[job.name] = RuntimeError(f"pipeline run {job.name} not started: an earlier run failed")
             else:
                 try:
                     with timed(self._progress, self._durations, section, f"pipeline run {job.name} (log {job.log_path})"):
-                        self._results[job.name] = self._pool.submit(training.run_pipeline_job, job).result()
+                        self._results[job.name] = self._pool.submit(run_pipeline_job, job).result()
                 except BaseException as error:  # handed to the main thread by result(), which raises it
                     self._errors[job.name] = error
                     self._stop.set()
@@ -429,19 +383,6 @@ class RunFacts:
 
 
 # --- Experiments ----------------------------------------------------------------------------------------------
-def mean(values: Sequence[Optional[float]]) -> Optional[float]:
-    """Mean of finite values; None when any value is missing (a partial mean would mislead)."""
-    if not values or any(v is None or not math.isfinite(v) for v in values):
-        return None
-    return sum(values) / len(values)
-
-
-def ratio(numerator: Optional[float], denominator: Optional[float]) -> Optional[float]:
-    if numerator is None or denominator is None or not denominator:
-        return None
-    return numerator / denominator
-
-
 def headline(evaluation: dict[str, Any]) -> dict[str, Any]:
     """The two numbers every experiment compares."""
     return {"pairwise_accuracy": evaluation["pairwise_accuracy"],
@@ -462,7 +403,7 @@ class Experiments:
         with timed(self.progress, self.durations, section, f"train {name}"):
             if out_dir.exists():
                 shutil.rmtree(out_dir)
-            with training.output_to(self.logs / "trainings.log"):
+            with output_to(self.logs / "trainings.log"):
                 trained = training.train_variant(self.base.data, params, out_dir)
                 evaluation = training.evaluate_on(trained.model_dir, self.base.data, self.eval_params)
         return trained, headline(evaluation)
@@ -471,7 +412,7 @@ class Experiments:
         """A pipeline run's model on the base run's test split, or on its own run's (`own_split`)."""
         where = "its own test split" if own_split else "the base test split"
         with timed(self.progress, self.durations, section, f"evaluate {name} on {where}"):
-            with training.output_to(self.logs / "evaluations.log"):
+            with output_to(self.logs / "evaluations.log"):
                 evaluation = training.evaluate_on(facts.model_uri, facts.data if own_split else self.base.data,
                                                   self.eval_params)
         return evaluation
@@ -637,12 +578,6 @@ def feedback_proportions(plan: Plan, base: RunFacts, runs: dict[str, RunFacts],
     return rows
 
 
-def versions() -> dict[str, str]:
-    import tensorflow as tf
-    from tfx import version as tfx_version
-    return {"python": platform.python_version(), "tensorflow": tf.__version__, "tfx": tfx_version.__version__}
-
-
 def accuracy_noise(pairs: int) -> Optional[float]:
     """95% half-width of a pairwise accuracy near 0.5 measured on `pairs` pairs (a guide: pairs share users)."""
     return 1.96 * math.sqrt(0.25 / pairs) if pairs else None
@@ -702,7 +637,7 @@ def run(plan: Plan, progress: Progress) -> dict[str, Any]:
                  "events": plan.events, "labels": plan.labels, "train_examples": train_examples,
                  "test_examples": int(base.stats["examples"][contract.TEST]),
                  "test_pairs": base_evaluation["pairs"], "accuracy_noise_95": accuracy_noise(base_evaluation["pairs"])},
-        "versions": versions(),
+        "versions": versions(VERSIONED),
         "durations": durations.seconds,
         "hard_negatives": hard,
         "loss_formulations": formulations,
@@ -726,22 +661,6 @@ def section_of(run_name: str) -> str:
     return "input_policies" if run_name.startswith("input-") else "feedback_proportions"
 
 
-def int_list(text: str) -> list[int]:
-    """'1,16,256' -> [1, 16, 256] (each >= 1)."""
-    values = [int(part) for part in text.split(",") if part.strip()]
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 1, got {text!r}")
-    return values
-
-
-def fraction_list(text: str) -> list[float]:
-    """'0,0.5' -> [0.0, 0.5] (each within [0, 1])."""
-    values = [float(part) for part in text.split(",") if part.strip()]
-    if not values or not all(0.0 <= value <= 1.0 for value in values):
-        raise argparse.ArgumentTypeError(f"expected comma-separated fractions within [0, 1], got {text!r}")
-    return values
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m experiments.reproduce", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -762,10 +681,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--jobs", type=int, default=2, choices=(1, 2),
                         help="pipeline runs side by side (2: the base root's runs and the feedback copies' runs "
                              "in two worker processes; default 2)")
-    parser.add_argument("--sweep", type=int_list, default=None, metavar="N,N,...",
+    parser.add_argument("--sweep", type=cli_type(int_list, "--sweep"), default=None, metavar="N,N,...",
                         help=f"numbers of random negatives to sweep (default {','.join(map(str, FULL_SWEEP))}; "
                              f"--quick {','.join(map(str, QUICK_SWEEP))})")
-    parser.add_argument("--keep-fractions", type=fraction_list, default=None, metavar="F,F,...",
+    fractions = functools.partial(float_list, low=0.0, high=1.0)
+    parser.add_argument("--keep-fractions", type=cli_type(fractions, "--keep-fractions"), default=None,
+                        metavar="F,F,...",
                         help=f"shares of each listener's skips/dislikes to keep (default "
                              f"{','.join(f'{f:g}' for f in FULL_FRACTIONS)}; --quick "
                              f"{','.join(f'{f:g}' for f in QUICK_FRACTIONS)}); 1 (the base run) is always included")
@@ -778,7 +699,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    progress = Progress()
+    progress = Progress(stream=sys.stdout)
     try:
         plan = make_plan(args)
     except (ValueError, FileNotFoundError) as error:

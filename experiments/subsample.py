@@ -20,10 +20,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from schema import contract
+from schema import contract, span_folders
 
 NEGATIVE_IDS = np.asarray([contract.LABEL_IDS[label] for label in contract.NEGATIVE_LABELS])
-SPAN_PREFIX = "span-"
 
 
 @dataclasses.dataclass
@@ -73,7 +72,7 @@ def read_spans(data_dir: pathlib.Path, spans: Sequence[int]) -> list[SpanFile]:
     """Every .csv/.parquet file of the given span folders."""
     files = []
     for span in spans:
-        folder = data_dir / f"{SPAN_PREFIX}{span}"
+        folder = span_folders.folder(data_dir, span)
         for path in sorted(folder.glob("*")):
             relative = path.relative_to(data_dir)
             if path.suffix == ".csv":

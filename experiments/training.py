@@ -6,16 +6,13 @@ of re-running the whole pipeline for each.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
-import os
 import pathlib
 import statistics
-import sys
 import time
-from typing import Any, Iterator, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import tensorflow as tf
 from tfx.components.trainer import fn_args_utils
@@ -27,7 +24,6 @@ from components.retrieval_evaluator.evaluate import RunData, evaluate_model
 from models import export_format, trainer
 from models.exported import ExportedModel
 from models.params import TrainingParams
-from pipeline import local_runner
 from schema import contract
 
 ACCURACY = "eval_pairwise_accuracy"
@@ -140,43 +136,3 @@ def curve(history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The few history columns the report plots (accuracy against training seconds)."""
     return [{"epoch": row["epoch"], SECONDS: row[SECONDS], "wall_seconds": row.get("wall_seconds"),
              ACCURACY: row.get(ACCURACY), "eval_recall_at_100": row.get("eval_recall_at_100")} for row in history]
-
-
-# --- Pipeline variants (each in a worker process, so two can run side by side) -----------------------------
-@dataclasses.dataclass(frozen=True)
-class PipelineJob:
-    """One pipeline run: a log, a root (shared roots reuse cached steps), the settings, a log file."""
-
-    name: str
-    data_dir: pathlib.Path
-    root: pathlib.Path
-    config: Any
-    log_path: pathlib.Path
-
-
-@contextlib.contextmanager
-def output_to(log_path: pathlib.Path) -> Iterator[None]:
-    """Sends this process's stdout and stderr (TensorFlow's C++ logs included) to a file, then restores them,
-    so the console shows the experiment's progress and each step's chatter stays in its own log."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with open(log_path, "ab") as log_file:
-        os.dup2(log_file.fileno(), 1)
-        os.dup2(log_file.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-
-
-def run_pipeline_job(job: PipelineJob) -> local_runner.RunResult:
-    """Runs the real TFX pipeline for one variant (called in a worker process)."""
-    with output_to(job.log_path):
-        return local_runner.run(job.data_dir, job.root, job.config)

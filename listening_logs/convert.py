@@ -21,7 +21,6 @@ import csv
 import dataclasses
 import json
 import pathlib
-import re
 import shutil
 import sys
 from typing import Any, Optional, Sequence, TextIO
@@ -30,14 +29,13 @@ import pandas as pd
 
 from listening_logs import spans
 from listening_logs.adapters import FORMATS, make_adapter, reading
-from schema import contract
+from schema import contract, span_folders
 
 PROG = "python -m listening_logs.convert"
 QUARANTINE_DIR = "quarantine"
 QUARANTINE_FILE = "rejected.csv"
 QUARANTINE_COLUMNS: tuple[str, ...] = ("line", "reason", "raw")
 SUMMARY_FILE = "summary.json"
-SPAN_DIR = re.compile(re.escape(spans.SPAN_PREFIX) + r"[0-9]+")
 
 EXIT_WRITTEN = 0
 EXIT_NOTHING_WRITTEN = 1
@@ -110,7 +108,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 def is_own_output(path: pathlib.Path) -> bool:
     """Whether a path in --out is something this tool writes (and so may replace)."""
     if path.is_dir():
-        return path.name == QUARANTINE_DIR or SPAN_DIR.fullmatch(path.name) is not None
+        return path.name == QUARANTINE_DIR or span_folders.is_span_folder_name(path.name)
     return path.name == SUMMARY_FILE
 
 
@@ -206,7 +204,7 @@ def summary(conversion: Conversion, written: dict[int, int], args: argparse.Name
         "rows_read": conversion.rows_read,
         "rows_written": sum(written.values()),
         "quarantined": conversion.quarantined,
-        "spans": {f"{spans.SPAN_PREFIX}{span}": count for span, count in sorted(written.items())},
+        "spans": {span_folders.folder_name(span): count for span, count in sorted(written.items())},
         "blank_lines": conversion.blank_lines,
         "format": args.format,
         "input": str(args.input),

@@ -39,7 +39,7 @@ import pandas as pd
 
 from components.feedback_labeler import sequences
 from listening_logs import spans
-from schema import contract
+from schema import contract, span_folders
 
 PROG = "python -m listening_logs.profile"
 QUANTILES: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9)
@@ -59,14 +59,14 @@ def span_files(data_dir: pathlib.Path) -> list[pathlib.Path]:
         raise FileNotFoundError(f"--data {data_dir} is not a directory; give the folder holding span-N/ folders")
     found: dict[int, list[pathlib.Path]] = collections.defaultdict(list)
     for fmt in spans.FORMATS:
-        for path in data_dir.glob(f"{spans.SPAN_PREFIX}*/{spans.EVENTS_STEM}.{fmt}"):
-            number = path.parent.name[len(spans.SPAN_PREFIX):]
-            if number.isdigit():
-                found[int(number)].append(path)
+        for path in data_dir.glob(f"{span_folders.GLOB}/{spans.EVENTS_STEM}.{fmt}"):
+            number = span_folders.number_of(path.parent.name)
+            if number is not None:
+                found[number].append(path)
     if not found:
         raise FileNotFoundError(
-            f"no {spans.SPAN_PREFIX}N/{spans.EVENTS_STEM}.csv or .parquet under {data_dir}; write a log there with "
-            "`python -m listening_logs.simulate` or `python -m listening_logs.convert` first")
+            f"no {span_folders.folder_name('N')}/{spans.EVENTS_STEM}.csv or .parquet under {data_dir}; write a log "
+            "there with `python -m listening_logs.simulate` or `python -m listening_logs.convert` first")
     mixed = sorted(number for number, paths in found.items() if len(paths) > 1)
     if mixed:
         raise ValueError(f"span folders {mixed} under {data_dir} hold both csv and parquet events; keep one format")

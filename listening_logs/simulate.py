@@ -42,7 +42,6 @@ import argparse
 import dataclasses
 import json
 import pathlib
-import re
 import shutil
 import sys
 import time
@@ -53,7 +52,7 @@ import pandas as pd
 
 from listening_logs import presets, spans
 from listening_logs.ground_truth import GROUND_TRUTH_DIRNAME, GroundTruth, unit_rows
-from schema import contract
+from schema import contract, span_folders
 
 DEFAULT_START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 DAY_MS = spans.DAY_MS
@@ -725,13 +724,10 @@ def summarize(simulation: Simulation, frame: pd.DataFrame, written: dict[int, in
     }
 
 
-_OUTPUT_SPAN = re.compile(rf"^{re.escape(spans.SPAN_PREFIX)}\d+$")
-
-
 def _own_outputs(out_dir: pathlib.Path) -> list[pathlib.Path]:
     """What a previous run may have written here (all that --overwrite removes)."""
     names = {CATALOG_DIRNAME, GROUND_TRUTH_DIRNAME, SUMMARY_FILENAME}
-    return sorted(p for p in out_dir.iterdir() if p.name in names or _OUTPUT_SPAN.match(p.name))
+    return sorted(p for p in out_dir.iterdir() if p.name in names or span_folders.is_span_folder_name(p.name))
 
 
 def check_out_dir(out_dir: pathlib.Path, overwrite: bool) -> None:
@@ -772,7 +768,7 @@ def simulate(config: SimulationConfig, out_dir: pathlib.Path, overwrite: bool = 
         f"over {config.tracks} tracks in {time.perf_counter() - began:.1f} s")
     written = spans.write_spans(frame, out_dir, config.file_format, spans=simulation.events.day + 1)
     say(f"wrote {len(written)} spans ({config.file_format}) under {out_dir}: "
-        f"{spans.SPAN_PREFIX}1 .. {spans.SPAN_PREFIX}{max(written)}")
+        f"{span_folders.folder_name(1)} .. {span_folders.folder_name(max(written))}")
     (out_dir / CATALOG_DIRNAME).mkdir()
     catalog_frame(simulation).to_csv(out_dir / CATALOG_DIRNAME / CATALOG_FILENAME, index=False)
     truth_dir = out_dir / GROUND_TRUTH_DIRNAME

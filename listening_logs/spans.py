@@ -1,4 +1,5 @@
-"""Writes canonical plays as daily spans, the layout ExampleGen reads (`DIR/span-N/events.<ext>`)."""
+"""Writes canonical plays as daily spans, the layout ExampleGen reads (`DIR/span-N/events.<ext>`; the folder
+name is schema.span_folders')."""
 from __future__ import annotations
 
 import pathlib
@@ -7,19 +8,14 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from schema import contract
+from schema import contract, span_folders
 
 FORMATS = ("csv", "parquet")
 PIPELINE_FORMAT = "parquet"
 """The format the benchmarks' pipeline runs write their simulated logs in: ExampleGen reads Parquet a record
 batch at a time, CSV line by line (docs/data-plane.md)."""
 DAY_MS = 86_400_000
-SPAN_PREFIX = "span-"
 EVENTS_STEM = "events"
-
-
-def span_dir(out_dir: pathlib.Path, span: int) -> pathlib.Path:
-    return out_dir / f"{SPAN_PREFIX}{span}"
 
 
 def spans_by_day(timestamp_ms: np.ndarray) -> np.ndarray:
@@ -60,7 +56,7 @@ def write_spans(
     written: dict[int, int] = {}
     for span in np.unique(span_numbers):
         part = frame[span_numbers == span].sort_values([contract.USER_ID, contract.TIMESTAMP_MS], kind="stable")
-        directory = span_dir(out_dir, int(span))
+        directory = span_folders.folder(out_dir, int(span))
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"{EVENTS_STEM}.{fmt}"
         if fmt == "csv":

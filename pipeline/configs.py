@@ -21,8 +21,6 @@ SERVING_DIR = "serving"
 """The local runner's serving base, under its --root."""
 METADATA_FILE = "metadata.sqlite"
 PIPELINE_ROOT_DIR = "pipeline"
-SPAN_PATTERN_DIR = "span-{SPAN}"
-SPAN_DIR_GLOB = "span-*"
 LATEST_SPAN = "latest"
 ALL_SPANS = "all"
 ALL_SPANS_WINDOW = 100_000

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from listening_logs import ground_truth
-from schema import contract
+from schema import contract, span_folders
 from serving.client import RecommendationClient
 from serving.process import ServerProcess
 
@@ -29,7 +29,7 @@ class Listener:
 
 
 def read_log(data_dir: pathlib.Path) -> pd.DataFrame:
-    files = sorted(data_dir.glob("span-*/*.csv"))
+    files = sorted(data_dir.glob(f"{span_folders.GLOB}/*.csv"))
     if not files:
         raise FileNotFoundError(f"no span CSV files under {data_dir}")
     return pd.concat([pd.read_csv(path, dtype={contract.USER_ID: str, contract.TRACK_ID: str},

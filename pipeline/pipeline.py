@@ -18,7 +18,7 @@ from components.serving_exporter import executor as exporter_executor
 from components.serving_exporter.component import ServingExporter
 from models import serving_export
 from pipeline import configs
-from schema import contract
+from schema import contract, span_folders
 
 FILE_GLOB = "*"
 EVENTS_SPLIT = "events"
@@ -31,10 +31,10 @@ PUSHER_IDS = {serving_export.SCANN: "ScannPusher", serving_export.BRUTE_FORCE: "
 
 def detect_input_format(data_root: pathlib.Path) -> str:
     """The single file format found in the span folders; fails with what to fix when there is none or a mix."""
-    span_dirs = sorted(data_root.glob(configs.SPAN_DIR_GLOB))
+    span_dirs = list(span_folders.folders(data_root).values())
     if not span_dirs:
         raise FileNotFoundError(
-            f"no {configs.SPAN_DIR_GLOB} folders under {data_root}; write a log with "
+            f"no {span_folders.folder_name('N')} folders under {data_root}; write a log with "
             "`python -m listening_logs.simulate` or `python -m listening_logs.convert`"
         )
     suffixes = {path.suffix.lstrip(".") for span in span_dirs for path in span.iterdir() if path.is_file()}
@@ -58,7 +58,7 @@ def build_example_gen(data_root: str, input_format: str, config: configs.Pipelin
         range_config = range_config_pb2.RangeConfig(
             static_range=range_config_pb2.StaticRange(start_span_number=resolved_span, end_span_number=resolved_span)
         )
-    pattern = f"{configs.SPAN_PATTERN_DIR}/{FILE_GLOB}"
+    pattern = f"{span_folders.folder_name(span_window.SPAN_PLACEHOLDER)}/{FILE_GLOB}"
     return FileBasedExampleGen(
         input_base=data_root,
         input_config=example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name=EVENTS_SPLIT, pattern=pattern)]),

@@ -18,6 +18,7 @@ import pytest
 from benchmarks import ann_metrics, estimate, pandas_labelling, report, results, settings
 from components.feedback_labeler import sequences
 from pipeline import configs
+from reports.json_safe import json_safe
 from schema import contract
 from tests.conftest import REPO_ROOT, random_log
 
@@ -194,7 +195,7 @@ def test_completeness_rules_catch_missing_and_broken_numbers():
     document["sections"] = {"pipeline": {"plays": 10, "wall_s": 1.0, "mlmd_span_s": float("nan"), "events_per_s": 3.0,
                                          "components": [{"seconds": 1.0, "share_of_run": 1.5}],
                                          "slowest_component": "Trainer", "slowest_share": 0.5}}
-    found = results.problems(results.json_safe(document), ("pipeline", "serving"))
+    found = results.problems(json_safe(document), ("pipeline", "serving"))
     assert "pipeline.mlmd_span_s: None is not positive" in found
     assert "pipeline.components.0.share_of_run: 1.5 is not unit" in found
     assert "section 'serving' missing" in found

@@ -10,6 +10,7 @@ from tfx.utils import proto_utils
 from components.span_window import executor as span_window
 from listening_logs import spans
 from pipeline import configs
+from schema import span_folders
 from pipeline.pipeline import build_example_gen, detect_input_format
 from tests.conftest import random_log
 
@@ -54,7 +55,7 @@ def example_gen_settings(*assignments: str):
 
 def test_latest_span_reads_one_split_without_hash_splitting():
     input_config, range_config, output_config, window = example_gen_settings("spans=latest")
-    assert [s.pattern for s in input_config.splits] == ["span-{SPAN}/*"]
+    assert [s.pattern for s in input_config.splits] == [f"{span_folders.folder_name('{SPAN}')}/*"]
     assert range_config is None
     assert [(s.name, s.hash_buckets) for s in output_config.split_config.splits] == [("events", 1)]
     assert (window.window_spans, window.require_every_span, window.input_format) == (1, False, "csv")
@@ -81,7 +82,7 @@ def test_single_span_uses_static_range_and_a_window_looks_back_from_it():
 
 def test_span_range_is_the_last_span_with_a_window_that_must_be_complete():
     input_config, range_config, _, window = example_gen_settings("spans=2-4")
-    assert [s.pattern for s in input_config.splits] == ["span-{SPAN}/*"]
+    assert [s.pattern for s in input_config.splits] == [f"{span_folders.folder_name('{SPAN}')}/*"]
     assert range_config.static_range.start_span_number == range_config.static_range.end_span_number == 4
     assert (window.window_spans, window.require_every_span) == (3, True)
     with pytest.raises(ValueError, match="already is the window"):
@@ -92,9 +93,10 @@ def test_span_range_is_the_last_span_with_a_window_that_must_be_complete():
 
 def test_window_reads_the_spans_that_exist_and_fails_on_missing_required_ones(tmp_path):
     spans.write_spans(random_log(60, days=3), tmp_path)
-    (tmp_path / "span-5").mkdir()
-    (tmp_path / "span-5" / "events.csv").write_text("x\n")
-    rolling = span_window.WindowConfig("csv", "span-{SPAN}/*", window_spans=7, require_every_span=False)
+    span_folders.folder(tmp_path, 5).mkdir()
+    (span_folders.folder(tmp_path, 5) / "events.csv").write_text("x\n")
+    rolling = span_window.WindowConfig("csv", f"{span_folders.folder_name('{SPAN}')}/*", window_spans=7,
+                                       require_every_span=False)
     assert span_window.spans_to_read(str(tmp_path), rolling, 5) == [1, 2, 3, 5]
     assert span_window.spans_to_read(str(tmp_path), rolling, 2) == [1, 2]
     with pytest.raises(FileNotFoundError, match=r"span\(s\) \[4\]"):
@@ -102,7 +104,7 @@ def test_window_reads_the_spans_that_exist_and_fails_on_missing_required_ones(tm
     with pytest.raises(FileNotFoundError, match="no files for span 6, the one ExampleGen resolved"):
         span_window.spans_to_read(str(tmp_path), rolling, 6)
     with pytest.raises(ValueError, match="SPAN"):
-        span_window.WindowConfig("csv", "span-1/*", window_spans=1, require_every_span=False)
+        span_window.WindowConfig("csv", f"{span_folders.folder_name(1)}/*", window_spans=1, require_every_span=False)
 
 
 def test_remote_data_root_needs_an_explicit_format():
@@ -113,7 +115,7 @@ def test_remote_data_root_needs_an_explicit_format():
 
 
 def test_input_format_detection(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no span-\\* folders"):
+    with pytest.raises(FileNotFoundError, match="no span-N folders"):
         detect_input_format(tmp_path)
     spans.write_spans(random_log(50, days=1), tmp_path, fmt="parquet")
     assert detect_input_format(tmp_path) == "parquet"

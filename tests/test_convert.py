@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from listening_logs import convert
-from schema import contract
+from schema import contract, span_folders
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 ALL_FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures"
@@ -41,7 +41,7 @@ def run(tmp_path: pathlib.Path, fmt: str, input_path: pathlib.Path, *extra: str)
 
 def events(out: pathlib.Path) -> pd.DataFrame:
     """All written plays, every cell as text (as ExampleGen would see the CSV)."""
-    paths = sorted(out.glob("span-*/events.csv"))
+    paths = sorted(out.glob(f"{span_folders.GLOB}/events.csv"))
     assert paths, f"no spans under {out}"
     frames = [pd.read_csv(path, dtype=str, keep_default_na=False) for path in paths]
     for frame in frames:
@@ -136,7 +136,7 @@ def test_mssd_sessions_across_two_days_make_two_spans(tmp_path: pathlib.Path) ->
     status, out = run(tmp_path, "mssd", MSSD_SAMPLE)
     assert status == 0
     # 2018-07-14: session c positions 1-4, d 10, e 8 = 22; 2018-07-15: a 12, b 10, c positions 5-8 = 26.
-    assert summary(out)["spans"] == {"span-1": 22, "span-2": 26}
+    assert summary(out)["spans"] == {span_folders.folder_name(1): 22, span_folders.folder_name(2): 26}
 
 
 def test_mssd_bad_rows_are_quarantined_and_good_rows_kept(tmp_path: pathlib.Path) -> None:
@@ -368,7 +368,7 @@ def test_header_only_exits_1_with_a_summary(tmp_path: pathlib.Path, capsys: pyte
     assert "no data rows" in capsys.readouterr().err
     document = summary(out)
     assert (document["rows_read"], document["rows_written"], document["quarantined"]) == (0, 0, {})
-    assert not list(out.glob("span-*"))
+    assert not span_folders.numbers(out)
 
 
 def test_all_rows_quarantined_exits_1(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -379,7 +379,7 @@ def test_all_rows_quarantined_exits_1(tmp_path: pathlib.Path, capsys: pytest.Cap
     assert status == 1
     assert "quarantined" in capsys.readouterr().err
     assert summary(out)["quarantined"] == {contract.unparsable(contract.TIMESTAMP_MS): 2}
-    assert not list(out.glob("span-*"))
+    assert not span_folders.numbers(out)
 
 
 def test_wrong_delimiter_suggests_the_right_one(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -449,7 +449,7 @@ def test_overwrite_replaces_an_earlier_conversion(tmp_path: pathlib.Path) -> Non
     assert run(tmp_path, "piki", PIKI_SAMPLE)[0] == 0  # six spans
     status, out = run(tmp_path, "mssd", MSSD_SAMPLE, "--overwrite")
     assert status == 0
-    assert sorted(path.name for path in out.glob("span-*")) == ["span-1", "span-2"]
+    assert span_folders.numbers(out) == [1, 2]
     assert len(events(out)) == 48
 
 

@@ -15,7 +15,7 @@ from experiments import false_negatives, report, reproduce, subsample, training
 from listening_logs.ground_truth import GroundTruth
 from listening_logs.simulate import SimulationConfig, simulate
 from models.params import TrainingParams
-from schema import contract
+from schema import contract, span_folders
 
 SKIP, DISLIKE, LIKE, LISTEN = (contract.LABEL_IDS[name] for name in (contract.SKIP, contract.DISLIKE,
                                                                      contract.LIKE, contract.LISTEN))
@@ -83,7 +83,7 @@ def write_log(data: pathlib.Path, fmt: str) -> pd.DataFrame:
         contract.ARTIST_ID: ["a1"] * 7,
     })
     for span, rows in ((1, slice(0, 4)), (2, slice(4, 7))):
-        folder = data / f"span-{span}"
+        folder = span_folders.folder(data, span)
         folder.mkdir(parents=True)
         part = frame.iloc[rows]
         if fmt == "csv":
@@ -98,9 +98,9 @@ def test_subsample_log_drops_negatives_and_keeps_layout_and_format(tmp_path, fmt
     write_log(tmp_path / "data", fmt)
     result = subsample.subsample_log(tmp_path / "data", tmp_path / "out", [1, 2], 0.0, 7, contract.LabelThresholds())
     assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.*")) == [
-        f"span-1/events.{fmt}", f"span-2/events.{fmt}"]
+        f"{span_folders.folder_name(1)}/events.{fmt}", f"{span_folders.folder_name(2)}/events.{fmt}"]
     read = (lambda path: pd.read_csv(path, dtype=str, keep_default_na=False)) if fmt == "csv" else pd.read_parquet
-    span1, span2 = (read(tmp_path / "out" / f"span-{s}" / f"events.{fmt}") for s in (1, 2))
+    span1, span2 = (read(span_folders.folder(tmp_path / "out", s) / f"events.{fmt}") for s in (1, 2))
     assert list(span1[contract.TRACK_ID]) == ["t2", "t4"]  # u1's two skips are gone
     assert list(span2[contract.TRACK_ID]) == ["t1", "t5"]  # u2's dislike is gone
     assert list(span1.columns) == list(contract.COLUMNS)
@@ -108,8 +108,8 @@ def test_subsample_log_drops_negatives_and_keeps_layout_and_format(tmp_path, fmt
     assert result.negative_share == 0.0
     assert result.labels == {"like": 1, "listen": 3, "skip": 0, "dislike": 0}
     if fmt == "parquet":
-        assert pq.read_schema(tmp_path / "out" / "span-1" / "events.parquet").equals(
-            pq.read_schema(tmp_path / "data" / "span-1" / "events.parquet"))
+        assert pq.read_schema(span_folders.folder(tmp_path / "out", 1) / "events.parquet").equals(
+            pq.read_schema(span_folders.folder(tmp_path / "data", 1) / "events.parquet"))
 
 
 def test_describe_counts_negative_share_of_the_untouched_log(tmp_path):

@@ -14,7 +14,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGES = ("models", "components", "pipeline", "listening_logs", "schema", "serving", "experiments", "benchmarks",
-            "reports", "envsetup")
+            "harness", "reports", "envsetup")
 
 
 def module_name(path: pathlib.Path) -> str:

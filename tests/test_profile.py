@@ -11,7 +11,7 @@ import pytest
 
 from components.feedback_labeler.sequences import LabelingParams
 from listening_logs import profile, spans
-from schema import contract
+from schema import contract, span_folders
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 MINUTE = 60_000
@@ -152,7 +152,7 @@ def test_default_params_are_the_pipelines() -> None:
 def write_log(root: pathlib.Path, rows: list[dict[str, object]]) -> pathlib.Path:
     """The rows as two CSV spans (minute < 1440 in span 1), bad rows included, the way a folder holds them."""
     for span, part in ((1, [r for r in rows if r is not ROWS[12]]), (2, [ROWS[12]])):
-        path = spans.span_dir(root, span) / f"{spans.EVENTS_STEM}.csv"
+        path = span_folders.folder(root, span) / f"{spans.EVENTS_STEM}.csv"
         path.parent.mkdir(parents=True)
         with path.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(contract.COLUMNS))

@@ -20,6 +20,7 @@ from listening_logs import spans
 from experiments import training
 from models import export_format
 from pipeline import configs, local_runner
+from schema import span_folders
 from tests.conftest import REPO_ROOT, random_log
 
 pytestmark = pytest.mark.pipeline
@@ -86,10 +87,11 @@ def scheduled_runs(tmp_path_factory) -> ScheduledRuns:
     data.mkdir()
     config = configs.with_overrides(configs.PipelineConfig(), SETTINGS)
 
-    shutil.copytree(written / "span-1", data / "span-1")  # day 1
+    shutil.copytree(span_folders.folder(written, 1), span_folders.folder(data, 1))  # day 1
     first = local_runner.run(data, root, config)
 
-    shutil.copytree(written / "span-2", data / "span-2")  # day 2 arrives; the scheduled run dies in Trainer
+    # day 2 arrives; the scheduled run dies in Trainer
+    shutil.copytree(span_folders.folder(written, 2), span_folders.folder(data, 2))
     before = {eid for eid, _ in trainer_executions(root / configs.METADATA_FILE)}
     killed_states = run_and_kill_during_trainer(data, root, before)
 

@@ -20,6 +20,7 @@ from models import responsiveness as rsp
 from models.exported import ExportedModel
 from pipeline import configs
 from pipeline.demo_request import read_log
+from reports.json_safe import json_safe
 from schema import contract
 from serving.client import RecommendationClient
 from tests import serving_testing as st
@@ -106,7 +107,7 @@ def test_the_evaluator_reports_responsiveness_and_the_catalog_gives_the_artist_d
     model = ExportedModel.load(outputs["Trainer"]["model"][0])
     data = evaluate.RunData(outputs["Transform"]["transform_graph"][0], outputs["Transform"]["transformed_examples"][0])
     measured = evaluate.responsiveness_of(model, data, artist_by_track=artists)
-    print("evaluator responsiveness:", json.dumps(evaluate.json_safe(measured)))
+    print("evaluator responsiveness:", json.dumps(json_safe(measured)))
     assert measured["neighbour_share_drop"] == pytest.approx(reported["neighbour_share_drop"])
     assert measured["artist_queries"] == measured["queries"] == reported["queries"]
     assert measured["artist_share_drop"] is not None

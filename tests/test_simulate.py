@@ -14,7 +14,7 @@ import pytest
 from listening_logs import ground_truth, simulate, spans
 from listening_logs.ground_truth import GroundTruth
 from listening_logs.simulate import SimulationConfig
-from schema import contract
+from schema import contract, span_folders
 
 PROJECT = pathlib.Path(__file__).resolve().parents[1]
 SMALL = SimulationConfig(users=300, tracks=2_000, events=30_000, days=3, seed=7)
@@ -25,10 +25,10 @@ LABEL = contract.LABEL_IDS
 def read_log(out: pathlib.Path, fmt: str = "csv") -> pd.DataFrame:
     """All spans as text, the way an ingesting job sees them, with the span number of each row."""
     parts = []
-    for path in sorted(out.glob(f"{spans.SPAN_PREFIX}*/{spans.EVENTS_STEM}.{fmt}")):
+    for path in sorted(out.glob(f"{span_folders.GLOB}/{spans.EVENTS_STEM}.{fmt}")):
         part = (pd.read_csv(path, dtype=str, keep_default_na=False) if fmt == "csv"
                 else pd.read_parquet(path))
-        part["span"] = int(path.parent.name[len(spans.SPAN_PREFIX):])
+        part["span"] = span_folders.number_of(path.parent.name)
         parts.append(part)
     return pd.concat(parts, ignore_index=True)
 
@@ -74,7 +74,7 @@ def test_same_seed_gives_identical_files(tmp_path: pathlib.Path, fmt: str) -> No
     simulate.simulate(config, tmp_path / "a")
     simulate.simulate(config, tmp_path / "b")
     first, second = file_bytes(tmp_path / "a"), file_bytes(tmp_path / "b")
-    assert f"{spans.SPAN_PREFIX}1/{spans.EVENTS_STEM}.{fmt}" in first
+    assert f"{span_folders.folder_name(1)}/{spans.EVENTS_STEM}.{fmt}" in first
     assert first == second
     assert summary_without_seconds(tmp_path / "a") == summary_without_seconds(tmp_path / "b")
 
@@ -83,7 +83,7 @@ def test_different_seeds_give_different_logs(tmp_path: pathlib.Path) -> None:
     simulate.simulate(TINY, tmp_path / "a")
     simulate.simulate(dataclasses.replace(TINY, seed=TINY.seed + 1), tmp_path / "b")
     first, second = file_bytes(tmp_path / "a"), file_bytes(tmp_path / "b")
-    span_files = [name for name in first if name.startswith(spans.SPAN_PREFIX)]
+    span_files = [name for name in first if span_folders.is_span_folder_name(name.split("/")[0])]
     assert span_files and all(first[name] != second.get(name) for name in span_files)
 
 
@@ -223,8 +223,7 @@ def test_sessions_advance_by_listen_time_plus_a_small_gap(small_run, small_log) 
 
 def test_one_span_per_day_with_timestamps_inside_it(small_run, small_log) -> None:
     out = small_run[0]
-    assert sorted(p.name for p in out.glob(f"{spans.SPAN_PREFIX}*")) == [
-        f"{spans.SPAN_PREFIX}{day + 1}" for day in range(SMALL.days)]
+    assert span_folders.numbers(out) == [day + 1 for day in range(SMALL.days)]
     day_start = SMALL.start_ms + (small_log["span"].to_numpy() - 1) * spans.DAY_MS
     timestamps = small_log[contract.TIMESTAMP_MS].astype(np.int64).to_numpy()
     assert np.all((day_start <= timestamps) & (timestamps < day_start + spans.DAY_MS))
@@ -277,7 +276,7 @@ def test_nonsense_config_is_rejected(change: dict, message: str) -> None:
 
 def test_non_empty_out_dir_needs_overwrite(tmp_path: pathlib.Path) -> None:
     simulate.simulate(TINY, tmp_path)
-    stale = tmp_path / f"{spans.SPAN_PREFIX}99"
+    stale = span_folders.folder(tmp_path, 99)
     stale.mkdir()
     keep = tmp_path / "notes.txt"
     keep.write_text("mine")
@@ -303,7 +302,7 @@ def test_cli_writes_a_log_and_reports_it(tmp_path: pathlib.Path) -> None:
     assert "wrote 2 spans (parquet)" in result.stderr
     summary = json.loads((out / simulate.SUMMARY_FILENAME).read_text())
     assert summary["events"] == 1500 and summary["config"]["skip_only_share"] == 0.5
-    assert (out / f"{spans.SPAN_PREFIX}2" / f"{spans.EVENTS_STEM}.parquet").is_file()
+    assert (span_folders.folder(out, 2) / f"{spans.EVENTS_STEM}.parquet").is_file()
 
     log = read_log(out, "parquet")
     user, track = log[contract.USER_ID].iloc[0], log[contract.TRACK_ID].iloc[0]
@@ -350,8 +349,8 @@ def test_ground_truth_cli_rejects_unknown_user(small_run, capsys: pytest.Capture
 # --- Presets: the default stays as it was, `realistic` rejects unpopular tracks ----------------------------
 
 TINY_SPAN_SHA256 = {
-    "span-1/events.csv": "24c287ddb0734d262ac870481c75f2e293c25146dc479674d59ca658ac4836d0",
-    "span-2/events.csv": "ae93816f36801efafb1085221275e5ccc7645fa3f743abdc0cd7e3f23a66f935",
+    f"{span_folders.folder_name(1)}/events.csv": "24c287ddb0734d262ac870481c75f2e293c25146dc479674d59ca658ac4836d0",
+    f"{span_folders.folder_name(2)}/events.csv": "ae93816f36801efafb1085221275e5ccc7645fa3f743abdc0cd7e3f23a66f935",
 }
 """sha256 of TINY's span files, recorded with the simulator before the presets and popularity settings existed."""
 TINY_LABELS = {"dislike": 64, "like": 153, "listen": 1200, "skip": 583}
@@ -368,7 +367,7 @@ def test_default_preset_output_is_unchanged(tmp_path: pathlib.Path) -> None:
     assert summary["labels"] == TINY_LABELS
     assert summary["preset"] == "default"
     hashes = {name: hashlib.sha256(data).hexdigest() for name, data in file_bytes(tmp_path / "sim").items()
-              if name.startswith(spans.SPAN_PREFIX)}
+              if span_folders.is_span_folder_name(name.split("/")[0])}
     assert hashes == TINY_SPAN_SHA256
 
 

@@ -5,7 +5,6 @@ Library code, so the component's executor and `experiments.reproduce` produce th
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from typing import Any, Mapping, Optional, Sequence
 
@@ -177,16 +176,3 @@ def evaluate_model(model: ExportedModel, data: RunData, params: blessing.Evaluat
     result["thresholds"] = dataclasses.asdict(params)
     result.update(blessing.decide(result, result["baseline"], params))
     return result
-
-
-def json_safe(value: Any) -> Any:
-    """NaN/inf become null and numpy scalars plain numbers, so evaluation.json is strict JSON."""
-    if isinstance(value, Mapping):
-        return {str(key): json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(item) for item in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    return value

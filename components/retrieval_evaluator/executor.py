@@ -21,6 +21,7 @@ from components.retrieval_evaluator import blessing, evaluate, report
 from models import export_format
 from models.exported import ExportedModel
 from models.serving_params import ScannParams
+from reports.json_safe import json_safe
 
 EVALUATION_FILE = "evaluation.json"
 REPORT_FILE = "evaluation.html"
@@ -82,7 +83,7 @@ class Executor(base_executor.BaseExecutor):
         result = evaluate.evaluate_model(model, evaluate.RunData(graph.uri, examples.uri), params, scann=scann,
                                          baseline=baseline, coverage_by_input_policy=coverage, training_history=history,
                                          log_summary=log_summary)
-        result = {"model": model_artifact.uri, "evaluator_version": EVALUATOR_VERSION, **evaluate.json_safe(result)}
+        result = {"model": model_artifact.uri, "evaluator_version": EVALUATOR_VERSION, **json_safe(result)}
 
         evaluation = artifact_utils.get_single_instance(output_dict["evaluation"])
         tf.io.gfile.makedirs(evaluation.uri)

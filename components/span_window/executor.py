@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from typing import Any
+from typing import Any, Callable
 
 import apache_beam as beam
 import tensorflow as tf
@@ -27,12 +27,18 @@ from tfx.utils import proto_utils
 
 from components.span_window.parquet_batches import ParquetToSerializedExamples
 
-SPAN_PLACEHOLDER = "{SPAN}"
+SPAN_PLACEHOLDER = utils.SPAN_SPEC
 WINDOW_SPANS_PROPERTY = "window_spans"
 """Custom property of the output Examples: the span numbers read, comma-separated, oldest first."""
-
-READERS = {"csv": csv_executor._CsvToExample, "parquet": ParquetToSerializedExamples}
-"""Parquet is read a record batch at a time (`parquet_batches`), not TFX's one dict per row."""
+TFX_EXECUTORS: dict[str, type[BaseExampleGenExecutor]] = {"csv": csv_executor.Executor}
+"""Formats read by TFX's own ExampleGen executor (its reader, through public API)."""
+READERS: dict[str, Callable[[], Any]] = {
+    "csv": lambda: TFX_EXECUTORS["csv"]().GetInputSourceToExamplePTransform(),
+    "parquet": lambda: ParquetToSerializedExamples,
+}
+"""The span reader per format. CSV: TFX's own, through its executor's public
+`GetInputSourceToExamplePTransform()`, so no private TFX name is imported. Parquet: ours, a record batch at a
+time (`parquet_batches`), not TFX's one dict per row."""
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +108,12 @@ def spans_to_read(input_base: str, config: WindowConfig, resolved_span: int) -> 
     return present
 
 
+def reader_for(input_format: str) -> Any:
+    """The `(pipeline, exec_properties, split_pattern) -> PCollection[Example or serialized Example]` PTransform
+    that reads one span of this format (READERS)."""
+    return READERS[input_format]()
+
+
 def span_pattern(input_base: str, config: WindowConfig, span: int) -> str:
     return os.path.join(input_base, config.span_pattern.replace(SPAN_PLACEHOLDER, str(span)))
 
@@ -114,7 +126,7 @@ def _WindowToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any], s
     config = window_config(exec_properties)
     input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
     spans = spans_to_read(input_base, config, int(exec_properties[utils.SPAN_PROPERTY_NAME]))
-    reader = READERS[config.input_format]
+    reader = reader_for(config.input_format)
     relative = [config.span_pattern.replace(SPAN_PLACEHOLDER, str(span)) for span in spans]
     log.info("ExampleGen reads spans %s of %s (%s)", spans, input_base, config.input_format)
     return [pipeline | f"ReadSpan[{span}]" >> reader(exec_properties, pattern)
