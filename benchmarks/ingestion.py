@@ -20,6 +20,7 @@ import time
 from typing import Any, Optional, Sequence
 
 from pipeline import configs
+from schema import span_folders
 
 FORMATS = ("csv", "parquet")
 
@@ -37,7 +38,7 @@ def run_example_gen(data_root: pathlib.Path, input_format: str, root: pathlib.Pa
 
     from pipeline import pipeline as pipeline_lib
 
-    days = len(list(data_root.glob(configs.SPAN_DIR_GLOB)))
+    days = len(span_folders.numbers(data_root))
     config = configs.with_overrides(configs.PipelineConfig(), [f"spans=1-{days}", "enable_cache=false"])
     example_gen = pipeline_lib.build_example_gen(str(data_root), input_format, config)
     pipeline = tfx.dsl.Pipeline(

@@ -14,6 +14,7 @@ import tensorflow as tf
 from listening_logs import spans
 from pipeline import library_logs, local_runner
 from schema import contract
+from schema import span_folders
 from tests.conftest import REPO_ROOT, random_log
 
 pytestmark = pytest.mark.pipeline
@@ -45,7 +46,7 @@ def test_span_range_reads_every_span_into_the_events_split(trained_pipeline):
     assert "spans=1-7" in trained_pipeline.settings
     assert COMPONENTS <= set(result.outputs)
     assert result.spans == [1, 2, 3, 4, 5, 6, 7]
-    written = sum(len(pd.read_csv(path)) for path in trained_pipeline.data.glob("span-*/events.csv"))
+    written = sum(len(pd.read_csv(path)) for path in trained_pipeline.data.glob(f"{span_folders.GLOB}/events.csv"))
     examples = split_examples(result.outputs["ExampleGen"]["examples"][0])
     assert {name: len(rows) for name, rows in examples.items()} == {"events": written}
     assert len({t // spans.DAY_MS for t in timestamps(examples["events"])}) == 7
