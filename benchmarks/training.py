@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from benchmarks.pipeline_runs import PipelineRun, PipelineRuns, RunSpec
 from benchmarks.settings import PAPER_TIME_RATIO, Profile
-from harness.console import output_to
+from pipeline.library_logs import output_to
 from harness.numbers import mean, ratio
 
 RANDOM_ONLY = "random_only"

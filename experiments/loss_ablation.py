@@ -158,7 +158,7 @@ def ablate(data: Any, config: Any, seeds: Sequence[int], variants: Sequence[tupl
            out: pathlib.Path, say=print) -> dict[str, Any]:
     """Trains and judges every variant per seed; returns the record (per seed and summary)."""
     from experiments import training
-    from harness.console import output_to
+    from pipeline.library_logs import output_to
 
     chosen = variant_configs(config, variants)
     evaluation_params = config.evaluation_params()

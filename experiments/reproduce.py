@@ -40,7 +40,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # before TensorFlow loads: i
 from components.retrieval_evaluator.evaluate import RunData  # noqa: E402
 from experiments import false_negatives, loss_ablation, report, subsample, training  # noqa: E402
 from harness import estimates  # noqa: E402
-from harness.console import output_to  # noqa: E402
+from pipeline.library_logs import output_to  # noqa: E402
 from harness.numbers import cli_type, float_list, int_list, mean, ratio  # noqa: E402
 from harness.pipeline_jobs import PipelineJob, run_pipeline_job, spawn_pool  # noqa: E402
 from harness.progress import Progress  # noqa: E402

@@ -12,7 +12,7 @@ import pathlib
 import time
 from typing import Any
 
-from harness.console import output_to
+from pipeline.library_logs import output_to
 
 
 @dataclasses.dataclass(frozen=True)

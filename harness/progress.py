@@ -12,7 +12,7 @@ from harness.console import console_stream
 
 class Progress:
     """Prints one line per call, thread-safe, to a copy of the console that fd redirects of in-process
-    trainings (`harness.console.output_to`) do not swallow. Call it (`say(message)`) or use `step()`."""
+    trainings (`pipeline.library_logs.output_to`) do not swallow. Call it (`say(message)`) or use `step()`."""
 
     def __init__(self, label: str = "", stream: Optional[TextIO] = None) -> None:
         self.label = label

@@ -21,13 +21,10 @@ VERBOSE_HELP = f"print TensorFlow/TFX/Beam/absl log lines here instead of into {
 
 
 @contextlib.contextmanager
-def library_output(log_path: pathlib.Path, verbose: bool) -> Iterator[None]:
+def output_to(log_path: pathlib.Path) -> Iterator[None]:
     """Within the block, descriptors 1 and 2 (and so sys.stdout, sys.stderr, logging's stream handlers and child
-    processes) write to `log_path` (appended). With `verbose`, changes nothing. Both descriptors are restored on
-    exit, also on an exception (whose traceback then reaches the terminal as usual)."""
-    if verbose:
-        yield
-        return
+    processes) write to `log_path` (appended). Both descriptors are restored on exit, also on an exception (whose
+    traceback then reaches the terminal as usual). The experiments and benchmarks use it for each training's log."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -44,3 +41,13 @@ def library_output(log_path: pathlib.Path, verbose: bool) -> Iterator[None]:
             os.dup2(saved[1], 2)
             os.close(saved[0])
             os.close(saved[1])
+
+
+@contextlib.contextmanager
+def library_output(log_path: pathlib.Path, verbose: bool) -> Iterator[None]:
+    """`output_to(log_path)` around a CLI's library calls; with `verbose`, changes nothing."""
+    if verbose:
+        yield
+        return
+    with output_to(log_path):
+        yield

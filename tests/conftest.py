@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import subprocess
+import sys
 from typing import Any
 
 import numpy as np
@@ -13,6 +15,16 @@ from listening_logs import spans
 from schema import contract
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+HEAVY_MODULES = ("tensorflow", "tfx", "apache_beam", "tensorflow_transform")
+
+
+def heavy_modules_loaded_by(modules: str) -> list[str]:
+    """Which of HEAVY_MODULES a fresh interpreter has loaded after `import <modules>` (comma-separated)."""
+    probe = (f"import sys, {modules}; "
+             f"print(','.join(name for name in {HEAVY_MODULES!r} if name in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return [name for name in result.stdout.strip().split(",") if name]
 DAY0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 
