@@ -41,6 +41,7 @@ class TrainingParams:
     negative_loss: str
     negative_loss_weight: float
     item_bias: bool
+    item_bias_prior_scale: float
     negative_loss_on_bias: bool
     temperature: float
     embedding_dim: int
@@ -71,7 +72,7 @@ class TrainingParams:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_hard_negatives", "num_random_negatives", "num_layers", "sampler_alpha"):
+        for name in ("max_hard_negatives", "num_random_negatives", "num_layers", "sampler_alpha", "item_bias_prior_scale"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("temperature", "learning_rate", "hard_negative_weight"):

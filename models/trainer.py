@@ -43,7 +43,8 @@ class RetrievalModel(tfrs.models.Model):
 
     def __init__(self, tower_config: TowerConfig, params: TrainingParams, track_counts: np.ndarray) -> None:
         super().__init__()
-        prior = popularity_prior(track_counts, params.temperature) if params.item_bias else None
+        prior = (params.item_bias_prior_scale * popularity_prior(track_counts, params.temperature)
+                 if params.item_bias else None)
         self.query_tower, self.candidate_tower = build_towers(tower_config, prior)
         self._params = params
         self._loss = loss.RetrievalLoss(

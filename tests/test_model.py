@@ -171,6 +171,26 @@ def test_item_bias_is_trained_by_the_loss():
     assert dense[9] > 0 and dense[10] > 0 and dense[11] > 0
 
 
+def test_item_bias_starts_at_the_scaled_popularity_prior():
+    from models.towers import popularity_prior
+
+    counts = np.arange(CONFIG.num_track_ids, dtype=np.float64)
+    starts = {}
+    for scale in (1.0, 0.5, 0.0):
+        params = dataclasses.replace(configs.PipelineConfig(max_history=4, max_hard_negatives=2, embedding_dim=8,
+                                                            num_heads=2, num_layers=1, item_bias=True,
+                                                            item_bias_prior_scale=scale).training_params())
+        model = RetrievalModel(dataclasses.replace(CONFIG, item_bias=True), params, counts)
+        model.candidate_tower(tf.constant([0], tf.int64))  # builds the bias table
+        starts[scale] = model.candidate_tower.bias_table.numpy()[:, 0]
+    prior = popularity_prior(counts, temperature=configs.PipelineConfig().temperature)
+    np.testing.assert_allclose(starts[1.0], prior, rtol=1e-6)
+    np.testing.assert_allclose(starts[0.5], 0.5 * prior, rtol=1e-6)
+    np.testing.assert_array_equal(starts[0.0], 0.0)
+    with pytest.raises(ValueError, match="item_bias_prior_scale must be >= 0"):
+        configs.PipelineConfig(item_bias_prior_scale=-1.0).training_params()
+
+
 def test_early_stopping_watches_accuracy_recall_or_their_sum():
     from models.trainer import early_stopping_value
 
