@@ -53,6 +53,32 @@ def ranks_of_targets(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return greater + 0.5 * ties
 
 
+def ranks_excluding(scores: np.ndarray, targets: np.ndarray, exclude_ids: np.ndarray,
+                    exclude_mask: np.ndarray) -> np.ndarray:
+    """`target_ranks` without copying the [n, V] scores: each row's target is compared with the whole row,
+    then each distinct excluded id other than the target is taken back out of the counts.
+
+    Equal to `target_ranks` for finite scores (there an excluded id becomes -inf, which neither beats nor
+    ties a finite target score); comparing float32 scores directly gives what comparing their float64 copies
+    gives.
+    """
+    scores = np.asarray(scores)
+    targets = np.asarray(targets)
+    rows = np.arange(len(targets))
+    target_scores = scores[rows, targets][:, None]
+    greater = np.count_nonzero(scores > target_scores, axis=1)
+    ties = np.count_nonzero(scores == target_scores, axis=1) - 1  # the target ties with itself
+    ids = np.where(np.asarray(exclude_mask, dtype=bool), np.asarray(exclude_ids), -1)
+    ids = np.sort(ids, axis=1)
+    first = np.ones(ids.shape, dtype=bool)
+    first[:, 1:] = ids[:, 1:] != ids[:, :-1]  # each excluded id counts once, however often the history holds it
+    excluded = first & (ids >= 0) & (ids != targets[:, None])
+    excluded_scores = scores[rows[:, None], np.maximum(ids, 0)]
+    greater = greater - np.count_nonzero(excluded & (excluded_scores > target_scores), axis=1)
+    ties = ties - np.count_nonzero(excluded & (excluded_scores == target_scores), axis=1)
+    return greater + 0.5 * ties
+
+
 @dataclasses.dataclass
 class RankingAccumulator:
     """Collects ranks batch by batch; `result()` gives recall@k, NDCG@k and MRR."""

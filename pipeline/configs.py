@@ -28,6 +28,11 @@ ALL_SPANS_WINDOW = 100_000
 folders that exist are read)."""
 INPUT_FORMATS = ("csv", "parquet")
 BEAM_RUNNING_MODES = ("in_memory", "multi_threading", "multi_processing")
+IN_PROCESS_WORKER_ARGS = ("--sdk_container_image=none",)
+"""Given to DirectRunner runs: without a worker image or package flag, TFX builds an 'ephemeral' sdist of
+itself in a subprocess for every Beam executor (3-7 s each, 4 executors a run) for remote workers to install.
+DirectRunner's workers are this process or its children (Prism's LOOPBACK environment, the FnApiRunner),
+which import the installed TFX and never read the image flag."""
 IMAGE_PROJECT_DIR = "/pipeline"
 """Where the container image (Dockerfile) puts the project; compiled Kubeflow specs point into it."""
 
@@ -213,10 +218,14 @@ class PipelineConfig:
         return ServingParams(top_k=self.serving_top_k, max_exclusions=self.serving_max_exclusions)
 
     def beam_pipeline_args(self, extra: Iterable[str] = ()) -> list[str]:
-        """DirectRunner settings from this config, then `extra` (which may name another runner entirely)."""
+        """DirectRunner settings from this config, then `extra` (which may name another runner entirely; then
+        TFX's own dependency handling stays as it is)."""
+        extra = list(extra)
+        in_process = not any(arg.split("=", 1)[0] == "--runner" for arg in extra)
         return [
             f"--direct_running_mode={self.beam_direct_running_mode}",
             f"--direct_num_workers={self.beam_direct_num_workers}",
+            *(IN_PROCESS_WORKER_ARGS if in_process else ()),
             *extra,
         ]
 

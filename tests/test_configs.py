@@ -24,6 +24,16 @@ def test_overrides_are_typed():
     assert config.beam_pipeline_args(["--runner=FlinkRunner"])[-1] == "--runner=FlinkRunner"
 
 
+def test_direct_runs_skip_tfxs_per_executor_package_build_and_other_runners_keep_it():
+    from tfx.utils import dependency_utils
+
+    config = configs.PipelineConfig()
+    direct = config.beam_pipeline_args(["--direct_running_mode=multi_threading"])
+    assert dependency_utils.make_beam_dependency_flags(direct) == direct  # no sdist built, nothing added
+    portable = config.beam_pipeline_args(["--runner=PortableRunner", "--job_endpoint=localhost:1"])
+    assert not set(configs.IN_PROCESS_WORKER_ARGS) & set(portable)
+
+
 @pytest.mark.parametrize(
     "assignment, message",
     [

@@ -130,6 +130,47 @@ def test_popularity_baseline_ranks_by_count():
     assert result["pairs"] == 3 and result["pairwise_accuracy"] == 0.0
 
 
+def test_ranks_excluding_equal_target_ranks_with_ties_repeats_and_the_target_in_history():
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        rows, tracks, history = 16, 30, 8
+        scores = rng.integers(0, 6, (rows, tracks)).astype(np.float32)  # many ties
+        targets = rng.integers(0, tracks, rows)
+        history_ids = rng.integers(0, 10, (rows, history))  # repeated ids within a row
+        history_ids[:4, 0] = targets[:4]  # the target in its own history stays ranked
+        history_mask = rng.random((rows, history)) < 0.7
+        expected = metrics.target_ranks(scores, targets, history_ids, history_mask)
+        np.testing.assert_array_equal(metrics.ranks_excluding(scores, targets, history_ids, history_mask), expected)
+
+
+def test_the_trainers_per_epoch_metrics_equal_the_full_evaluations():
+    rng = np.random.default_rng(5)
+    rows = 40
+    batches = [batch(**{
+        features.HISTORY_TRACK_IDS_XF: rng.integers(0, CONFIG.num_track_ids, (rows, 4)).tolist(),
+        features.HISTORY_LABELS_XF: rng.integers(0, 4, (rows, 4)).tolist(),
+        features.HISTORY_MASK: (rng.random((rows, 4)) < 0.7).tolist(),
+        features.STATION_ID_XF: rng.integers(0, 4, rows).tolist(),
+        features.TARGET_TRACK_ID_XF: rng.integers(0, CONFIG.num_track_ids, rows).tolist(),
+        features.USER_ID_XF: [f"u{i % 7}".encode() for i in range(rows)],
+        features.HARD_NEGATIVE_TRACK_IDS_XF: rng.integers(0, CONFIG.num_track_ids, (rows, 2)).tolist(),
+        features.HARD_NEGATIVE_MASK: (rng.random((rows, 2)) < 0.6).tolist(),
+    }) for _ in range(3)]
+    dataset = tf.data.Dataset.from_tensor_slices(
+        {key: tf.concat([b[key] for b in batches], axis=0) for key in batches[0]}).batch(32)  # a partial last batch
+    table = rng.integers(0, 4, (CONFIG.num_track_ids, CONFIG.num_track_ids)).astype(np.float32)  # ties
+
+    def tied_scorer(inputs: dict[str, tf.Tensor]) -> np.ndarray:
+        return table[inputs[features.STATION_ID_XF].numpy() * 3 % CONFIG.num_track_ids]
+
+    counts = rng.integers(0, 3, CONFIG.num_track_ids).astype(np.float64)
+    for scorer in (tied_scorer, evaluation.popularity_scorer(counts)):
+        full = evaluation.evaluate(dataset, scorer)
+        fast = evaluation.ranking_and_pairs(dataset, scorer)
+        assert fast["queries"] == full["examples"] == 3 * rows
+        assert fast == {key: full[key] for key in fast}
+
+
 # --- The item bias -------------------------------------------------------------------------------------------
 def test_item_bias_adds_a_per_track_column_that_starts_at_the_popularity_prior():
     from models.towers import popularity_prior

@@ -20,11 +20,14 @@ import tensorflow as tf
 from google.protobuf import struct_pb2
 from tfx.components.example_gen import utils
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
+from tfx.components.example_gen import write_split
+from tfx.components.util import examples_utils
 from tfx.components.example_gen.csv_example_gen import executor as csv_executor
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
+from components.span_window import parquet_files
 from components.span_window.parquet_batches import ParquetToSerializedExamples
 
 SPAN_PLACEHOLDER = utils.SPAN_SPEC
@@ -141,8 +144,48 @@ class Executor(BaseExampleGenExecutor):
 
     def Do(self, input_dict: dict[str, list], output_dict: dict[str, list], exec_properties: dict[str, Any]) -> None:
         config = window_config(exec_properties)
-        spans = spans_to_read(exec_properties[standard_component_specs.INPUT_BASE_KEY], config,
-                              int(exec_properties[utils.SPAN_PROPERTY_NAME]))
-        super().Do(input_dict, output_dict, exec_properties)
+        input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+        spans = spans_to_read(input_base, config, int(exec_properties[utils.SPAN_PROPERTY_NAME]))
+        split = single_output_split(exec_properties)
+        if config.input_format == "parquet" and split is not None:
+            self._write_parquet_files(output_dict, exec_properties, split,
+                                      [path for span in spans
+                                       for path in sorted(tf.io.gfile.glob(span_pattern(input_base, config, span)))])
+        else:
+            super().Do(input_dict, output_dict, exec_properties)
         examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
         examples.set_string_custom_property(WINDOW_SPANS_PROPERTY, ",".join(str(span) for span in spans))
+
+    def _write_parquet_files(self, output_dict: dict[str, list], exec_properties: dict[str, Any], split: str,
+                             paths: list[str]) -> None:
+        """What TFX's `Do` writes (the split's GZIP TFRecords and the artifact's split names, payload and file
+        format), a whole input file per unit of work (`parquet_files`) instead of one Beam element per play."""
+        output_file_format = exec_properties.get(standard_component_specs.OUTPUT_FILE_FORMAT_KEY,
+                                                 example_gen_pb2.FILE_FORMAT_UNSPECIFIED)
+        if write_split.to_file_format_str(output_file_format) != "tfrecords_gzip":
+            raise ValueError(f"ExampleGen output_file_format {output_file_format} is not GZIP TFRecords")
+        payload_format = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
+        if payload_format not in (None, example_gen_pb2.FORMAT_TF_EXAMPLE):
+            raise ValueError(f"ExampleGen output_data_format {payload_format} is not tf.train.Example")
+        artifacts = output_dict[standard_component_specs.EXAMPLES_KEY]
+        examples = artifact_utils.get_single_instance(artifacts)
+        examples.split_names = artifact_utils.encode_split_names([split])
+        staging = os.path.join(examples.uri, parquet_files.STAGING_DIR)
+        log.info("ExampleGen writes %d Parquet files into split %s, one file at a time", len(paths), split)
+        with self._make_beam_pipeline() as pipeline:
+            parquet_files.write_examples(pipeline, paths, artifact_utils.get_split_uri(artifacts, split), staging)
+        tf.io.gfile.rmtree(staging)
+        for artifact in artifacts:
+            if payload_format is not None:
+                examples_utils.set_payload_format(artifact, payload_format)
+            examples_utils.set_file_format(artifact, write_split.to_file_format_str(output_file_format))
+
+
+def single_output_split(exec_properties: dict[str, Any]) -> str | None:
+    """The name of ExampleGen's one output split when every record goes to it (one output split, or one input
+    split and no output split config); None otherwise (TFX's hash partitioning then decides)."""
+    input_config, output_config = example_gen_pb2.Input(), example_gen_pb2.Output()
+    proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
+    proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
+    names = utils.generate_output_split_names(input_config, output_config)
+    return names[0] if len(names) == 1 else None

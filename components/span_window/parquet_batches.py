@@ -45,6 +45,12 @@ def as_list_column(column: pa.Array) -> pa.Array:
     return pa.LargeListArray.from_arrays(pa.array(offsets), values, mask=pa.array(~present))
 
 
+def encode_batch(encoder: tfxio.RecordBatchToExamplesEncoder, batch: pa.RecordBatch) -> list[bytes]:
+    """A record batch's rows as serialized tf.train.Examples (one feature per column)."""
+    lists = pa.RecordBatch.from_arrays([as_list_column(c) for c in batch.columns], batch.schema.names)
+    return encoder.encode(lists)
+
+
 class EncodeTable(beam.DoFn):
     """An Arrow table -> its rows as serialized tf.train.Examples (one feature per column)."""
 
@@ -53,8 +59,7 @@ class EncodeTable(beam.DoFn):
 
     def process(self, table: pa.Table) -> Iterator[bytes]:
         for batch in table.to_batches():
-            lists = pa.RecordBatch.from_arrays([as_list_column(c) for c in batch.columns], batch.schema.names)
-            yield from self._encoder.encode(lists)
+            yield from encode_batch(self._encoder, batch)
 
 
 @beam.ptransform_fn
