@@ -132,9 +132,8 @@ class RecommenderModule(tf.Module):
 
     def _history(self, track_ids: tf.Tensor, feedback: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """(ids, label ids, mask) of the newest max_history real tokens, left-aligned and padded."""
-        ids, labels, mask = newest_real_tokens(self.track_table.lookup(track_ids), self.label_table.lookup(feedback),
-                                               tf.not_equal(track_ids, PAD), self._max_history)
-        return ids, labels, mask
+        return newest_real_tokens(self.track_table.lookup(track_ids), self.label_table.lookup(feedback),
+                                  tf.not_equal(track_ids, PAD), self._max_history)
 
     def _query(self, history_track_ids: tf.Tensor, history_feedback: tf.Tensor,
                station_id: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
