@@ -9,13 +9,17 @@ Request semantics (the same for both):
   padding, and an unknown label name acts as padding (as in training). Only the newest `max_history` real
   tokens are the listener's history. Unknown tracks get the OOV id, never an error.
 - Tracks disliked within that history and every `exclude_track_ids` entry [B, E] ('' pads) never come back;
-  the index retrieves K + E + max_history candidates so that K remain after the exclusions.
+  the index retrieves K + E + max_history candidates so that K remain after the exclusions. Exclusions are
+  matched as track ids, not strings: TFRS's `query_with_exclusions` compares the (K + E + L) x (E + L) string
+  pairs with a broadcast string `Equal`, which took ~1 ms of a ~2 ms call (docs/serving.md, "Where the time
+  goes"); the index returns catalog positions, which are the track ids, and an unknown or '' exclusion maps to
+  the OOV id, which no candidate has, so the same tracks are removed.
 - `station_id` [B], '' for none; an unknown station gets the OOV station id.
 """
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -36,13 +40,14 @@ PAD = ""
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 
 
-def build_index(kind: str, embeddings: np.ndarray, identifiers: Sequence[str], k: int,
+def build_index(kind: str, embeddings: np.ndarray, identifiers: Optional[Sequence[str]], k: int,
                 scann: ScannParams) -> tfrs.layers.factorized_top_k.TopK:
-    """A TFRS top-k layer over the catalog (the OOV row is never a candidate)."""
-    if kind == BRUTE_FORCE or (kind == SCANN and not scann.uses_scann(len(identifiers))):
+    """A TFRS top-k layer over the catalog (the OOV row is never a candidate); without identifiers it returns
+    row positions."""
+    if kind == BRUTE_FORCE or (kind == SCANN and not scann.uses_scann(len(embeddings))):
         layer = tfrs.layers.factorized_top_k.BruteForce(k=k)
     elif kind == SCANN:
-        leaves, to_search = scann.leaves(len(identifiers))
+        leaves, to_search = scann.leaves(len(embeddings))
         layer = tfrs.layers.factorized_top_k.ScaNN(
             k=k, num_leaves=leaves, num_leaves_to_search=to_search,
             training_iterations=scann.scann_training_iterations,
@@ -50,7 +55,23 @@ def build_index(kind: str, embeddings: np.ndarray, identifiers: Sequence[str], k
             num_reordering_candidates=scann.scann_num_reordering_candidates or None)
     else:
         raise ValueError(f"index kind must be one of {INDEX_KINDS}, got {kind!r}")
+    if identifiers is None:
+        return layer.index(tf.constant(embeddings, tf.float32))
     return layer.index(tf.constant(embeddings, tf.float32), tf.constant(list(identifiers), tf.string))
+
+
+EXCLUDED_SCORE_PENALTY = 1.0e5
+"""What an excluded candidate's score drops by before the final top-k (TFRS's `query_with_exclusions` value)."""
+
+
+def exclude(scores: tf.Tensor, candidates: tf.Tensor, excluded: tf.Tensor, k: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """(scores, candidate ids) [B, k] of the best candidates whose id is not in their row of `excluded`.
+
+    The same arithmetic as TFRS's `factorized_top_k._exclude` (penalize, then top-k, so ties break alike), on
+    int64 ids instead of strings."""
+    isin = tf.reduce_any(tf.equal(tf.expand_dims(candidates, -1), tf.expand_dims(excluded, 1)), -1)
+    _, best = tf.math.top_k(scores - tf.cast(isin, tf.float32) * EXCLUDED_SCORE_PENALTY, k=k)
+    return tf.gather(scores, best, batch_dims=1), tf.gather(candidates, best, batch_dims=1)
 
 
 def _lookup_table(keys: Sequence[str], values: Sequence[int], default: int) -> tf.lookup.StaticHashTable:
@@ -78,7 +99,9 @@ class RecommenderModule(tf.Module):
         self.station_table = _lookup_table(
             vocab.stations, range(features.FIRST_STATION_ID, vocab.station_oov_id), vocab.station_oov_id)
         self.label_table = _lookup_table(contract.LABELS, range(len(contract.LABELS)), features.UNKNOWN_LABEL_ID)
-        self.index = build_index(kind, model.candidate_embeddings[:num_tracks], vocab.tracks, self._retrieved, scann)
+        self.index = build_index(kind, model.candidate_embeddings[:num_tracks], None, self._retrieved, scann)
+        self._track_names = tf.constant(list(vocab.tracks), tf.string)
+        self._track_oov_id = vocab.track_oov_id
         # E is static in the signature: TF Serving has no optional inputs, and the index needs a fixed width.
         self.recommend = tf.function(self.recommend, input_signature=[
             tf.TensorSpec([None, None], tf.string, HISTORY_TRACK_IDS),
@@ -87,8 +110,8 @@ class RecommenderModule(tf.Module):
             tf.TensorSpec([None, serving.max_exclusions], tf.string, EXCLUDE_TRACK_IDS),
         ])
 
-    def _history(self, track_ids: tf.Tensor, feedback: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
-        """(ids, label ids, mask, raw ids) of the newest max_history real tokens, left-aligned and padded."""
+    def _history(self, track_ids: tf.Tensor, feedback: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """(ids, label ids, mask) of the newest max_history real tokens, left-aligned and padded."""
         labels = self.label_table.lookup(feedback)
         real = tf.logical_and(tf.not_equal(track_ids, PAD), labels >= 0)
         width = [None, self._max_history]
@@ -99,24 +122,26 @@ class RecommenderModule(tf.Module):
         raw = newest(track_ids, PAD)
         mask = tf.ragged.boolean_mask(tf.ones_like(real), real)[:, -self._max_history:].to_tensor(False, shape=width)
         ids = tf.where(mask, self.track_table.lookup(raw), tf.constant(features.PAD_ID, tf.int64))
-        return ids, newest(labels, tf.constant(0, tf.int64)), mask, raw
+        return ids, newest(labels, tf.constant(0, tf.int64)), mask
 
     def _query(self, history_track_ids: tf.Tensor, history_feedback: tf.Tensor,
                station_id: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        ids, labels, mask, raw = self._history(history_track_ids, history_feedback)
+        ids, labels, mask = self._history(history_track_ids, history_feedback)
         stations = tf.where(tf.equal(station_id, PAD), tf.constant(features.NO_STATION_ID, tf.int64),
                             self.station_table.lookup(station_id))
         embedding = self.query_model.signatures["serving_default"](**{
             features.HISTORY_TRACK_IDS_XF: ids, features.HISTORY_LABELS_XF: labels,
             features.HISTORY_MASK: mask, features.STATION_ID_XF: stations,
         })[export_format.QUERY_EMBEDDING]
-        disliked = tf.where(tf.logical_and(mask, tf.equal(labels, contract.LABELS.index(contract.DISLIKE))), raw, PAD)
-        return embedding, disliked
+        disliked = tf.logical_and(mask, tf.equal(labels, contract.LABELS.index(contract.DISLIKE)))
+        return embedding, tf.where(disliked, ids, tf.constant(self._track_oov_id, tf.int64))
 
     def recommend(self, history_track_ids, history_feedback, station_id, exclude_track_ids):
         embedding, disliked = self._query(history_track_ids, history_feedback, station_id)
-        excluded = tf.concat([exclude_track_ids, disliked], axis=1)
-        scores, track_ids = self.index.query_with_exclusions(embedding, excluded, k=self._k)
+        excluded = tf.concat([self.track_table.lookup(exclude_track_ids), disliked], axis=1)
+        scores, candidates = self.index(embedding, k=self._retrieved)
+        scores, best = exclude(scores, tf.cast(candidates, tf.int64), excluded, self._k)
+        track_ids = tf.gather(self._track_names, best)
         # Declared [B, K]: clients read K from the metadata, and servers batch only fully shaped signatures.
         return {TRACK_IDS: tf.ensure_shape(track_ids, [None, self._k]), SCORES: tf.ensure_shape(scores, [None, self._k])}
 
