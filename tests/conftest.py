@@ -75,7 +75,7 @@ class TrainedPipeline:
         return self.workdir / "root"
 
 
-PIPELINE_FIXTURES = frozenset({"trained_pipeline"})
+PIPELINE_FIXTURES = frozenset({"trained_pipeline", "hand_log_run"})
 """Fixtures that run a real pipeline: a test using one must carry the `pipeline` marker, which `make check` leaves out."""
 
 
@@ -97,3 +97,16 @@ def trained_pipeline(tmp_path_factory) -> TrainedPipeline:
     simulate.simulate(simulate.SimulationConfig(users=400, tracks=3000, events=40_000, days=7, seed=7), workdir / "data")
     config = configs.with_overrides(configs.PipelineConfig(), TRAINED_SETTINGS)
     return TrainedPipeline(workdir, TRAINED_SETTINGS, local_runner.run(workdir / "data", workdir / "root", config))
+
+
+@pytest.fixture(scope="session")
+def hand_log_run(tmp_path_factory):
+    """The whole pipeline, in-process, on tests/hand_log_runs.py's hand-written log: read by the labelling tests and
+    the portable runner's comparison (one run instead of one per module)."""
+    from pipeline import configs, local_runner
+    from tests import hand_log_runs
+
+    tmp = tmp_path_factory.mktemp("hand_log_run")
+    spans.write_spans(hand_log_runs.hand_log(), tmp / "data")
+    config = configs.with_overrides(configs.PipelineConfig(), hand_log_runs.SETTINGS)
+    return local_runner.run(tmp / "data", tmp / "root", config)
