@@ -7,6 +7,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo-output
 PYTEST_ARGS ?=
+XDIST := -n 2 --dist loadgroup --no-loadscope-reorder
+# Two pytest workers: many tests wait on child processes, servers and Beam workers. Tests that share a session
+# pipeline run stay on one worker (tests/conftest.py marks each test's xdist group and puts the longest first).
 
 .PHONY: setup demo test check lint clean help beam-cluster-up beam-cluster-down
 .DEFAULT_GOAL := help
@@ -36,10 +39,10 @@ lint: $(STAMP)  ## ruff check (rules in pyproject.toml, version pinned in requir
 	$(VENV)/bin/ruff check .
 
 test: lint  ## ruff, then the whole test suite
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(PY) -m pytest tests $(XDIST) $(PYTEST_ARGS)
 
 check: lint  ## ruff, then every test that needs no pipeline run (the quick loop while editing)
-	$(PY) -m pytest tests -m "not pipeline" $(PYTEST_ARGS)
+	$(PY) -m pytest tests -m "not pipeline" $(XDIST) $(PYTEST_ARGS)
 
 clean:  ## Remove the environment and demo output
 	rm -rf $(VENV) $(DEMO_DIR)

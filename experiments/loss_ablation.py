@@ -155,8 +155,12 @@ def variant_configs(config: Any, variants: Sequence[tuple[str, list[str]]]) -> d
 
 
 def ablate(data: Any, config: Any, seeds: Sequence[int], variants: Sequence[tuple[str, list[str]]],
-           out: pathlib.Path, say=print) -> dict[str, Any]:
-    """Trains and judges every variant per seed; returns the record (per seed and summary)."""
+           out: pathlib.Path, say=print, done: Sequence[tuple[Any, Any, dict[str, Any]]] = ()) -> dict[str, Any]:
+    """Trains and judges every variant per seed; returns the record (per seed and summary).
+
+    `done` holds (TrainingParams, TrainedVariant, evaluator result) of trainings already made on the same data
+    and judged with the same evaluation params (experiments.reproduce's hard-negative comparison trains
+    random-only and random + hard at the defaults): a variant whose params equal one of them reuses it."""
     from experiments import training
     from pipeline.library_logs import output_to
 
@@ -168,12 +172,18 @@ def ablate(data: Any, config: Any, seeds: Sequence[int], variants: Sequence[tupl
         for variant, variant_config in chosen.items():
             began = time.perf_counter()
             params = dataclasses.replace(variant_config.training_params(), seed=seed)
-            with output_to(out / "trainings.log"):
-                run = training.train_variant(data, params, out / f"seed-{seed}" / variant)
-                result = training.evaluate_on(run.model_dir, data, evaluation_params)
+            earlier = [(run, result) for done_params, run, result in done if done_params == params]
+            if earlier:
+                run, result = earlier[0]
+            else:
+                with output_to(out / "trainings.log"):
+                    run = training.train_variant(data, params, out / f"seed-{seed}" / variant)
+                    result = training.evaluate_on(run.model_dir, data, evaluation_params)
             trained[variant] = (run, result)
             say(f"  seed {seed} {variant}: test pairwise accuracy {result['pairwise_accuracy']:.4f}, recall@100 "
-                f"{result['recall_at_k'][100]:.4f}, {len(run.history)} epochs, {time.perf_counter() - began:.0f} s")
+                f"{result['recall_at_k'][100]:.4f}, {len(run.history)} epochs, "
+                + ("the same training as before (same settings)" if earlier
+                   else f"{time.perf_counter() - began:.0f} s"))
         plain_run = trained[RANDOM_ONLY][0]
         target = training.best_accuracy(plain_run.history)
         own = training.time_to_target(plain_run.history, target)

@@ -125,9 +125,17 @@ class Plan:
         return 1 + len(self.policy_runs) + len(self.fraction_runs)
 
     @property
+    def loss_trainings(self) -> int:
+        """Loss-formulation trainings per seed beyond the two hard-negative ones: random-only repeats one, and so
+        does the config's own formulation when the comparison uses the config's weight (both are reused)."""
+        repeats = 1 + (self.config.negative_loss in NEGATIVE_LOSSES
+                       and self.hard_negative_weight == self.config.hard_negative_weight)
+        return 1 + len(NEGATIVE_LOSSES) - repeats
+
+    @property
     def trainings(self) -> int:
         """In-process trainings, plus the Trainer of every pipeline run."""
-        return (3 + len(NEGATIVE_LOSSES)) * self.seeds + len(self.sweep_to_train) + self.pipeline_runs
+        return (2 + self.loss_trainings) * self.seeds + len(self.sweep_to_train) + self.pipeline_runs
 
 
 def selected_spans(spec: str, found: Sequence[int]) -> list[int]:
@@ -232,9 +240,8 @@ def estimate_seconds(plan: Plan) -> float:
     sweep = sum(training_seconds(plan, train_examples, n) for n in plan.sweep_to_train)
     beside = pipelines - fresh  # the sweep trains while the lanes still run, slowing them by about half its time
     pipelines_and_sweep = pipelines + SWEEP_CONTENTION * min(sweep, beside) + max(0.0, sweep - beside)
-    hard = (2 + 1 + len(NEGATIVE_LOSSES)) * plan.seeds * training_seconds(plan, train_examples,
-                                                                          config.num_random_negatives)
-    evaluations = ((3 + len(NEGATIVE_LOSSES)) * plan.seeds + len(plan.sweep) + plan.pipeline_runs
+    hard = (2 + plan.loss_trainings) * plan.seeds * training_seconds(plan, train_examples, config.num_random_negatives)
+    evaluations = ((2 + plan.loss_trainings) * plan.seeds + len(plan.sweep) + plan.pipeline_runs
                    + len(plan.policy_runs)) * EVALUATION_S
     return pipelines_and_sweep + hard + evaluations
 
@@ -397,15 +404,21 @@ class Experiments:
         self.eval_params = plan.config.evaluation_params()
         self.logs = plan.out / "logs"
         self._random_only_seed0: Optional[tuple[training.TrainedVariant, dict[str, Any]]] = None
+        self._hard_negative_trainings: list[tuple[Any, training.TrainedVariant, dict[str, Any]]] = []
+        """(params, training, whole evaluator result) of hard_negatives(): loss_formulations() reuses them."""
 
-    def train_and_evaluate(self, section: str, name: str, params: Any,
-                           out_dir: pathlib.Path) -> tuple[training.TrainedVariant, dict[str, Any]]:
+    def train_and_evaluate(self, section: str, name: str, params: Any, out_dir: pathlib.Path,
+                           keep: Optional[list[tuple[Any, training.TrainedVariant, dict[str, Any]]]] = None,
+                           ) -> tuple[training.TrainedVariant, dict[str, Any]]:
+        """Trains and judges one variant; appends (params, training, whole evaluator result) to `keep`."""
         with timed(self.progress, self.durations, section, f"train {name}"):
             if out_dir.exists():
                 shutil.rmtree(out_dir)
             with output_to(self.logs / "trainings.log"):
                 trained = training.train_variant(self.base.data, params, out_dir)
                 evaluation = training.evaluate_on(trained.model_dir, self.base.data, self.eval_params)
+        if keep is not None:
+            keep.append((params, trained, evaluation))
         return trained, headline(evaluation)
 
     def evaluate_run(self, section: str, name: str, facts: RunFacts, own_split: bool = False) -> dict[str, Any]:
@@ -427,9 +440,9 @@ class Experiments:
             with_hard = dataclasses.replace(base_params, hard_negatives_in_loss=True, seed=seed,
                                             hard_negative_weight=self.plan.hard_negative_weight)
             plain = self.train_and_evaluate("hard_negatives", f"seed {seed}: random negatives only", random_only,
-                                            folder / "random-only")
+                                            folder / "random-only", keep=self._hard_negative_trainings)
             hard = self.train_and_evaluate("hard_negatives", f"seed {seed}: random + hard negatives", with_hard,
-                                           folder / "with-hard")
+                                           folder / "with-hard", keep=self._hard_negative_trainings)
             if index == 0:
                 self._random_only_seed0 = plain
             rows.append(seed_row(seed, plain, hard))
@@ -443,7 +456,8 @@ class Experiments:
                    f"train {len(seeds)} seed(s) x {1 + len(variants)} loss variants"):
             record = loss_ablation.ablate(self.base.data, self.plan.config, seeds, variants,
                                           self.plan.out / "trainings" / "loss-formulations",
-                                          say=lambda message: self.progress.say(message.strip()))
+                                          say=lambda message: self.progress.say(message.strip()),
+                                          done=self._hard_negative_trainings)
         record["table_markdown"] = loss_ablation.markdown(record["summary"], seeds, "Loss formulations",
                                                           record["most_popular"])
         return record
@@ -586,13 +600,14 @@ def accuracy_noise(pairs: int) -> Optional[float]:
 # --- Main -------------------------------------------------------------------------------------------------------
 def print_plan(plan: Plan, progress: Progress) -> None:
     expected = estimate_seconds(plan)
-    in_process = 2 * plan.seeds + len(plan.sweep_to_train)
+    in_process = plan.trainings - plan.pipeline_runs
     progress.say(f"data {plan.data}: spans {plan.spans[0]}-{plan.spans[-1]}, {plan.events} plays "
                  f"({', '.join(f'{k} {v}' for k, v in plan.labels.items())}), ground truth: "
                  f"{'yes' if plan.has_ground_truth else 'no'}")
     progress.say(f"plan: {plan.pipeline_runs} pipeline runs (base, input policies {plan.policy_runs}, keep fractions "
-                 f"{plan.fraction_runs}) and {plan.trainings} trainings ({in_process} in-process: {plan.seeds} seed(s) x 2 "
-                 f"hard-negative variants + {len(plan.sweep_to_train)} sweep points; {plan.pipeline_runs} by the "
+                 f"{plan.fraction_runs}) and {plan.trainings} trainings ({in_process} in-process: {plan.seeds} seed(s) x (2 "
+                 f"hard-negative variants + {plan.loss_trainings} other loss formulations) + "
+                 f"{len(plan.sweep_to_train)} sweep points; {plan.pipeline_runs} by the "
                  f"pipelines' Trainer), {plan.config.epochs} epochs max, {plan.jobs} pipeline lane(s)")
     progress.say(f"expected duration: ~{expected / 60:.0f} min ({expected:.0f} s) on a 2-core machine "
                  f"{'(--quick)' if plan.quick else '(full run)'}; other load on the machine makes it longer")

@@ -75,17 +75,42 @@ class TrainedPipeline:
         return self.workdir / "root"
 
 
-PIPELINE_FIXTURES = frozenset({"trained_pipeline"})
+PIPELINE_FIXTURES = frozenset({"trained_pipeline", "hand_log_run"})
 """Fixtures that run a real pipeline: a test using one must carry the `pipeline` marker, which `make check` leaves out."""
 
 
+LONGEST_GROUPS_FIRST = ("trained_pipeline", "test_experiments.py", "test_scheduled_runs.py", "test_benchmarks.py",
+                        "hand_log_run", "test_pipeline_stage.py")
+"""Work groups that take minutes, longest first (measured on an idle 2-core machine): under `pytest -n 2 --dist
+loadgroup --no-loadscope-reorder` (the Makefile) they start first, so the two workers end at about the same time.
+Every other group follows in collection order."""
+
+
+def work_group(item: pytest.Item) -> str:
+    """A test's xdist group: the shared pipeline fixture it uses (so that fixture runs once, on one worker), else its
+    module (so the module's own fixtures run once)."""
+    shared = sorted(PIPELINE_FIXTURES & set(getattr(item, "fixturenames", ())))
+    if len(shared) > 1:
+        raise pytest.UsageError(f"{item.nodeid} uses two shared pipeline fixtures {shared}; tests/conftest.py puts "
+                                "a test in one xdist group")
+    return shared[0] if shared else item.path.name
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Refuses a test that uses a pipeline fixture without the `pipeline` marker (it would slow `make check` down)."""
+    """Refuses a test that uses a pipeline fixture without the `pipeline` marker (it would slow `make check` down);
+    marks every test with its work group and puts the LONGEST_GROUPS_FIRST first."""
     unmarked = [item.nodeid for item in items
                 if PIPELINE_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("pipeline") is None]
     if unmarked:
         raise pytest.UsageError("these tests run a pipeline through a shared fixture but are not marked "
                                 "@pytest.mark.pipeline:\n  " + "\n  ".join(unmarked))
+    groups = {item.nodeid: work_group(item) for item in items}
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(groups[item.nodeid]))
+    rank = {group: index for index, group in enumerate(LONGEST_GROUPS_FIRST)}
+    # A stable sort: within a group, tests stay in collection order (a module's tests together).
+    items.sort(key=lambda item: rank.get(groups[item.nodeid], len(rank)))
 
 
 @pytest.fixture(scope="session")
@@ -97,3 +122,16 @@ def trained_pipeline(tmp_path_factory) -> TrainedPipeline:
     simulate.simulate(simulate.SimulationConfig(users=400, tracks=3000, events=40_000, days=7, seed=7), workdir / "data")
     config = configs.with_overrides(configs.PipelineConfig(), TRAINED_SETTINGS)
     return TrainedPipeline(workdir, TRAINED_SETTINGS, local_runner.run(workdir / "data", workdir / "root", config))
+
+
+@pytest.fixture(scope="session")
+def hand_log_run(tmp_path_factory):
+    """The whole pipeline, in-process, on tests/hand_log_runs.py's hand-written log: read by the labelling tests and
+    the portable runner's comparison (one run instead of one per module)."""
+    from pipeline import configs, local_runner
+    from tests import hand_log_runs
+
+    tmp = tmp_path_factory.mktemp("hand_log_run")
+    spans.write_spans(hand_log_runs.hand_log(), tmp / "data")
+    config = configs.with_overrides(configs.PipelineConfig(), hand_log_runs.SETTINGS)
+    return local_runner.run(tmp / "data", tmp / "root", config)

@@ -14,7 +14,7 @@ import pytest
 from experiments import false_negatives, report, reproduce, subsample, training
 from listening_logs.ground_truth import GroundTruth
 from listening_logs.simulate import SimulationConfig, simulate
-from models.params import TrainingParams
+from models.params import NEGATIVE_LOSSES, TrainingParams
 from schema import contract, span_folders
 
 SKIP, DISLIKE, LIKE, LISTEN = (contract.LABEL_IDS[name] for name in (contract.SKIP, contract.DISLIKE,
@@ -318,6 +318,13 @@ def test_quick_reproduction_writes_all_four_experiments(tmp_path, capsys):
         assert row["false_negatives_per_query"] == pytest.approx(row["num_random_negatives"] * row["false_negative_share"])
     # 16 equals the config's num_random_negatives: the seed's random-only training is reused, same numbers
     assert sweep[1]["pairwise_accuracy"] == hard["seeds"][0]["accuracy_random_only"]
+    # the loss formulations reuse section 1's two trainings (same settings and seed) and train the other two
+    formulations = result["loss_formulations"]["per_seed"][0]["variants"]
+    assert set(formulations) == {"random_only", *NEGATIVE_LOSSES}
+    assert formulations["random_only"]["test"]["pairwise_accuracy"] == hard["seeds"][0]["accuracy_random_only"]
+    assert formulations[result["config"]["negative_loss"]]["test"]["pairwise_accuracy"] \
+        == hard["seeds"][0]["accuracy_with_hard"]
+    assert printed.count("the same training as before (same settings)") == 2
 
     feedback = result["feedback_proportions"]
     assert [row["keep_fraction"] for row in feedback] == [0.0, 1.0]

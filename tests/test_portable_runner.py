@@ -2,8 +2,9 @@
 127.0.0.1) give exactly what they give in-process: labelled examples, feedback_stats, Transform's vocabulary and
 transformed examples.
 
-Only the components up to Transform run (create_pipeline's real pipeline, in a LocalDagRunner partial run): the
-Trainer and after are not Beam stages, and leaving them out keeps two runs within a couple of minutes.
+On the cluster only the components up to Transform run (create_pipeline's real pipeline, in a LocalDagRunner
+partial run): the Trainer and after are not Beam stages. The in-process run compared with is the whole pipeline
+on the same log, tests/conftest.py's `hand_log_run`, which the labelling tests read too.
 """
 from __future__ import annotations
 
@@ -17,45 +18,11 @@ import tensorflow_transform as tft
 
 from listening_logs import spans
 from models import features
-from pipeline import beam_cluster, configs, local_runner, run_outputs
-from pipeline.pipeline import create_pipeline
+from pipeline import beam_cluster, local_runner, run_outputs
 from schema import contract
-from tests.test_pipeline_labeling import SETTINGS, hand_log, labelled
+from tests.hand_log_runs import hand_log, labelled, run_through
 
 pytestmark = pytest.mark.pipeline
-
-LAST_COMPONENT = "Transform"
-
-
-def run_through(data: pathlib.Path, root: pathlib.Path, beam_args: list[str]) -> local_runner.RunResult:
-    """create_pipeline's components up to LAST_COMPONENT (and those it needs), run by LocalDagRunner."""
-    from tfx import v1 as tfx
-    from tfx.dsl.components.base import executor_spec
-    from tfx.orchestration.pipeline import RunOptions
-
-    config = configs.with_overrides(configs.PipelineConfig(), SETTINGS)
-    root = root.resolve()
-    full = create_pipeline(
-        pipeline_name=configs.PIPELINE_NAME, pipeline_root=str(root / configs.PIPELINE_ROOT_DIR),
-        data_root=str(data.resolve()), config=config, serving_base=str(root / configs.SERVING_DIR),
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            str(root / configs.METADATA_FILE)),
-        beam_pipeline_args=config.beam_pipeline_args(beam_args),
-    )
-    (last,) = [c for c in full.components if c.id == LAST_COMPONENT]
-    ran, todo = [], [last]
-    while todo:
-        node = todo.pop()
-        if node not in ran:
-            ran.append(node)
-            todo.extend(node.upstream_nodes)
-    local_runner.export_project_path()
-    # TFX's partial run: LAST_COMPONENT and everything upstream of it, nothing downstream.
-    tfx.orchestration.LocalDagRunner().run(full, run_options=RunOptions(to_nodes=[LAST_COMPONENT]))
-    store = run_outputs.sqlite_store(root / configs.METADATA_FILE)
-    beam_stages = sorted(c.id for c in ran if isinstance(c.executor_spec, executor_spec.BeamExecutorSpec))
-    return local_runner.RunResult(run_outputs.latest_run_outputs(store), [], {}, root / configs.SERVING_DIR,
-                                  {stage: "" for stage in beam_stages}, [])
 
 
 @pytest.fixture(scope="module")
@@ -63,11 +30,6 @@ def log_dir(tmp_path_factory) -> pathlib.Path:
     data = tmp_path_factory.mktemp("portable_log") / "data"
     spans.write_spans(hand_log(), data)
     return data
-
-
-@pytest.fixture(scope="module")
-def in_process(log_dir, tmp_path_factory) -> local_runner.RunResult:
-    return run_through(log_dir, tmp_path_factory.mktemp("in_process") / "root", [])
 
 
 @pytest.fixture(scope="module")
@@ -99,11 +61,11 @@ def test_every_beam_stage_ran_on_the_cluster(on_cluster, cluster):
     assert started_workers(cluster) == len(stages)
 
 
-def test_labelled_examples_and_stats_equal_the_in_process_run(on_cluster, in_process):
-    assert labelled(on_cluster) == labelled(in_process)
+def test_labelled_examples_and_stats_equal_the_in_process_run(on_cluster, hand_log_run):
+    assert labelled(on_cluster) == labelled(hand_log_run)
     assert sum(map(len, labelled(on_cluster).values())) == 6
     stats = [run_outputs.read_feedback_stats(r.outputs["FeedbackLabeler"]["feedback_stats"][0])
-             for r in (on_cluster, in_process)]
+             for r in (on_cluster, hand_log_run)]
     assert stats[0] == stats[1]
     assert stats[0]["quarantined"] == {"missing_user_id": 1, "unknown_feedback": 1}
 
@@ -125,16 +87,16 @@ def transformed_records(result: local_runner.RunResult) -> dict[str, list[tuple]
     return out
 
 
-def test_transform_vocabulary_and_examples_equal_the_in_process_run(on_cluster, in_process):
+def test_transform_vocabulary_and_examples_equal_the_in_process_run(on_cluster, hand_log_run):
     vocabularies = []
-    for result in (on_cluster, in_process):
+    for result in (on_cluster, hand_log_run):
         output = tft.TFTransformOutput(result.outputs["Transform"]["transform_graph"][0])
         tokens, counts = features.read_track_frequencies(output)
         vocabularies.append(dict(zip(tokens, counts.tolist())))
     assert vocabularies[0] == vocabularies[1]
     assert vocabularies[0]  # the train split's tracks, not an empty file
     records = transformed_records(on_cluster)
-    assert records == transformed_records(in_process)
+    assert records == transformed_records(hand_log_run)
     assert {split: len(rows) for split, rows in records.items()} == {"train": 3, "eval": 2, "test": 1}
 
 
