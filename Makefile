@@ -24,8 +24,7 @@ $(STAMP): requirements.txt envsetup/music_retrieval_env.py envsetup/install_hook
 	@echo "setup: building $(VENV) from requirements.txt (a few minutes on a fresh machine; log in $(VENV)/install.log)"
 	@rm -rf $(VENV)
 	@$(PYTHON) -m venv $(VENV)
-	@# --no-compile: byte-compiling every installed module took half the build (3m19s -> 1m44s); Python compiles what it imports
-	@$(PY) -m pip install --no-deps --no-compile --progress-bar off -r requirements.txt > $(VENV)/install.log 2>&1 \
+	@$(PY) -m pip install --no-deps --progress-bar off -r requirements.txt > $(VENV)/install.log 2>&1 \
 		|| { grep -v 'is ignored: it is neither' $(VENV)/install.log | tail -n 30 >&2; echo "error: pip install failed, full log in $(VENV)/install.log" >&2; exit 1; }
 	@$(PY) envsetup/install_hook.py
 	@$(PY) -c "import os, tfx, tensorflow_data_validation, tensorflow_recommenders, scann; assert os.environ['TF_USE_LEGACY_KERAS'] == '1'" 2>/dev/null \
