@@ -56,21 +56,17 @@ def collect(dataset: tf.data.Dataset, scorer: Scorer, max_k: int = max(metrics.D
     for batch in dataset:
         scores = scorer(batch)
         targets = batch[features.TARGET_TRACK_ID_XF].numpy()
-        rows = np.arange(len(targets))
         history_ids = batch[features.HISTORY_TRACK_IDS_XF].numpy()
         history_mask = batch[features.HISTORY_MASK].numpy()
         history_labels = batch[features.HISTORY_LABELS_XF].numpy()
         negative_ids = batch[features.HARD_NEGATIVE_TRACK_IDS_XF].numpy()
-        negative_scores = np.asarray(scores)[rows[:, None], negative_ids]
-        positive_scores = np.asarray(scores)[rows, targets][:, None]
         negative_mask = batch[features.HARD_NEGATIVE_MASK].numpy()
         masked = metrics.exclude(scores, targets, history_ids, history_mask)
         users = batch[features.USER_ID_XF].numpy()
         parts["user_ids"].append(users)
         parts["target_ids"].append(targets)
         parts["ranks"].append(metrics.ranks_of_targets(masked, targets))
-        parts["pair_wins"].append((((positive_scores > negative_scores) + 0.5 * (positive_scores == negative_scores))
-                                   * negative_mask).sum(axis=1))
+        parts["pair_wins"].append(metrics.pair_wins(scores, targets, negative_ids, negative_mask))
         parts["pair_counts"].append(negative_mask.sum(axis=1))
         parts["top_ids"].append(metrics.top_k_ids(masked, max_k))
         parts["negative_ranks"].append(metrics.best_held_out_negative_ranks(
@@ -131,13 +127,9 @@ def ranking_and_pairs(dataset: tf.data.Dataset, scorer: Scorer,
     for batch in dataset:
         scores = np.asarray(scorer(batch))
         targets = batch[features.TARGET_TRACK_ID_XF].numpy()
-        rows = np.arange(len(targets))
-        negative_ids = batch[features.HARD_NEGATIVE_TRACK_IDS_XF].numpy()
         negative_mask = batch[features.HARD_NEGATIVE_MASK].numpy()
-        positive_scores = scores[rows, targets][:, None]
-        negative_scores = scores[rows[:, None], negative_ids]
-        wins += float((((positive_scores > negative_scores) + 0.5 * (positive_scores == negative_scores))
-                       * negative_mask).sum())
+        wins += float(metrics.pair_wins(scores, targets, batch[features.HARD_NEGATIVE_TRACK_IDS_XF].numpy(),
+                                        negative_mask).sum())
         pairs += int(negative_mask.sum())
         ranking.add(metrics.ranks_excluding(scores, targets, batch[features.HISTORY_TRACK_IDS_XF].numpy(),
                                             batch[features.HISTORY_MASK].numpy()))

@@ -28,6 +28,15 @@ def pairwise_accuracy(positive_scores: np.ndarray, negative_scores: np.ndarray, 
     return float(wins / pairs), pairs
 
 
+def pair_wins(scores: np.ndarray, targets: np.ndarray, negative_ids: np.ndarray, negative_mask: np.ndarray) -> np.ndarray:
+    """Per row of [n, V] scores, how many of its real negatives its target beats (a tie counts half); [n]."""
+    scores = np.asarray(scores)
+    rows = np.arange(len(targets))
+    positive = scores[rows, targets][:, None]
+    negative = scores[rows[:, None], negative_ids]
+    return (((positive > negative) + 0.5 * (positive == negative)) * negative_mask).sum(axis=1)
+
+
 def exclude(scores: np.ndarray, targets: np.ndarray, exclude_ids: np.ndarray, exclude_mask: np.ndarray) -> np.ndarray:
     """A float64 copy of [n, V] scores with each row's excluded ids at -inf (its target never excluded)."""
     scores = np.array(scores, dtype=np.float64, copy=True)

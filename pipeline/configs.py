@@ -103,7 +103,7 @@ class PipelineConfig:
     every scorer see it)."""
     item_bias_prior_scale: float = 1.0
     """Where the item bias starts, as a multiple of the log-popularity prior (0: at zero). A full prior lets
-    popularity outvote a listener's taste in the first epochs; see docs/model-and-loss.md for the ablation."""
+    popularity outvote a listener's taste in the first epochs; docs/model-and-loss.md section 6 has the one-seed probe."""
     negative_loss_on_bias: bool = False
     """Whether the pairwise / not-to-recommend term also moves the item bias (False: only the personal part
     of the score, the cosine; one listener's skip then says 'not for me', not 'worse for everyone')."""
