@@ -22,6 +22,11 @@ ACCURACY_WITH_RECALL_FLOOR = "pairwise_accuracy_with_recall_floor"
 EARLY_STOPPING_RULES: tuple[str, ...] = (ACCURACY_WITH_RECALL_FLOOR, PAIRWISE_PLUS_RECALL, PAIRWISE_ACCURACY,
                                          RECALL_AT_100)
 """What the Trainer's early stopping maximises on the eval split (models.trainer.early_stopping_value)."""
+HISTORY_GAINS_OFF = "off"
+HISTORY_GAIN_STARTS: dict[str, float] = {"signed": -1.0, "zero": 0.0, "learned": 1.0}
+"""Where the learned gain on a skipped or disliked history track's embedding starts (models.towers.QueryTower);
+'off' has no gain: every history token adds its track's embedding as it is."""
+HISTORY_GAINS: tuple[str, ...] = (HISTORY_GAINS_OFF, *HISTORY_GAIN_STARTS)
 DEFAULT_STRATEGY = "default"
 MIRRORED_STRATEGY = "mirrored"
 MULTI_WORKER_STRATEGY = "multi_worker_mirrored"
@@ -42,6 +47,7 @@ class TrainingParams:
     negative_loss_weight: float
     item_bias: bool
     item_bias_prior_scale: float
+    history_gains: str
     negative_loss_on_bias: bool
     temperature: float
     embedding_dim: int
@@ -64,6 +70,8 @@ class TrainingParams:
             raise ValueError(f"negative_loss must be one of {NEGATIVE_LOSSES}, got {self.negative_loss!r}")
         if self.negative_loss_weight < 0:
             raise ValueError(f"negative_loss_weight must be >= 0, got {self.negative_loss_weight}")
+        if self.history_gains not in HISTORY_GAINS:
+            raise ValueError(f"history_gains must be one of {HISTORY_GAINS}, got {self.history_gains!r}")
         if self.early_stopping not in EARLY_STOPPING_RULES:
             raise ValueError(f"early_stopping must be one of {EARLY_STOPPING_RULES}, got {self.early_stopping!r}")
         if self.distribution_strategy not in STRATEGIES:

@@ -12,6 +12,8 @@ import numpy as np
 import tensorflow as tf
 
 from models import features
+from models.params import HISTORY_GAIN_STARTS, HISTORY_GAINS_OFF
+from schema import contract
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,6 +27,9 @@ class TowerConfig:
     dropout: float = 0.1
     item_bias: bool = False
     """A learned per-track bias added to every score (see `CandidateTower`)."""
+    history_gains: str = HISTORY_GAINS_OFF
+    """'off', or where a learned per-feedback-type gain on history tokens' track embeddings starts for skips
+    and dislikes (models.params.HISTORY_GAIN_STARTS); likes and listens start at +1 (`label_gains_start`)."""
 
     @property
     def output_dim(self) -> int:
@@ -54,6 +59,19 @@ class TransformerBlock(tf.keras.layers.Layer):
         return tokens * tf.cast(mask[:, :, None], tokens.dtype)
 
 
+def label_gains_start(embedding_dim: int, negative_start: float) -> np.ndarray:
+    """[NUM_LABELS, D] starting gains: +1 for likes and listens, `negative_start` for skips and dislikes.
+
+    With an additive feedback-type embedding alone, a skipped track's embedding enters the mean-pooled query
+    with the same sign as a liked one's, so the query points toward what the listener rejected unless the
+    transformer learns to invert it. A gain that starts at -1 gives "I skipped X" the sign it means; it is
+    learned per dimension, so the model can keep what a rejection says about the station's style.
+    """
+    signs = np.array([negative_start if label in contract.NEGATIVE_LABELS else 1.0 for label in contract.LABELS],
+                     dtype=np.float32)
+    return np.repeat(signs[:, None], embedding_dim, axis=1)
+
+
 def recency_positions(mask: tf.Tensor) -> tf.Tensor:
     """0 for the newest real token, 1 for the one before...; histories are left-aligned, oldest first."""
     lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1, keepdims=True)
@@ -69,6 +87,11 @@ class QueryTower(tf.keras.Model):
         self._config = config
         self._track_embedding = track_embedding
         self._label_embedding = tf.keras.layers.Embedding(features.NUM_LABELS, config.embedding_dim)
+        self._label_gain = (tf.keras.layers.Embedding(
+            features.NUM_LABELS, config.embedding_dim, name="label_gain",
+            embeddings_initializer=tf.keras.initializers.Constant(
+                label_gains_start(config.embedding_dim, HISTORY_GAIN_STARTS[config.history_gains])))
+            if config.history_gains != HISTORY_GAINS_OFF else None)
         self._position_embedding = tf.keras.layers.Embedding(config.max_history, config.embedding_dim)
         self._station_embedding = tf.keras.layers.Embedding(config.num_station_ids, config.embedding_dim)
         self._blocks = [
@@ -84,6 +107,11 @@ class QueryTower(tf.keras.Model):
         return self._track_embedding.embeddings
 
     @property
+    def label_gain_table(self) -> "tf.Variable | None":
+        """The per-feedback-type gains [NUM_LABELS, D] on history tracks (None with history_gains 'off')."""
+        return self._label_gain.embeddings if self._label_gain is not None else None
+
+    @property
     def station_table(self) -> tf.Variable:
         """The station embedding table [num_station_ids, D]."""
         return self._station_embedding.embeddings
@@ -96,9 +124,13 @@ class QueryTower(tf.keras.Model):
         track_ids = inputs[features.HISTORY_TRACK_IDS_XF]
         label_ids = inputs[features.HISTORY_LABELS_XF]
         mask = tf.logical_and(inputs[features.HISTORY_MASK], label_ids >= 0)  # unknown labels act as padding
+        known_labels = tf.maximum(label_ids, 0)
+        tracks = self._track_embedding(track_ids)
+        if self._label_gain is not None:
+            tracks = tracks * self._label_gain(known_labels)
         tokens = (
-            self._track_embedding(track_ids)
-            + self._label_embedding(tf.maximum(label_ids, 0))
+            tracks
+            + self._label_embedding(known_labels)
             + self._position_embedding(recency_positions(mask))
         )
         for block in self._blocks:

@@ -279,6 +279,7 @@ def train(fn_args, params: TrainingParams, strategy: Optional[tf.distribute.Stra
         max_history=params.max_history,
         dropout=params.dropout,
         item_bias=params.item_bias,
+        history_gains=params.history_gains,
     )
 
     def dataset(files: list[str], shuffle: bool) -> tf.data.Dataset:

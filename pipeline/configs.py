@@ -104,6 +104,11 @@ class PipelineConfig:
     item_bias_prior_scale: float = 1.0
     """Where the item bias starts, as a multiple of the log-popularity prior (0: at zero). A full prior lets
     popularity outvote a listener's taste in the first epochs; docs/model-and-loss.md section 6 has the one-seed probe."""
+    history_gains: str = "off"
+    """A learned per-feedback-type gain on each history token's track embedding: 'off' (none), or where the
+    gain of skips and dislikes starts: 'signed' (-1: a rejection pulls the query away from the track), 'zero'
+    (0: it says only that something was rejected), 'learned' (+1); likes and listens start at +1
+    (docs/model-and-loss.md)."""
     negative_loss_on_bias: bool = False
     """Whether the pairwise / not-to-recommend term also moves the item bias (False: only the personal part
     of the score, the cosine; one listener's skip then says 'not for me', not 'worse for everyone')."""

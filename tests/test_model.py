@@ -12,6 +12,7 @@ from models import evaluation, features, metrics
 from models.towers import TowerConfig, build_towers, recency_positions
 from models.trainer import RetrievalModel
 from pipeline import configs
+from schema import contract
 
 CONFIG = TowerConfig(num_track_ids=12, num_station_ids=4, embedding_dim=8, num_layers=1, num_heads=2, max_history=4,
                      dropout=0.0)
@@ -248,3 +249,31 @@ def test_early_stopping_watches_accuracy_recall_or_their_sum():
         early_stopping_value(floor, 0.6, 0.4)
     with pytest.raises(ValueError, match="early_stopping must be one of"):
         early_stopping_value("ndcg", 0.6, 0.4)
+
+
+@pytest.mark.parametrize("gains, start", [("signed", -1.0), ("zero", 0.0), ("learned", 1.0)])
+def test_history_gains_start_per_feedback_type_and_are_trained(gains, start):
+    config = dataclasses.replace(CONFIG, history_gains=gains)
+    params = dataclasses.replace(configs.PipelineConfig(max_history=4, max_hard_negatives=2, embedding_dim=8,
+                                                        num_heads=2, num_layers=1, dropout=0.0,
+                                                        history_gains=gains).training_params(), batch_size=3)
+    model = RetrievalModel(config, params, np.arange(1, CONFIG.num_track_ids + 1, dtype=np.float64))
+    with tf.GradientTape() as tape:
+        loss_value = model.compute_loss(batch(), training=True)
+    table = model.query_tower.label_gain_table
+    expected = {"like": 1.0, "listen": 1.0, "skip": start, "dislike": start}
+    np.testing.assert_array_equal(table.numpy(), [[expected[label]] * config.embedding_dim for label in contract.LABELS])
+    gradient = tape.gradient(loss_value, table)
+    assert gradient is not None and np.all(np.abs(tf.convert_to_tensor(gradient).numpy()).sum(axis=1) > 0)
+
+
+def test_zero_history_gain_hides_a_rejected_tracks_identity_until_trained():
+    """At the 'zero' start a skip or dislike token says only 'a rejection here'; a like's track still counts."""
+    query_tower, _ = build_towers(dataclasses.replace(CONFIG, history_gains="zero"))
+    base = query_tower(batch()).numpy()  # row 0's labels: like, skip, dislike, listen
+    other_skipped = batch(**{features.HISTORY_TRACK_IDS_XF: [[1, 9, 10, 4], [5, 6, 0, 0], [0, 0, 0, 0]]})
+    np.testing.assert_allclose(query_tower(other_skipped).numpy(), base, atol=1e-6)
+    other_liked = batch(**{features.HISTORY_TRACK_IDS_XF: [[9, 2, 3, 4], [5, 6, 0, 0], [0, 0, 0, 0]]})
+    assert not np.allclose(query_tower(other_liked).numpy()[0], base[0], atol=1e-4)
+    with pytest.raises(ValueError, match="history_gains must be one of"):
+        configs.PipelineConfig(history_gains="negated").training_params()

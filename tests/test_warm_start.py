@@ -72,6 +72,10 @@ def test_changed_architecture_is_refused_with_the_setting_to_change(base_export)
     query, candidate = build_towers(config)
     with pytest.raises(ValueError, match="embedding_dim 8 -> 16.*warm_start=false"):
         warm_start.apply(query, candidate, config, str(export), exported.Vocabularies(NEW_TRACKS, NEW_STATIONS))
+    gained = tower_config(NEW_TRACKS, NEW_STATIONS, history_gains="signed")
+    query, candidate = build_towers(gained)
+    with pytest.raises(ValueError, match="history_gains off -> signed.*warm_start=false"):
+        warm_start.apply(query, candidate, gained, str(export), exported.Vocabularies(NEW_TRACKS, NEW_STATIONS))
 
 
 def test_export_without_weights_is_a_clear_error(base_export):
