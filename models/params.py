@@ -27,6 +27,10 @@ HISTORY_GAIN_STARTS: dict[str, float] = {"signed": -1.0, "zero": 0.0, "learned":
 """Where the learned gain on a skipped or disliked history track's embedding starts (models.towers.QueryTower);
 'off' has no gain: every history token adds its track's embedding as it is."""
 HISTORY_GAINS: tuple[str, ...] = (HISTORY_GAINS_OFF, *HISTORY_GAIN_STARTS)
+POOL_ALL = "all"
+POOL_POSITIVES = "positives"
+HISTORY_POOLINGS: tuple[str, ...] = (POOL_ALL, POOL_POSITIVES)
+"""Which history tokens the query tower averages after the transformer (models.towers.pooling_weights)."""
 DEFAULT_STRATEGY = "default"
 MIRRORED_STRATEGY = "mirrored"
 MULTI_WORKER_STRATEGY = "multi_worker_mirrored"
@@ -48,6 +52,7 @@ class TrainingParams:
     item_bias: bool
     item_bias_prior_scale: float
     history_gains: str
+    history_pooling: str
     negative_loss_on_bias: bool
     temperature: float
     embedding_dim: int
@@ -72,6 +77,8 @@ class TrainingParams:
             raise ValueError(f"negative_loss_weight must be >= 0, got {self.negative_loss_weight}")
         if self.history_gains not in HISTORY_GAINS:
             raise ValueError(f"history_gains must be one of {HISTORY_GAINS}, got {self.history_gains!r}")
+        if self.history_pooling not in HISTORY_POOLINGS:
+            raise ValueError(f"history_pooling must be one of {HISTORY_POOLINGS}, got {self.history_pooling!r}")
         if self.early_stopping not in EARLY_STOPPING_RULES:
             raise ValueError(f"early_stopping must be one of {EARLY_STOPPING_RULES}, got {self.early_stopping!r}")
         if self.distribution_strategy not in STRATEGIES:

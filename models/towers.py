@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from models import features
-from models.params import HISTORY_GAIN_STARTS, HISTORY_GAINS_OFF
+from models.params import HISTORY_GAIN_STARTS, HISTORY_GAINS_OFF, POOL_ALL, POOL_POSITIVES
 from schema import contract
 
 
@@ -27,6 +27,8 @@ class TowerConfig:
     dropout: float = 0.1
     item_bias: bool = False
     """A learned per-track bias added to every score (see `CandidateTower`)."""
+    history_pooling: str = POOL_ALL
+    """Which tokens the query averages after the transformer (`pooling_weights`)."""
     history_gains: str = HISTORY_GAINS_OFF
     """'off', or where a learned per-feedback-type gain on history tokens' track embeddings starts for skips
     and dislikes (models.params.HISTORY_GAIN_STARTS); likes and listens start at +1 (`label_gains_start`)."""
@@ -70,6 +72,26 @@ def label_gains_start(embedding_dim: int, negative_start: float) -> np.ndarray:
     signs = np.array([negative_start if label in contract.NEGATIVE_LABELS else 1.0 for label in contract.LABELS],
                      dtype=np.float32)
     return np.repeat(signs[:, None], embedding_dim, axis=1)
+
+
+POSITIVE_LABEL_IDS = np.array([label not in contract.NEGATIVE_LABELS for label in contract.LABELS])
+"""Per label id: True for likes and listens."""
+
+
+def pooling_weights(mask: tf.Tensor, label_ids: tf.Tensor, pooling: str) -> tf.Tensor:
+    """[B, L] 0/1 weights of the tokens the query averages.
+
+    'positives': only likes and listens, so the query sits among what the listener played through, while
+    skips and dislikes still shape it through attention (every token attends to them); a listener whose
+    history holds no positive token falls back to all tokens, so they are still served. 'all': every token.
+    """
+    if pooling == POOL_ALL:
+        return tf.cast(mask, tf.float32)
+    if pooling != POOL_POSITIVES:
+        raise ValueError(f"history_pooling must be {POOL_ALL!r} or {POOL_POSITIVES!r}, got {pooling!r}")
+    positive = tf.logical_and(mask, tf.gather(tf.constant(POSITIVE_LABEL_IDS), tf.maximum(label_ids, 0)))
+    has_positive = tf.reduce_any(positive, axis=1, keepdims=True)
+    return tf.cast(tf.where(has_positive, positive, mask), tf.float32)
 
 
 def recency_positions(mask: tf.Tensor) -> tf.Tensor:
@@ -135,7 +157,7 @@ class QueryTower(tf.keras.Model):
         )
         for block in self._blocks:
             tokens = block(tokens, mask, training=training)
-        weights = tf.cast(mask, tokens.dtype)[:, :, None]
+        weights = tf.cast(pooling_weights(mask, label_ids, self._config.history_pooling), tokens.dtype)[:, :, None]
         pooled = tf.reduce_sum(self._final_norm(tokens) * weights, axis=1) / tf.maximum(
             tf.reduce_sum(weights, axis=1), 1.0
         )

@@ -280,6 +280,7 @@ def train(fn_args, params: TrainingParams, strategy: Optional[tf.distribute.Stra
         dropout=params.dropout,
         item_bias=params.item_bias,
         history_gains=params.history_gains,
+        history_pooling=params.history_pooling,
     )
 
     def dataset(files: list[str], shuffle: bool) -> tf.data.Dataset:

@@ -104,6 +104,9 @@ class PipelineConfig:
     item_bias_prior_scale: float = 1.0
     """Where the item bias starts, as a multiple of the log-popularity prior (0: at zero). A full prior lets
     popularity outvote a listener's taste in the first epochs; docs/model-and-loss.md section 6 has the one-seed probe."""
+    history_pooling: str = "all"
+    """Which history tokens the query tower averages after the transformer: 'all', or 'positives' (likes and
+    listens; skips and dislikes then act through attention only; a history without a positive uses all)."""
     history_gains: str = "off"
     """A learned per-feedback-type gain on each history token's track embedding: 'off' (none), or where the
     gain of skips and dislikes starts: 'signed' (-1: a rejection pulls the query away from the track), 'zero'

@@ -277,3 +277,20 @@ def test_zero_history_gain_hides_a_rejected_tracks_identity_until_trained():
     assert not np.allclose(query_tower(other_liked).numpy()[0], base[0], atol=1e-4)
     with pytest.raises(ValueError, match="history_gains must be one of"):
         configs.PipelineConfig(history_gains="negated").training_params()
+
+
+def test_positive_pooling_averages_likes_and_listens_and_falls_back_to_all_tokens():
+    from models.towers import pooling_weights
+
+    like, listen, skip, dislike = (contract.LABEL_IDS[label] for label in contract.LABELS)
+    labels = tf.constant([[like, skip, dislike, listen], [skip, dislike, 0, 0], [like, skip, listen, 0]], tf.int64)
+    mask = tf.constant([[True] * 4, [True, True, False, False], [False, True, True, False]])  # the tower's mask
+    assert pooling_weights(mask, labels, "positives").numpy().tolist() == [[1, 0, 0, 1], [1, 1, 0, 0], [0, 0, 1, 0]]
+    assert pooling_weights(mask, labels, "all").numpy().tolist() == [[1, 1, 1, 1], [1, 1, 0, 0], [0, 1, 1, 0]]
+    # Without attention (no transformer block) a skipped track cannot reach a positives-pooled query at all.
+    query_tower, _ = build_towers(dataclasses.replace(CONFIG, num_layers=0, history_pooling="positives"))
+    base = query_tower(batch()).numpy()  # row 0's labels: like, skip, dislike, listen
+    other_skipped = batch(**{features.HISTORY_TRACK_IDS_XF: [[1, 9, 10, 4], [5, 6, 0, 0], [0, 0, 0, 0]]})
+    np.testing.assert_allclose(query_tower(other_skipped).numpy(), base, atol=1e-6)
+    with pytest.raises(ValueError, match="history_pooling must be one of"):
+        configs.PipelineConfig(history_pooling="likes").training_params()
