@@ -9,12 +9,18 @@ Why batches: the per-play path (decode one tf.train.Example into a dict, validat
    plays (compacting whenever twice that many are held), so a listener's memory stays bounded while every
    play is still counted (the cap's statistics);
 3. `BuildExamples` builds each listener's examples with `listener_arrays.build_listener` into a columnar
-   buffer and serializes whole buffers with tfx_bsl's C++ encoder.
+   buffer, serializes whole buffers with tfx_bsl's C++ encoder and writes each buffer's examples of a split
+   as one GZIP TFRecord file with TF's C++ writer into a staging folder; `place_files` then renames the
+   files of the bundles that completed into the split folders. Beam's `WriteToTFRecord` cost about 5 CPU
+   seconds on the 1M-play log (70,000 examples) for per-record Beam elements, framing and compression in
+   Python; it follows the same pattern (temporary files per bundle, renamed when the pipeline commits).
 """
 from __future__ import annotations
 
 import collections
 import heapq
+import os
+import uuid
 from typing import Any, Iterable, Iterator, Optional
 
 import apache_beam as beam
@@ -30,7 +36,10 @@ from schema import columnar, contract
 
 METRICS_NAMESPACE = "FeedbackLabeler"
 FLUSH_EXAMPLES = 20_000
-"""Examples buffered before one call of the C++ encoder (bounds the buffer's memory)."""
+"""Examples buffered before one call of the C++ encoder and one file per split (bounds the buffer's memory)."""
+FILE_PREFIX = "data_tfrecord"
+STAGING_DIR = ".staging"
+"""Folder of the labelled Examples artifact where files are written before `place_files`; removed after."""
 
 # A listener's plays of one batch, or a listener's kept plays: parallel lists, which Beam's fast coder moves.
 Block = tuple[list, list, list, list]  # timestamps, track ids, station ids, label ids
@@ -150,12 +159,14 @@ class KeepRecentPlays(beam.CombineFn):
 
 
 class BuildExamples(beam.DoFn):
-    """(listener, [plays seen, kept Block]) -> serialized examples tagged by split, and Counters of statistics."""
+    """(listener, [plays seen, kept Block]) -> staged example files as (split, path), and Counters of statistics."""
 
     STATS = "stats"
+    WRITTEN = "written"
 
-    def __init__(self, params: sequences.LabelingParams) -> None:
+    def __init__(self, params: sequences.LabelingParams, staging_uri: str) -> None:
         self._params = params
+        self._staging_uri = staging_uri
         self._encoder: Optional[tfxio.RecordBatchToExamplesEncoder] = None
 
     def setup(self) -> None:
@@ -179,14 +190,37 @@ class BuildExamples(beam.DoFn):
     def _flush(self) -> Iterator[beam.pvalue.TaggedOutput]:
         beam.metrics.Metrics.counter(METRICS_NAMESPACE, "examples").inc(self._buffer.rows)
         for split, batch in self._buffer.record_batches().items():
-            for record in self._encoder.encode(batch):
-                yield beam.pvalue.TaggedOutput(split, record)
+            path = os.path.join(self._staging_uri, f"{split}-{uuid.uuid4().hex}.gz")
+            with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+                for record in self._encoder.encode(batch):
+                    writer.write(record)
+            yield beam.pvalue.TaggedOutput(self.WRITTEN, (split, path))
         self._buffer = listener_arrays.ExampleColumns()
 
     def finish_bundle(self) -> Iterator[beam.pvalue.TaggedOutput]:
         for output in self._flush():
             yield beam.pvalue.TaggedOutput(output.tag, GlobalWindows.windowed_value(output.value))
         yield beam.pvalue.TaggedOutput(self.STATS, GlobalWindows.windowed_value(self._stats))
+
+
+def output_name(index: int, count: int) -> str:
+    """The name Beam's `WriteToTFRecord` gave the labeller's files (and TFX's ExampleGen gives its own)."""
+    return f"{FILE_PREFIX}-{index:05d}-of-{count:05d}.gz"
+
+
+def place_files(written: list[tuple[str, str]], split_uris: dict[str, str]) -> None:
+    """Renames the staged files of every split into its folder, in the order of their paths; a split without
+    examples gets one empty file, as `WriteToTFRecord` wrote. Safe to retry: a file already moved is skipped."""
+    for split, split_uri in split_uris.items():
+        paths = sorted(path for name, path in written if name == split)
+        tf.io.gfile.makedirs(split_uri)
+        if not paths:
+            with tf.io.TFRecordWriter(os.path.join(split_uri, output_name(0, 1)), options="GZIP"):
+                pass
+        for index, path in enumerate(paths):
+            target = os.path.join(split_uri, output_name(index, len(paths)))
+            if tf.io.gfile.exists(path) or not tf.io.gfile.exists(target):
+                tf.io.gfile.rename(path, target, overwrite=True)
 
 
 class SummaryFn(beam.CombineFn):

@@ -34,7 +34,6 @@ from schema import contract
 LABELER_VERSION = "1"  # the outputs of the columnar labeller equal the per-play one's: TFX may reuse them
 STATS_FILE = "feedback_stats.json"
 METRICS_NAMESPACE = batch_steps.METRICS_NAMESPACE
-TFRECORD_PREFIX = "data_tfrecord"
 RECORDS_PER_BATCH = 100_000
 """Plays decoded, validated and grouped per listener at once: large enough that per-batch costs vanish."""
 
@@ -162,6 +161,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         labeled = artifact_utils.get_single_instance(output_dict["labeled_examples"])
         labeled.split_names = artifact_utils.encode_split_names(list(contract.SPLITS))
         stats_uri = artifact_utils.get_single_uri(output_dict["feedback_stats"])
+        split_uris = {split: artifact_utils.get_split_uri([labeled], split) for split in contract.SPLITS}
+        staging_uri = os.path.join(labeled.uri, batch_steps.STAGING_DIR)
+        tf.io.gfile.makedirs(staging_uri)
 
         with self._make_beam_pipeline() as pipeline:
             files = sorted(path for pattern in patterns for path in tf.io.gfile.glob(pattern))
@@ -187,14 +189,13 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 batch_steps.KeepRecentPlays(params.max_events_per_user)
             )
             built = kept | "BuildExamples" >> beam.ParDo(
-                batch_steps.BuildExamples(params), bounds=beam.pvalue.AsSingleton(bounds)
-            ).with_outputs(batch_steps.BuildExamples.STATS, *contract.SPLITS)
-
-            for split in contract.SPLITS:
-                _ = built[split] | f"Write[{split}]" >> beam.io.WriteToTFRecord(
-                    os.path.join(artifact_utils.get_split_uri([labeled], split), TFRECORD_PREFIX),
-                    file_name_suffix=".gz",
-                )
+                batch_steps.BuildExamples(params, staging_uri), bounds=beam.pvalue.AsSingleton(bounds)
+            ).with_outputs(batch_steps.BuildExamples.STATS, batch_steps.BuildExamples.WRITTEN)
+            _ = (
+                built[batch_steps.BuildExamples.WRITTEN]
+                | "ListFiles" >> beam.combiners.ToList()
+                | "PlaceFiles" >> beam.Map(batch_steps.place_files, split_uris=split_uris)
+            )
 
             counters = built[batch_steps.BuildExamples.STATS] | "MergeStats" >> beam.CombineGlobally(MergeCounters())
             quarantined = labelled[batch_steps.LabelFile.QUARANTINE] | "CountReasons" >> beam.CombineGlobally(
@@ -210,6 +211,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                     summary=beam.pvalue.AsSingleton(summary),
                 )
             )
+        tf.io.gfile.rmtree(staging_uri)
         stats = json.loads(io_utils.read_string_file(os.path.join(stats_uri, STATS_FILE)))
         if stats["valid_plays"] == 0:
             raise ValueError(
