@@ -18,14 +18,16 @@ Why batches: the per-play path (decode one tf.train.Example into a dict, validat
 from __future__ import annotations
 
 import collections
-import heapq
+import itertools
 import os
 import uuid
+import zlib
 from typing import Any, Iterable, Iterator, Optional
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import tensorflow as tf
 from apache_beam.transforms.window import GlobalWindows
 from tfx_bsl.coders import example_coder
@@ -41,12 +43,21 @@ FILE_PREFIX = "data_tfrecord"
 STAGING_DIR = ".staging"
 """Folder of the labelled Examples artifact where files are written before `place_files`; removed after."""
 
-# A listener's plays of one batch, or a listener's kept plays: parallel lists, which Beam's fast coder moves.
-Block = tuple[list, list, list, list]  # timestamps, track ids, station ids, label ids
+LISTENER_GROUPS = 256
+"""Listeners are hashed into this many groups: the shuffle moves one record per (group, batch), not one per
+(listener, batch), and each group's plays stay Arrow columns (compact in memory, pickled as buffers)."""
+PLAYS = pa.schema([("user", pa.large_string()), ("timestamp", pa.int64()), ("track", pa.large_string()),
+                   ("station", pa.large_string()), ("label", pa.int8())])
+"""The valid plays of a group of listeners as they cross the shuffle (label: `contract.LABEL_IDS`)."""
+
+
+def listener_group(user: str) -> int:
+    """A listener's group: stable across processes and runs (unlike Python's salted `hash`)."""
+    return zlib.crc32(user.encode("utf-8")) % LISTENER_GROUPS
 
 
 class LabelFile(beam.DoFn):
-    """One TFRecord file of tf.train.Examples -> (listener, Block) per listener and batch; per-batch summaries.
+    """One TFRecord file of tf.train.Examples -> (listener group, its `PLAYS`) per group and batch; summaries.
 
     The file is read a batch at a time by TF's C++ record reader and decoded into an Arrow RecordBatch by
     tfx_bsl's C++ decoder (the pieces TFXIO's `TFExampleRecord` is made of; its `RecordBatches` adds a
@@ -67,9 +78,11 @@ class LabelFile(beam.DoFn):
 
     def process(self, path: str) -> Iterator[Any]:
         compression = "GZIP" if path.endswith(".gz") else ""  # as TFXIO decides
-        chunks = tf.data.TFRecordDataset(path, compression_type=compression).batch(self._batch_size)
-        for chunk in chunks.as_numpy_iterator():
-            for batch in self._decoded(path, chunk.tolist()):
+        # TF's C++ reader record by record: about half the CPU of tf.data's TFRecordDataset(...).batch(...)
+        # (a string tensor per batch, then a numpy copy of it) and no second copy of the batch in memory.
+        records = tf.compat.v1.io.tf_record_iterator(path, tf.io.TFRecordOptions(compression_type=compression))
+        while chunk := list(itertools.islice(records, self._batch_size)):
+            for batch in self._decoded(path, chunk):
                 yield from self._label(batch)
 
     def _decoded(self, path: str, records: list[bytes]) -> list[pa.RecordBatch]:
@@ -108,58 +121,88 @@ class LabelFile(beam.DoFn):
         timestamps = checked.timestamp_ms
         yield beam.pvalue.TaggedOutput(
             self.SUMMARY, (int(timestamps.min()), int(timestamps.max()), set(checked.track_id.tolist())))
-        users = pa.array(checked.user_id, pa.large_string()).dictionary_encode()
-        codes = users.indices.to_numpy()
-        order = np.argsort(codes, kind="stable")
-        bounds = np.flatnonzero(np.diff(codes[order])) + 1
-        starts, stops = np.r_[0, bounds].tolist(), np.r_[bounds, valid].tolist()
-        names = users.dictionary.to_pylist()
-        columns = (timestamps[order].tolist(), checked.track_id[order].tolist(),
-                   checked.station_id[order].tolist(), labels[order].tolist())
-        for start, stop in zip(starts, stops):
-            yield names[codes[order[start]]], tuple(column[start:stop] for column in columns)
+        users = pa.array(checked.user_id, pa.large_string())
+        encoded = users.dictionary_encode()
+        group_of_code = np.fromiter((listener_group(user) for user in encoded.dictionary.to_pylist()),
+                                    dtype=np.int64, count=len(encoded.dictionary))
+        groups = group_of_code[encoded.indices.to_numpy()]
+        order = np.argsort(groups, kind="stable")
+        bounds = (np.flatnonzero(np.diff(groups[order])) + 1).tolist()
+        plays = pa.RecordBatch.from_arrays(
+            [users, pa.array(timestamps, pa.int64()), pa.array(checked.track_id, pa.large_string()),
+             pa.array(checked.station_id, pa.large_string()), pa.array(labels.astype(np.int8), pa.int8())],
+            schema=PLAYS)
+        for start, stop in zip([0] + bounds, bounds + [valid]):
+            # take, not slice: a pickled slice would carry the whole batch's buffers through the shuffle
+            yield int(groups[order[start]]), plays.take(pa.array(order[start:stop]))
 
 
-def _most_recent(block: list[list], keep: int) -> list[list]:
-    """The `keep` plays with the largest (timestamp, track, station, label): a listener's most recent."""
-    rows = heapq.nlargest(keep, zip(*block))
-    return [list(column) for column in zip(*rows)] if rows else [[], [], [], []]
+def most_recent(plays: pa.Table, cap: int) -> tuple[pa.RecordBatch, dict[str, int]]:
+    """Each listener's `cap` plays with the largest (timestamp, track, station, label id), the most recent,
+    in one batch; and per listener over the cap, how many plays were dropped."""
+    plays = plays.combine_chunks()
+    counts = pc.value_counts(plays["user"])
+    over = pc.greater(counts.field("counts"), cap)
+    batch = plays.to_batches()[0] if plays.num_rows else pa.RecordBatch.from_pylist([], schema=PLAYS)
+    if not pc.any(over).as_py():
+        return batch, {}
+    dropped = dict(zip(pc.filter(counts.field("values"), over).to_pylist(),
+                       (n - cap for n in pc.filter(counts.field("counts"), over).to_pylist())))
+    order = pc.sort_indices(plays, sort_keys=[("user", "ascending"), ("timestamp", "descending"),
+                                              ("track", "descending"), ("station", "descending"),
+                                              ("label", "descending")])
+    users = pc.take(plays["user"], order).combine_chunks().dictionary_encode().indices.to_numpy()
+    starts = np.r_[0, np.flatnonzero(np.diff(users)) + 1]
+    rank = np.arange(len(users)) - np.repeat(starts, np.diff(np.r_[starts, len(users)]))
+    return batch.take(order.filter(pa.array(rank < cap))), dropped
 
 
 class KeepRecentPlays(beam.CombineFn):
-    """Per listener: [plays seen, Block of the most recent `cap` plays]; compacts at twice the cap."""
+    """Per listener group: [batches of `PLAYS`, rows held, rows after the last compaction, {listener: plays
+    dropped}]. Each listener keeps its `cap` most recent plays: the batches are compacted (`most_recent`)
+    whenever they hold twice the rows of the last compaction (and over twice the cap), so a listener's plays
+    in memory stay within about twice the cap while every play is still counted (the cap's statistics)."""
 
     def __init__(self, cap: int) -> None:
         self._cap = cap
 
     def create_accumulator(self) -> list:
-        return [0, [[], [], [], []]]
+        return [[], 0, 0, {}]
 
-    def _absorb(self, accumulator: list, count: int, block: Iterable[list]) -> list:
-        accumulator[0] += count
-        for held, more in zip(accumulator[1], block):
-            held.extend(more)
-        if len(accumulator[1][0]) > 2 * self._cap:
-            accumulator[1] = _most_recent(accumulator[1], self._cap)
+    def _absorb(self, accumulator: list, batches: list[pa.RecordBatch], dropped: dict[str, int]) -> list:
+        accumulator[0].extend(batches)
+        accumulator[1] += sum(batch.num_rows for batch in batches)
+        for user, count in dropped.items():
+            accumulator[3][user] = accumulator[3].get(user, 0) + count
+        if accumulator[1] > 2 * max(self._cap, accumulator[2]):
+            self._compact(accumulator)
         return accumulator
 
-    def add_input(self, accumulator: list, block: Block) -> list:
-        return self._absorb(accumulator, len(block[0]), block)
+    def _compact(self, accumulator: list) -> None:
+        kept, dropped = most_recent(pa.Table.from_batches(accumulator[0], schema=PLAYS), self._cap)
+        accumulator[0] = [kept]
+        accumulator[1] = accumulator[2] = kept.num_rows
+        for user, count in dropped.items():
+            accumulator[3][user] = accumulator[3].get(user, 0) + count
+
+    def add_input(self, accumulator: list, plays: pa.RecordBatch) -> list:
+        return self._absorb(accumulator, [plays], {})
 
     def merge_accumulators(self, accumulators: Iterable[list]) -> list:
         merged = self.create_accumulator()
         for accumulator in accumulators:
-            self._absorb(merged, accumulator[0], accumulator[1])
+            self._absorb(merged, accumulator[0], accumulator[3])
         return merged
 
-    def extract_output(self, accumulator: list) -> list:
-        if len(accumulator[1][0]) > self._cap:
-            accumulator[1] = _most_recent(accumulator[1], self._cap)
-        return accumulator
+    def extract_output(self, accumulator: list) -> tuple[pa.RecordBatch, dict[str, int]]:
+        """(the kept plays in one batch, {listener: plays dropped by the cap})."""
+        self._compact(accumulator)
+        return accumulator[0][0], accumulator[3]
 
 
 class BuildExamples(beam.DoFn):
-    """(listener, [plays seen, kept Block]) -> staged example files as (split, path), and Counters of statistics."""
+    """(listener group, (kept `PLAYS`, dropped per listener)) -> staged example files as (split, path), and
+    Counters of statistics."""
 
     STATS = "stats"
     WRITTEN = "written"
@@ -176,16 +219,26 @@ class BuildExamples(beam.DoFn):
         self._buffer = listener_arrays.ExampleColumns()
         self._stats: collections.Counter = collections.Counter()
 
-    def process(self, element: tuple[str, list], bounds: tuple[int, int]) -> Iterator[Any]:
-        user, (seen, block) = element
+    def process(self, element: tuple[int, tuple[pa.RecordBatch, dict[str, int]]],
+                bounds: tuple[int, int]) -> Iterator[Any]:
+        _, (plays, dropped) = element
         cutoffs = sequences.resolve_cutoffs(self._params, *bounds)
-        listener_arrays.build_listener(user, *block, self._params, cutoffs, self._buffer, self._stats)
-        over = seen - len(block[0])
-        if over:
-            self._stats["capped/users"] += 1
-            self._stats["capped/plays"] += over
-        if self._buffer.rows >= FLUSH_EXAMPLES:
-            yield from self._flush()
+        plays = plays.take(pc.sort_indices(plays["user"]))
+        users = plays.column("user").dictionary_encode()
+        names = users.dictionary.to_pylist()
+        codes = users.indices.to_numpy()
+        bounds = (np.flatnonzero(np.diff(codes)) + 1).tolist()
+        # numpy's tolist, not Arrow's to_pylist: the latter builds each value through an Arrow scalar (slow)
+        columns = [plays.column(name).to_numpy(zero_copy_only=False).tolist()
+                   for name in ("timestamp", "track", "station", "label")]
+        for start, stop in zip([0] + bounds, bounds + [len(codes)]):
+            listener_arrays.build_listener(names[codes[start]], *(column[start:stop] for column in columns),
+                                           self._params, cutoffs, self._buffer, self._stats)
+            if self._buffer.rows >= FLUSH_EXAMPLES:
+                yield from self._flush()
+        if dropped:
+            self._stats["capped/users"] += len(dropped)
+            self._stats["capped/plays"] += sum(dropped.values())
 
     def _flush(self) -> Iterator[beam.pvalue.TaggedOutput]:
         beam.metrics.Metrics.counter(METRICS_NAMESPACE, "examples").inc(self._buffer.rows)
