@@ -43,7 +43,7 @@ FILE_PREFIX = "data_tfrecord"
 STAGING_DIR = ".staging"
 """Folder of the labelled Examples artifact where files are written before `place_files`; removed after."""
 
-LISTENER_GROUPS = 256
+LISTENER_GROUPS = 64
 """Listeners are hashed into this many groups: the shuffle moves one record per (group, batch), not one per
 (listener, batch), and each group's plays stay Arrow columns (compact in memory, pickled as buffers)."""
 PLAYS = pa.schema([("user", pa.large_string()), ("timestamp", pa.int64()), ("track", pa.large_string()),
@@ -57,7 +57,8 @@ def listener_group(user: str) -> int:
 
 
 class LabelFile(beam.DoFn):
-    """One TFRecord file of tf.train.Examples -> (listener group, its `PLAYS`) per group and batch; summaries.
+    """One TFRecord file of tf.train.Examples -> (listener group, its `PLAYS` as Arrow IPC bytes) per group and
+    batch; per-batch summaries.
 
     The file is read a batch at a time by TF's C++ record reader and decoded into an Arrow RecordBatch by
     tfx_bsl's C++ decoder (the pieces TFXIO's `TFExampleRecord` is made of; its `RecordBatches` adds a
@@ -133,8 +134,8 @@ class LabelFile(beam.DoFn):
              pa.array(checked.station_id, pa.large_string()), pa.array(labels.astype(np.int8), pa.int8())],
             schema=PLAYS)
         for start, stop in zip([0] + bounds, bounds + [valid]):
-            # take, not slice: a pickled slice would carry the whole batch's buffers through the shuffle
-            yield int(groups[order[start]]), plays.take(pa.array(order[start:stop]))
+            # Arrow's IPC bytes: Beam moves bytes as they are (a pickled RecordBatch cost twice the CPU)
+            yield int(groups[order[start]]), plays.take(pa.array(order[start:stop])).serialize().to_pybytes()
 
 
 def most_recent(plays: pa.Table, cap: int) -> tuple[pa.RecordBatch, dict[str, int]]:
@@ -157,52 +158,42 @@ def most_recent(plays: pa.Table, cap: int) -> tuple[pa.RecordBatch, dict[str, in
     return batch.take(order.filter(pa.array(rank < cap))), dropped
 
 
-class KeepRecentPlays(beam.CombineFn):
-    """Per listener group: [batches of `PLAYS`, rows held, rows after the last compaction, {listener: plays
-    dropped}]. Each listener keeps its `cap` most recent plays: the batches are compacted (`most_recent`)
-    whenever they hold twice the rows of the last compaction (and over twice the cap), so a listener's plays
-    in memory stay within about twice the cap while every play is still counted (the cap's statistics)."""
+class RecentPlays:
+    """One listener group's plays as they arrive: each listener keeps its `cap` most recent. The batches are
+    compacted (`most_recent`) whenever they hold twice the rows of the last compaction (and over twice the
+    cap), so a listener's plays in memory stay within about twice the cap while every play is still counted
+    (the cap's statistics)."""
 
     def __init__(self, cap: int) -> None:
         self._cap = cap
+        self._batches: list[pa.RecordBatch] = []
+        self._rows = 0
+        self._compacted_rows = 0
+        self.dropped: dict[str, int] = {}
+        """Per listener over the cap: plays dropped."""
 
-    def create_accumulator(self) -> list:
-        return [[], 0, 0, {}]
+    def add(self, plays: pa.RecordBatch) -> None:
+        self._batches.append(plays)
+        self._rows += plays.num_rows
+        if self._rows > 2 * max(self._cap, self._compacted_rows):
+            self._compact()
 
-    def _absorb(self, accumulator: list, batches: list[pa.RecordBatch], dropped: dict[str, int]) -> list:
-        accumulator[0].extend(batches)
-        accumulator[1] += sum(batch.num_rows for batch in batches)
+    def _compact(self) -> None:
+        kept, dropped = most_recent(pa.Table.from_batches(self._batches, schema=PLAYS), self._cap)
+        self._batches = [kept]
+        self._rows = self._compacted_rows = kept.num_rows
         for user, count in dropped.items():
-            accumulator[3][user] = accumulator[3].get(user, 0) + count
-        if accumulator[1] > 2 * max(self._cap, accumulator[2]):
-            self._compact(accumulator)
-        return accumulator
+            self.dropped[user] = self.dropped.get(user, 0) + count
 
-    def _compact(self, accumulator: list) -> None:
-        kept, dropped = most_recent(pa.Table.from_batches(accumulator[0], schema=PLAYS), self._cap)
-        accumulator[0] = [kept]
-        accumulator[1] = accumulator[2] = kept.num_rows
-        for user, count in dropped.items():
-            accumulator[3][user] = accumulator[3].get(user, 0) + count
-
-    def add_input(self, accumulator: list, plays: pa.RecordBatch) -> list:
-        return self._absorb(accumulator, [plays], {})
-
-    def merge_accumulators(self, accumulators: Iterable[list]) -> list:
-        merged = self.create_accumulator()
-        for accumulator in accumulators:
-            self._absorb(merged, accumulator[0], accumulator[3])
-        return merged
-
-    def extract_output(self, accumulator: list) -> tuple[pa.RecordBatch, dict[str, int]]:
-        """(the kept plays in one batch, {listener: plays dropped by the cap})."""
-        self._compact(accumulator)
-        return accumulator[0][0], accumulator[3]
+    def kept(self) -> pa.RecordBatch:
+        """The most recent `cap` plays of every listener, in one batch."""
+        self._compact()
+        return self._batches[0]
 
 
 class BuildExamples(beam.DoFn):
-    """(listener group, (kept `PLAYS`, dropped per listener)) -> staged example files as (split, path), and
-    Counters of statistics."""
+    """(listener group, its `PLAYS` batches as Arrow IPC bytes) -> staged example files as (split, path), and
+    Counters of statistics. The group's plays are gathered by `RecentPlays` (the per-listener cap) first."""
 
     STATS = "stats"
     WRITTEN = "written"
@@ -219,9 +210,11 @@ class BuildExamples(beam.DoFn):
         self._buffer = listener_arrays.ExampleColumns()
         self._stats: collections.Counter = collections.Counter()
 
-    def process(self, element: tuple[int, tuple[pa.RecordBatch, dict[str, int]]],
-                bounds: tuple[int, int]) -> Iterator[Any]:
-        _, (plays, dropped) = element
+    def process(self, element: tuple[int, Iterable[bytes]], bounds: tuple[int, int]) -> Iterator[Any]:
+        recent = RecentPlays(self._params.max_events_per_user)
+        for serialized in element[1]:
+            recent.add(pa.ipc.read_record_batch(pa.py_buffer(serialized), PLAYS))
+        plays, dropped = recent.kept(), recent.dropped
         cutoffs = sequences.resolve_cutoffs(self._params, *bounds)
         plays = plays.take(pc.sort_indices(plays["user"]))
         users = plays.column("user").dictionary_encode()

@@ -187,10 +187,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 | "TimeRange" >> beam.Map(lambda s: s["bounds"])
                 | "HasPlays" >> beam.Filter(lambda b: b is not None)
             )
-            kept = labelled.blocks | "KeepRecentPerUser" >> beam.CombinePerKey(
-                batch_steps.KeepRecentPlays(params.max_events_per_user)
-            )
-            built = kept | "BuildExamples" >> beam.ParDo(
+            grouped = labelled.blocks | "GroupListeners" >> beam.GroupByKey()
+            built = grouped | "BuildExamples" >> beam.ParDo(
                 batch_steps.BuildExamples(params, staging_uri), bounds=beam.pvalue.AsSingleton(bounds)
             ).with_outputs(batch_steps.BuildExamples.STATS, batch_steps.BuildExamples.WRITTEN)
             _ = (
