@@ -158,6 +158,14 @@ def most_recent(plays: pa.Table, cap: int) -> tuple[pa.RecordBatch, dict[str, in
     return batch.take(order.filter(pa.array(rank < cap))), dropped
 
 
+def sorted_plays(plays: pa.RecordBatch) -> pa.RecordBatch:
+    """Sorted by listener, then as `sequences` orders a listener's plays: (timestamp, track, station, label
+    name). Arrow compares strings by their UTF-8 bytes, which is the order of Python's str."""
+    ranks = pa.array(listener_arrays.RANK_OF_ID[plays.column("label").to_numpy()])
+    keys = [(name, "ascending") for name in ("user", "timestamp", "track", "station", "rank")]
+    return plays.take(pc.sort_indices(plays.append_column("rank", ranks), sort_keys=keys))
+
+
 class RecentPlays:
     """One listener group's plays as they arrive: each listener keeps its `cap` most recent. The batches are
     compacted (`most_recent`) whenever they hold twice the rows of the last compaction (and over twice the
@@ -216,17 +224,19 @@ class BuildExamples(beam.DoFn):
             recent.add(pa.ipc.read_record_batch(pa.py_buffer(serialized), PLAYS))
         plays, dropped = recent.kept(), recent.dropped
         cutoffs = sequences.resolve_cutoffs(self._params, *bounds)
-        plays = plays.take(pc.sort_indices(plays["user"]))
+        plays = sorted_plays(plays)
         users = plays.column("user").dictionary_encode()
         names = users.dictionary.to_pylist()
         codes = users.indices.to_numpy()
         bounds = (np.flatnonzero(np.diff(codes)) + 1).tolist()
+        timestamps = plays.column("timestamp").to_numpy()
+        label_ids = plays.column("label").to_numpy().astype(np.int64)
         # numpy's tolist, not Arrow's to_pylist: the latter builds each value through an Arrow scalar (slow)
-        columns = [plays.column(name).to_numpy(zero_copy_only=False).tolist()
-                   for name in ("timestamp", "track", "station", "label")]
+        tracks, stations = (plays.column(name).to_numpy(zero_copy_only=False).tolist() for name in ("track", "station"))
         for start, stop in zip([0] + bounds, bounds + [len(codes)]):
-            listener_arrays.build_listener(names[codes[start]], *(column[start:stop] for column in columns),
-                                           self._params, cutoffs, self._buffer, self._stats)
+            listener_arrays.build_sorted(names[codes[start]], timestamps[start:stop], tracks[start:stop],
+                                         stations[start:stop], label_ids[start:stop], self._params, cutoffs,
+                                         self._buffer, self._stats)
             if self._buffer.rows >= FLUSH_EXAMPLES:
                 yield from self._flush()
         if dropped:
