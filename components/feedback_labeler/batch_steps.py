@@ -1,19 +1,24 @@
-"""The columnar FeedbackLabeler's Beam steps: label record batches, keep each listener's recent plays, build.
+"""The columnar FeedbackLabeler's Beam steps: label record batches, group listeners, build, write files.
 
 Why batches: the per-play path (decode one tf.train.Example into a dict, validate, label, key, heap) spent
 ~240 µs of Python per play. Here a step sees thousands of plays at once:
-1. `LabelFile` reads ExampleGen's files as Arrow RecordBatches (C++ reading and decoding, as TFXIO does),
-   validates and labels it with `schema.columnar` (contract's rules over arrays), and emits one
-   record per (listener, batch) holding that listener's plays of the batch as four lists;
-2. `KeepRecentPlays` combines those records per listener keeping only the `max_events_per_user` most recent
-   plays (compacting whenever twice that many are held), so a listener's memory stays bounded while every
-   play is still counted (the cap's statistics);
-3. `BuildExamples` builds each listener's examples with `listener_arrays.build_listener` into a columnar
-   buffer, serializes whole buffers with tfx_bsl's C++ encoder and writes each buffer's examples of a split
-   as one GZIP TFRecord file with TF's C++ writer into a staging folder; `place_files` then renames the
-   files of the bundles that completed into the split folders. Beam's `WriteToTFRecord` cost about 5 CPU
-   seconds on the 1M-play log (70,000 examples) for per-record Beam elements, framing and compression in
-   Python; it follows the same pattern (temporary files per bundle, renamed when the pipeline commits).
+1. `LabelFile` reads ExampleGen's files record by record with TF's C++ reader, decodes each batch into an
+   Arrow RecordBatch (tfx_bsl's C++ decoder, as TFXIO does), validates and labels it with `schema.columnar`
+   (contract's rules over arrays), and emits one record per (listener group, batch): the plays of the
+   listeners hashed into that group (`listener_group`) as an Arrow RecordBatch in IPC bytes (`PLAYS`);
+2. a GroupByKey brings each group's records together; `RecentPlays` keeps each listener's
+   `max_events_per_user` most recent plays as it reads them (compacting whenever it holds twice what it kept
+   last time), so a listener's memory stays bounded while every play is still counted (the cap's statistics);
+3. `BuildExamples` sorts the group once with Arrow (`sorted_plays`), builds each listener's examples with
+   `listener_arrays.build_sorted` into a columnar buffer, serializes whole buffers with tfx_bsl's C++ encoder
+   and writes each buffer's examples of a split as one GZIP TFRecord file with TF's C++ writer into a staging
+   folder; `place_files` then renames the files of the bundles that completed into the split folders.
+
+What the shuffle carries matters (measured on the 1M-play log, docs/data-plane.md): one record per
+(listener, batch) of Python lists was 200,000 records and per-record Beam work; a pickled RecordBatch per
+(group, batch) costs twice the CPU of its IPC bytes; Beam's `WriteToTFRecord` (one element, frame and
+Python compression per example) cost about 5 CPU seconds for 70,000 examples. The staged files follow
+Beam's own sink pattern: temporary files per bundle, renamed when the pipeline commits.
 """
 from __future__ import annotations
 
@@ -45,7 +50,7 @@ STAGING_DIR = ".staging"
 
 LISTENER_GROUPS = 64
 """Listeners are hashed into this many groups: the shuffle moves one record per (group, batch), not one per
-(listener, batch), and each group's plays stay Arrow columns (compact in memory, pickled as buffers)."""
+(listener, batch), and each group's plays stay Arrow columns (compact in memory, moved as IPC bytes)."""
 PLAYS = pa.schema([("user", pa.large_string()), ("timestamp", pa.int64()), ("track", pa.large_string()),
                    ("station", pa.large_string()), ("label", pa.int8())])
 """The valid plays of a group of listeners as they cross the shuffle (label: `contract.LABEL_IDS`)."""

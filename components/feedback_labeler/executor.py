@@ -3,14 +3,15 @@
 The Beam runner comes from the pipeline's `beam_pipeline_args` (`_make_beam_pipeline`), so the same code
 runs on the DirectRunner here and on Dataflow, Flink or Spark.
 
-The work is columnar (issue 14, docs/data-plane.md): ExampleGen's records are read through TFXIO, decoded
-into Arrow record batches and validated, labelled and grouped per listener a batch at a time
-(`batch_steps`); the shuffle moves one record per (listener, batch), not one per play.
+The work is columnar (issue 14, docs/data-plane.md): ExampleGen's records are read in batches, decoded into
+Arrow record batches and validated, labelled and grouped a batch at a time (`batch_steps`); the shuffle moves
+one record per (listener group, batch), not one per play, and the examples are written as files by TF's
+C++ writer rather than one Beam element per example.
 
-Memory per listener is bounded: `batch_steps.KeepRecentPlays` keeps only the `max_events_per_user` most
-recent plays of each listener (compacting as it combines, before and after the shuffle), so a heavy
-listener's whole life never sits in one worker's memory. Plays dropped by that cap are counted in
-`feedback_stats` (`capped_users`, `plays_over_user_cap`).
+Memory per listener is bounded: `batch_steps.RecentPlays` keeps only the `max_events_per_user` most recent
+plays of each listener (compacting as it reads a group after the shuffle), so a heavy listener's whole life
+never sits in one worker's memory. Plays dropped by that cap are counted in `feedback_stats`
+(`capped_users`, `plays_over_user_cap`).
 """
 from __future__ import annotations
 
