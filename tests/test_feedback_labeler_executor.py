@@ -9,7 +9,7 @@ import tensorflow as tf
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils, standard_artifacts
 
-from components.feedback_labeler import executor
+from components.feedback_labeler import batch_steps, executor
 from components.feedback_labeler.component import FeedbackStats
 from pipeline import configs
 from schema import contract
@@ -100,6 +100,7 @@ def run_executor(tmp_path: pathlib.Path, extra_rows: tuple[dict, ...] = (), **se
         {**vars(config.labeling_params()), "labeler_version": executor.LABELER_VERSION},
     )
     assert artifact_utils.decode_split_names(labeled.split_names) == list(contract.SPLITS)
+    assert not (tmp_path / "out" / batch_steps.STAGING_DIR).exists()  # staged files were all placed
     out = {split: read_split(labeled.uri, split) for split in contract.SPLITS}
     return json.loads((tmp_path / "stats" / executor.STATS_FILE).read_text()), out
 
@@ -146,3 +147,26 @@ def test_records_whose_feature_kinds_differ_are_each_judged_by_the_contract(tmp_
     assert stats["quarantined"] == {"missing_user_id": 1, "negative_listen_ms": 1, "unknown_feedback": 1,
                                     "unparsable_listen_ms": 1}
     assert stats["valid_plays"] == len(PLAYS) + 1 and stats["users"] == 4
+
+
+def test_staged_files_are_placed_by_name_and_an_empty_split_gets_an_empty_file(tmp_path):
+    """`place_files` moves each split's staged files into its folder (named as WriteToTFRecord named them),
+    writes one empty file for a split without examples, and may run again (a retried step) without loss."""
+    staging = tmp_path / batch_steps.STAGING_DIR
+    staging.mkdir()
+    written = []
+    for index, split in enumerate(["train", "train", "eval"]):
+        path = staging / f"{split}-{index}.gz"
+        with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:
+            writer.write(f"{split}{index}".encode())
+        written.append((split, str(path)))
+    split_uris = {split: str(tmp_path / f"Split-{split}") for split in contract.SPLITS}
+    for _ in range(2):
+        batch_steps.place_files(written, split_uris)
+    names = {split: sorted(p.name for p in (tmp_path / f"Split-{split}").iterdir()) for split in contract.SPLITS}
+    assert names == {"train": ["data_tfrecord-00000-of-00002.gz", "data_tfrecord-00001-of-00002.gz"],
+                     "eval": ["data_tfrecord-00000-of-00001.gz"], "test": ["data_tfrecord-00000-of-00001.gz"]}
+    records = {split: sorted(r.numpy() for r in tf.data.TFRecordDataset(
+        [str(p) for p in (tmp_path / f"Split-{split}").iterdir()], compression_type="GZIP")) for split in contract.SPLITS}
+    assert records == {"train": [b"train0", b"train1"], "eval": [b"eval2"], "test": []}
+    assert not list(staging.iterdir())

@@ -5,11 +5,12 @@ import collections
 import dataclasses
 import random
 
+import pyarrow as pa
 import pytest
 import tensorflow as tf
 from tfx_bsl.public import tfxio
 
-from components.feedback_labeler import listener_arrays, sequences
+from components.feedback_labeler import batch_steps, listener_arrays, sequences
 from components.feedback_labeler.executor import to_tf_example
 from pipeline import configs
 from schema import contract
@@ -80,3 +81,23 @@ def test_random_listeners_match_the_reference(changes):
         assert got_stats == expected_stats
         compared += sum(expected_examples.values())
     assert compared > 100  # the comparison saw real examples, not only empty listeners
+
+
+def test_a_group_sorted_by_arrow_is_in_the_reference_order():
+    """The executor sorts a whole group of listeners with Arrow (`batch_steps.sorted_plays`) and then builds each
+    listener over that order: it must be Python's order of (listener, Play), ties and non-ASCII text included."""
+    rng = random.Random(3)
+    texts = ["", "a", "B", "é", "e", "日本", "t1", "t10", "t2", "Z"]
+    rows = [(user, sequences.Play(play.timestamp_ms, rng.choice(texts[1:]), rng.choice(texts), play.label))
+            for user in ("u1", "ü", "u10", "U") for play in random_plays(rng, 120)]
+    rng.shuffle(rows)
+    columns = list(zip(*((user, *play) for user, play in rows)))
+    batch = pa.RecordBatch.from_arrays(
+        [pa.array(columns[0], pa.large_string()), pa.array(columns[1], pa.int64()),
+         pa.array(columns[2], pa.large_string()), pa.array(columns[3], pa.large_string()),
+         pa.array([contract.LABEL_IDS[label] for label in columns[4]], pa.int8())], schema=batch_steps.PLAYS)
+    got = batch_steps.sorted_plays(batch)
+    got_rows = list(zip(*(got.column(name).to_pylist() for name in ("user", "timestamp", "track", "station")),
+                        (contract.LABELS[i] for i in got.column("label").to_pylist())))
+    assert got_rows == sorted((user, *play) for user, play in rows)
+    assert len({row[1:4] for row in got_rows}) < len(got_rows)  # ties on (timestamp, track, station) were sorted

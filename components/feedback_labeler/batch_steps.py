@@ -1,25 +1,38 @@
-"""The columnar FeedbackLabeler's Beam steps: label record batches, keep each listener's recent plays, build.
+"""The columnar FeedbackLabeler's Beam steps: label record batches, group listeners, build, write files.
 
 Why batches: the per-play path (decode one tf.train.Example into a dict, validate, label, key, heap) spent
 ~240 µs of Python per play. Here a step sees thousands of plays at once:
-1. `LabelFile` reads ExampleGen's files as Arrow RecordBatches (C++ reading and decoding, as TFXIO does),
-   validates and labels it with `schema.columnar` (contract's rules over arrays), and emits one
-   record per (listener, batch) holding that listener's plays of the batch as four lists;
-2. `KeepRecentPlays` combines those records per listener keeping only the `max_events_per_user` most recent
-   plays (compacting whenever twice that many are held), so a listener's memory stays bounded while every
-   play is still counted (the cap's statistics);
-3. `BuildExamples` builds each listener's examples with `listener_arrays.build_listener` into a columnar
-   buffer and serializes whole buffers with tfx_bsl's C++ encoder.
+1. `LabelFile` reads ExampleGen's files record by record with TF's C++ reader, decodes each batch into an
+   Arrow RecordBatch (tfx_bsl's C++ decoder, as TFXIO does), validates and labels it with `schema.columnar`
+   (contract's rules over arrays), and emits one record per (listener group, batch): the plays of the
+   listeners hashed into that group (`listener_group`) as an Arrow RecordBatch in IPC bytes (`PLAYS`);
+2. a GroupByKey brings each group's records together; `RecentPlays` keeps each listener's
+   `max_events_per_user` most recent plays as it reads them (compacting whenever it holds twice what it kept
+   last time), so a listener's memory stays bounded while every play is still counted (the cap's statistics);
+3. `BuildExamples` sorts the group once with Arrow (`sorted_plays`), builds each listener's examples with
+   `listener_arrays.build_sorted` into a columnar buffer, serializes whole buffers with tfx_bsl's C++ encoder
+   and writes each buffer's examples of a split as one GZIP TFRecord file with TF's C++ writer into a staging
+   folder; `place_files` then renames the files of the bundles that completed into the split folders.
+
+What the shuffle carries matters (measured on the 1M-play log, docs/data-plane.md): one record per
+(listener, batch) of Python lists was 200,000 records and per-record Beam work; a pickled RecordBatch per
+(group, batch) costs twice the CPU of its IPC bytes; Beam's `WriteToTFRecord` (one element, frame and
+Python compression per example) cost about 5 CPU seconds for 70,000 examples. The staged files follow
+Beam's own sink pattern: temporary files per bundle, renamed when the pipeline commits.
 """
 from __future__ import annotations
 
 import collections
-import heapq
+import itertools
+import os
+import uuid
+import zlib
 from typing import Any, Iterable, Iterator, Optional
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import tensorflow as tf
 from apache_beam.transforms.window import GlobalWindows
 from tfx_bsl.coders import example_coder
@@ -30,14 +43,27 @@ from schema import columnar, contract
 
 METRICS_NAMESPACE = "FeedbackLabeler"
 FLUSH_EXAMPLES = 20_000
-"""Examples buffered before one call of the C++ encoder (bounds the buffer's memory)."""
+"""Examples buffered before one call of the C++ encoder and one file per split (bounds the buffer's memory)."""
+FILE_PREFIX = "data_tfrecord"
+STAGING_DIR = ".staging"
+"""Folder of the labelled Examples artifact where files are written before `place_files`; removed after."""
 
-# A listener's plays of one batch, or a listener's kept plays: parallel lists, which Beam's fast coder moves.
-Block = tuple[list, list, list, list]  # timestamps, track ids, station ids, label ids
+LISTENER_GROUPS = 64
+"""Listeners are hashed into this many groups: the shuffle moves one record per (group, batch), not one per
+(listener, batch), and each group's plays stay Arrow columns (compact in memory, moved as IPC bytes)."""
+PLAYS = pa.schema([("user", pa.large_string()), ("timestamp", pa.int64()), ("track", pa.large_string()),
+                   ("station", pa.large_string()), ("label", pa.int8())])
+"""The valid plays of a group of listeners as they cross the shuffle (label: `contract.LABEL_IDS`)."""
+
+
+def listener_group(user: str) -> int:
+    """A listener's group: stable across processes and runs (unlike Python's salted `hash`)."""
+    return zlib.crc32(user.encode("utf-8")) % LISTENER_GROUPS
 
 
 class LabelFile(beam.DoFn):
-    """One TFRecord file of tf.train.Examples -> (listener, Block) per listener and batch; per-batch summaries.
+    """One TFRecord file of tf.train.Examples -> (listener group, its `PLAYS` as Arrow IPC bytes) per group and
+    batch; per-batch summaries.
 
     The file is read a batch at a time by TF's C++ record reader and decoded into an Arrow RecordBatch by
     tfx_bsl's C++ decoder (the pieces TFXIO's `TFExampleRecord` is made of; its `RecordBatches` adds a
@@ -58,9 +84,11 @@ class LabelFile(beam.DoFn):
 
     def process(self, path: str) -> Iterator[Any]:
         compression = "GZIP" if path.endswith(".gz") else ""  # as TFXIO decides
-        chunks = tf.data.TFRecordDataset(path, compression_type=compression).batch(self._batch_size)
-        for chunk in chunks.as_numpy_iterator():
-            for batch in self._decoded(path, chunk.tolist()):
+        # TF's C++ reader record by record: about half the CPU of tf.data's TFRecordDataset(...).batch(...)
+        # (a string tensor per batch, then a numpy copy of it) and no second copy of the batch in memory.
+        records = tf.compat.v1.io.tf_record_iterator(path, tf.io.TFRecordOptions(compression_type=compression))
+        while chunk := list(itertools.islice(records, self._batch_size)):
+            for batch in self._decoded(path, chunk):
                 yield from self._label(batch)
 
     def _decoded(self, path: str, records: list[bytes]) -> list[pa.RecordBatch]:
@@ -99,63 +127,93 @@ class LabelFile(beam.DoFn):
         timestamps = checked.timestamp_ms
         yield beam.pvalue.TaggedOutput(
             self.SUMMARY, (int(timestamps.min()), int(timestamps.max()), set(checked.track_id.tolist())))
-        users = pa.array(checked.user_id, pa.large_string()).dictionary_encode()
-        codes = users.indices.to_numpy()
-        order = np.argsort(codes, kind="stable")
-        bounds = np.flatnonzero(np.diff(codes[order])) + 1
-        starts, stops = np.r_[0, bounds].tolist(), np.r_[bounds, valid].tolist()
-        names = users.dictionary.to_pylist()
-        columns = (timestamps[order].tolist(), checked.track_id[order].tolist(),
-                   checked.station_id[order].tolist(), labels[order].tolist())
-        for start, stop in zip(starts, stops):
-            yield names[codes[order[start]]], tuple(column[start:stop] for column in columns)
+        users = pa.array(checked.user_id, pa.large_string())
+        encoded = users.dictionary_encode()
+        group_of_code = np.fromiter((listener_group(user) for user in encoded.dictionary.to_pylist()),
+                                    dtype=np.int64, count=len(encoded.dictionary))
+        groups = group_of_code[encoded.indices.to_numpy()]
+        order = np.argsort(groups, kind="stable")
+        bounds = (np.flatnonzero(np.diff(groups[order])) + 1).tolist()
+        plays = pa.RecordBatch.from_arrays(
+            [users, pa.array(timestamps, pa.int64()), pa.array(checked.track_id, pa.large_string()),
+             pa.array(checked.station_id, pa.large_string()), pa.array(labels.astype(np.int8), pa.int8())],
+            schema=PLAYS)
+        for start, stop in zip([0] + bounds, bounds + [valid]):
+            # Arrow's IPC bytes: Beam moves bytes as they are (a pickled RecordBatch cost twice the CPU)
+            yield int(groups[order[start]]), plays.take(pa.array(order[start:stop])).serialize().to_pybytes()
 
 
-def _most_recent(block: list[list], keep: int) -> list[list]:
-    """The `keep` plays with the largest (timestamp, track, station, label): a listener's most recent."""
-    rows = heapq.nlargest(keep, zip(*block))
-    return [list(column) for column in zip(*rows)] if rows else [[], [], [], []]
+def most_recent(plays: pa.Table, cap: int) -> tuple[pa.RecordBatch, dict[str, int]]:
+    """Each listener's `cap` plays with the largest (timestamp, track, station, label id), the most recent,
+    in one batch; and per listener over the cap, how many plays were dropped."""
+    plays = plays.combine_chunks()
+    counts = pc.value_counts(plays["user"])
+    over = pc.greater(counts.field("counts"), cap)
+    batch = plays.to_batches()[0] if plays.num_rows else pa.RecordBatch.from_pylist([], schema=PLAYS)
+    if not pc.any(over).as_py():
+        return batch, {}
+    dropped = dict(zip(pc.filter(counts.field("values"), over).to_pylist(),
+                       (n - cap for n in pc.filter(counts.field("counts"), over).to_pylist())))
+    order = pc.sort_indices(plays, sort_keys=[("user", "ascending"), ("timestamp", "descending"),
+                                              ("track", "descending"), ("station", "descending"),
+                                              ("label", "descending")])
+    users = pc.take(plays["user"], order).combine_chunks().dictionary_encode().indices.to_numpy()
+    starts = np.r_[0, np.flatnonzero(np.diff(users)) + 1]
+    rank = np.arange(len(users)) - np.repeat(starts, np.diff(np.r_[starts, len(users)]))
+    return batch.take(order.filter(pa.array(rank < cap))), dropped
 
 
-class KeepRecentPlays(beam.CombineFn):
-    """Per listener: [plays seen, Block of the most recent `cap` plays]; compacts at twice the cap."""
+def sorted_plays(plays: pa.RecordBatch) -> pa.RecordBatch:
+    """Sorted by listener, then as `sequences` orders a listener's plays: (timestamp, track, station, label
+    name). Arrow compares strings by their UTF-8 bytes, which is the order of Python's str."""
+    ranks = pa.array(listener_arrays.RANK_OF_ID[plays.column("label").to_numpy()])
+    keys = [(name, "ascending") for name in ("user", "timestamp", "track", "station", "rank")]
+    return plays.take(pc.sort_indices(plays.append_column("rank", ranks), sort_keys=keys))
+
+
+class RecentPlays:
+    """One listener group's plays as they arrive: each listener keeps its `cap` most recent. The batches are
+    compacted (`most_recent`) whenever they hold twice the rows of the last compaction (and over twice the
+    cap), so a listener's plays in memory stay within about twice the cap while every play is still counted
+    (the cap's statistics)."""
 
     def __init__(self, cap: int) -> None:
         self._cap = cap
+        self._batches: list[pa.RecordBatch] = []
+        self._rows = 0
+        self._compacted_rows = 0
+        self.dropped: dict[str, int] = {}
+        """Per listener over the cap: plays dropped."""
 
-    def create_accumulator(self) -> list:
-        return [0, [[], [], [], []]]
+    def add(self, plays: pa.RecordBatch) -> None:
+        self._batches.append(plays)
+        self._rows += plays.num_rows
+        if self._rows > 2 * max(self._cap, self._compacted_rows):
+            self._compact()
 
-    def _absorb(self, accumulator: list, count: int, block: Iterable[list]) -> list:
-        accumulator[0] += count
-        for held, more in zip(accumulator[1], block):
-            held.extend(more)
-        if len(accumulator[1][0]) > 2 * self._cap:
-            accumulator[1] = _most_recent(accumulator[1], self._cap)
-        return accumulator
+    def _compact(self) -> None:
+        kept, dropped = most_recent(pa.Table.from_batches(self._batches, schema=PLAYS), self._cap)
+        self._batches = [kept]
+        self._rows = self._compacted_rows = kept.num_rows
+        for user, count in dropped.items():
+            self.dropped[user] = self.dropped.get(user, 0) + count
 
-    def add_input(self, accumulator: list, block: Block) -> list:
-        return self._absorb(accumulator, len(block[0]), block)
-
-    def merge_accumulators(self, accumulators: Iterable[list]) -> list:
-        merged = self.create_accumulator()
-        for accumulator in accumulators:
-            self._absorb(merged, accumulator[0], accumulator[1])
-        return merged
-
-    def extract_output(self, accumulator: list) -> list:
-        if len(accumulator[1][0]) > self._cap:
-            accumulator[1] = _most_recent(accumulator[1], self._cap)
-        return accumulator
+    def kept(self) -> pa.RecordBatch:
+        """The most recent `cap` plays of every listener, in one batch."""
+        self._compact()
+        return self._batches[0]
 
 
 class BuildExamples(beam.DoFn):
-    """(listener, [plays seen, kept Block]) -> serialized examples tagged by split, and Counters of statistics."""
+    """(listener group, its `PLAYS` batches as Arrow IPC bytes) -> staged example files as (split, path), and
+    Counters of statistics. The group's plays are gathered by `RecentPlays` (the per-listener cap) first."""
 
     STATS = "stats"
+    WRITTEN = "written"
 
-    def __init__(self, params: sequences.LabelingParams) -> None:
+    def __init__(self, params: sequences.LabelingParams, staging_uri: str) -> None:
         self._params = params
+        self._staging_uri = staging_uri
         self._encoder: Optional[tfxio.RecordBatchToExamplesEncoder] = None
 
     def setup(self) -> None:
@@ -165,28 +223,65 @@ class BuildExamples(beam.DoFn):
         self._buffer = listener_arrays.ExampleColumns()
         self._stats: collections.Counter = collections.Counter()
 
-    def process(self, element: tuple[str, list], bounds: tuple[int, int]) -> Iterator[Any]:
-        user, (seen, block) = element
+    def process(self, element: tuple[int, Iterable[bytes]], bounds: tuple[int, int]) -> Iterator[Any]:
+        recent = RecentPlays(self._params.max_events_per_user)
+        for serialized in element[1]:
+            recent.add(pa.ipc.read_record_batch(pa.py_buffer(serialized), PLAYS))
+        plays, dropped = recent.kept(), recent.dropped
         cutoffs = sequences.resolve_cutoffs(self._params, *bounds)
-        listener_arrays.build_listener(user, *block, self._params, cutoffs, self._buffer, self._stats)
-        over = seen - len(block[0])
-        if over:
-            self._stats["capped/users"] += 1
-            self._stats["capped/plays"] += over
-        if self._buffer.rows >= FLUSH_EXAMPLES:
-            yield from self._flush()
+        plays = sorted_plays(plays)
+        users = plays.column("user").dictionary_encode()
+        names = users.dictionary.to_pylist()
+        codes = users.indices.to_numpy()
+        bounds = (np.flatnonzero(np.diff(codes)) + 1).tolist()
+        timestamps = plays.column("timestamp").to_numpy()
+        label_ids = plays.column("label").to_numpy().astype(np.int64)
+        # numpy's tolist, not Arrow's to_pylist: the latter builds each value through an Arrow scalar (slow)
+        tracks, stations = (plays.column(name).to_numpy(zero_copy_only=False).tolist() for name in ("track", "station"))
+        for start, stop in zip([0] + bounds, bounds + [len(codes)]):
+            listener_arrays.build_sorted(names[codes[start]], timestamps[start:stop], tracks[start:stop],
+                                         stations[start:stop], label_ids[start:stop], self._params, cutoffs,
+                                         self._buffer, self._stats)
+            if self._buffer.rows >= FLUSH_EXAMPLES:
+                yield from self._flush()
+        if dropped:
+            self._stats["capped/users"] += len(dropped)
+            self._stats["capped/plays"] += sum(dropped.values())
 
     def _flush(self) -> Iterator[beam.pvalue.TaggedOutput]:
         beam.metrics.Metrics.counter(METRICS_NAMESPACE, "examples").inc(self._buffer.rows)
         for split, batch in self._buffer.record_batches().items():
-            for record in self._encoder.encode(batch):
-                yield beam.pvalue.TaggedOutput(split, record)
+            path = os.path.join(self._staging_uri, f"{split}-{uuid.uuid4().hex}.gz")
+            with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+                for record in self._encoder.encode(batch):
+                    writer.write(record)
+            yield beam.pvalue.TaggedOutput(self.WRITTEN, (split, path))
         self._buffer = listener_arrays.ExampleColumns()
 
     def finish_bundle(self) -> Iterator[beam.pvalue.TaggedOutput]:
         for output in self._flush():
             yield beam.pvalue.TaggedOutput(output.tag, GlobalWindows.windowed_value(output.value))
         yield beam.pvalue.TaggedOutput(self.STATS, GlobalWindows.windowed_value(self._stats))
+
+
+def output_name(index: int, count: int) -> str:
+    """The name Beam's `WriteToTFRecord` gave the labeller's files (and TFX's ExampleGen gives its own)."""
+    return f"{FILE_PREFIX}-{index:05d}-of-{count:05d}.gz"
+
+
+def place_files(written: list[tuple[str, str]], split_uris: dict[str, str]) -> None:
+    """Renames the staged files of every split into its folder, in the order of their paths; a split without
+    examples gets one empty file, as `WriteToTFRecord` wrote. Safe to retry: a file already moved is skipped."""
+    for split, split_uri in split_uris.items():
+        paths = sorted(path for name, path in written if name == split)
+        tf.io.gfile.makedirs(split_uri)
+        if not paths:
+            with tf.io.TFRecordWriter(os.path.join(split_uri, output_name(0, 1)), options="GZIP"):
+                pass
+        for index, path in enumerate(paths):
+            target = os.path.join(split_uri, output_name(index, len(paths)))
+            if tf.io.gfile.exists(path) or not tf.io.gfile.exists(target):
+                tf.io.gfile.rename(path, target, overwrite=True)
 
 
 class SummaryFn(beam.CombineFn):

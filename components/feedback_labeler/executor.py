@@ -3,14 +3,15 @@
 The Beam runner comes from the pipeline's `beam_pipeline_args` (`_make_beam_pipeline`), so the same code
 runs on the DirectRunner here and on Dataflow, Flink or Spark.
 
-The work is columnar (issue 14, docs/data-plane.md): ExampleGen's records are read through TFXIO, decoded
-into Arrow record batches and validated, labelled and grouped per listener a batch at a time
-(`batch_steps`); the shuffle moves one record per (listener, batch), not one per play.
+The work is columnar (issue 14, docs/data-plane.md): ExampleGen's records are read in batches, decoded into
+Arrow record batches and validated, labelled and grouped a batch at a time (`batch_steps`); the shuffle moves
+one record per (listener group, batch), not one per play, and the examples are written as files by TF's
+C++ writer rather than one Beam element per example.
 
-Memory per listener is bounded: `batch_steps.KeepRecentPlays` keeps only the `max_events_per_user` most
-recent plays of each listener (compacting as it combines, before and after the shuffle), so a heavy
-listener's whole life never sits in one worker's memory. Plays dropped by that cap are counted in
-`feedback_stats` (`capped_users`, `plays_over_user_cap`).
+Memory per listener is bounded: `batch_steps.RecentPlays` keeps only the `max_events_per_user` most recent
+plays of each listener (compacting as it reads a group after the shuffle), so a heavy listener's whole life
+never sits in one worker's memory. Plays dropped by that cap are counted in `feedback_stats`
+(`capped_users`, `plays_over_user_cap`).
 """
 from __future__ import annotations
 
@@ -34,9 +35,10 @@ from schema import contract
 LABELER_VERSION = "1"  # the outputs of the columnar labeller equal the per-play one's: TFX may reuse them
 STATS_FILE = "feedback_stats.json"
 METRICS_NAMESPACE = batch_steps.METRICS_NAMESPACE
-TFRECORD_PREFIX = "data_tfrecord"
-RECORDS_PER_BATCH = 100_000
-"""Plays decoded, validated and grouped per listener at once: large enough that per-batch costs vanish."""
+RECORDS_PER_BATCH = 25_000
+"""Plays decoded, validated and grouped at once. The batch's working set (records, Arrow columns, Python
+strings) costs about 3 KB per play: 100,000-play batches held ~250 MB more at peak than 25,000-play ones,
+which cost no more CPU (per-batch costs are a few hundred Arrow calls)."""
 
 
 def example_to_raw(example: tf.train.Example) -> dict[str, Any]:
@@ -162,6 +164,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         labeled = artifact_utils.get_single_instance(output_dict["labeled_examples"])
         labeled.split_names = artifact_utils.encode_split_names(list(contract.SPLITS))
         stats_uri = artifact_utils.get_single_uri(output_dict["feedback_stats"])
+        split_uris = {split: artifact_utils.get_split_uri([labeled], split) for split in contract.SPLITS}
+        staging_uri = os.path.join(labeled.uri, batch_steps.STAGING_DIR)
+        tf.io.gfile.makedirs(staging_uri)
 
         with self._make_beam_pipeline() as pipeline:
             files = sorted(path for pattern in patterns for path in tf.io.gfile.glob(pattern))
@@ -183,18 +188,15 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 | "TimeRange" >> beam.Map(lambda s: s["bounds"])
                 | "HasPlays" >> beam.Filter(lambda b: b is not None)
             )
-            kept = labelled.blocks | "KeepRecentPerUser" >> beam.CombinePerKey(
-                batch_steps.KeepRecentPlays(params.max_events_per_user)
+            grouped = labelled.blocks | "GroupListeners" >> beam.GroupByKey()
+            built = grouped | "BuildExamples" >> beam.ParDo(
+                batch_steps.BuildExamples(params, staging_uri), bounds=beam.pvalue.AsSingleton(bounds)
+            ).with_outputs(batch_steps.BuildExamples.STATS, batch_steps.BuildExamples.WRITTEN)
+            _ = (
+                built[batch_steps.BuildExamples.WRITTEN]
+                | "ListFiles" >> beam.combiners.ToList()
+                | "PlaceFiles" >> beam.Map(batch_steps.place_files, split_uris=split_uris)
             )
-            built = kept | "BuildExamples" >> beam.ParDo(
-                batch_steps.BuildExamples(params), bounds=beam.pvalue.AsSingleton(bounds)
-            ).with_outputs(batch_steps.BuildExamples.STATS, *contract.SPLITS)
-
-            for split in contract.SPLITS:
-                _ = built[split] | f"Write[{split}]" >> beam.io.WriteToTFRecord(
-                    os.path.join(artifact_utils.get_split_uri([labeled], split), TFRECORD_PREFIX),
-                    file_name_suffix=".gz",
-                )
 
             counters = built[batch_steps.BuildExamples.STATS] | "MergeStats" >> beam.CombineGlobally(MergeCounters())
             quarantined = labelled[batch_steps.LabelFile.QUARANTINE] | "CountReasons" >> beam.CombineGlobally(
@@ -210,6 +212,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                     summary=beam.pvalue.AsSingleton(summary),
                 )
             )
+        tf.io.gfile.rmtree(staging_uri)
         stats = json.loads(io_utils.read_string_file(os.path.join(stats_uri, STATS_FILE)))
         if stats["valid_plays"] == 0:
             raise ValueError(

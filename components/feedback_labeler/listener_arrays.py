@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import collections
+import functools
 from typing import Sequence
 
 import numpy as np
@@ -76,10 +77,17 @@ _ID_OF_RANK = np.argsort(np.array(contract.LABELS, dtype=object)).tolist()
 _LABEL_KEYS = [[f"labels/{split}/{label}" for label in contract.LABELS] for split in _SPLIT_NAMES]
 
 
-def _label_table(labels: Sequence[str]) -> np.ndarray:
-    """A boolean lookup table over label ids: table[ids] marks the plays whose label is in `labels`."""
+RANK_OF_ID = np.array(_RANK_OF_ID, dtype=np.int8)
+"""Label id -> its rank by label name: what plays are sorted by after (timestamp, track, station)."""
+
+
+@functools.cache
+def _label_table(labels: tuple[str, ...]) -> np.ndarray:
+    """A boolean lookup table over label ids: table[ids] marks the plays whose label is in `labels` (shared,
+    never written: one per policy instead of one per listener)."""
     table = np.zeros(len(contract.LABELS), dtype=bool)
     table[[contract.LABEL_IDS[name] for name in labels]] = True
+    table.flags.writeable = False
     return table
 
 
@@ -96,12 +104,26 @@ def build_listener(
 ) -> None:
     """Appends the listener's examples to `out` and adds its counts to `stats` (the executor's stat keys)."""
     ordered = sorted(zip(timestamps, tracks, stations, [_RANK_OF_ID[i] for i in label_ids]))
-    ts_list = [row[0] for row in ordered]
-    track = [row[1] for row in ordered]
-    station = [row[2] for row in ordered]
-    ids = np.array([_ID_OF_RANK[row[3]] for row in ordered], dtype=np.int64)
+    build_sorted(user, np.array([row[0] for row in ordered], dtype=np.int64), [row[1] for row in ordered],
+                 [row[2] for row in ordered], np.array([_ID_OF_RANK[row[3]] for row in ordered], dtype=np.int64),
+                 params, cutoffs, out, stats)
+
+
+def build_sorted(
+    user: str,
+    ts: np.ndarray,
+    track: list[str],
+    station: list[str],
+    ids: np.ndarray,
+    params: sequences.LabelingParams,
+    cutoffs: sequences.Cutoffs,
+    out: ExampleColumns,
+    stats: collections.Counter,
+) -> None:
+    """`build_listener` over plays already sorted by (timestamp, track, station, label name), as
+    `sequences.build_user_examples` orders them (the executor sorts a whole group of listeners at once)."""
+    ts_list = ts.tolist()
     label = _LABEL_NAMES[ids].tolist()
-    ts = np.array(ts_list, dtype=np.int64)
     split = np.searchsorted(np.array([cutoffs.eval_ms, cutoffs.test_ms]), ts, side="right")
 
     stats["users"] += 1
