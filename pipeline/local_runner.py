@@ -57,9 +57,14 @@ def run(
     root: pathlib.Path,
     config: configs.PipelineConfig,
     extra_beam_args: Sequence[str] = (),
+    to_nodes: Sequence[str] = (),
 ) -> RunResult:
-    """Runs the pipeline to completion (raises if any component fails) and reads back what it wrote."""
+    """Runs the pipeline to completion (raises if any component fails) and reads back what it wrote.
+
+    `to_nodes`: component ids to stop at (TFX's partial run: they and everything upstream of them run, nothing
+    downstream); empty runs every component."""
     from tfx import v1 as tfx
+    from tfx.orchestration.pipeline import RunOptions
 
     from pipeline.pipeline import create_pipeline
 
@@ -79,7 +84,8 @@ def run(
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(str(metadata_path)),
         beam_pipeline_args=config.beam_pipeline_args(extra_beam_args),
     )
-    tfx.orchestration.LocalDagRunner().run(pipeline)
+    tfx.orchestration.LocalDagRunner().run(pipeline, run_options=RunOptions(to_nodes=list(to_nodes)) if to_nodes
+                                           else None)
     return read_result(root)
 
 
