@@ -45,13 +45,15 @@ def pipeline_s(spec: RunSpec) -> float:
     return estimates.PROCESS_START_S + estimates.pipeline_seconds(spec.events, training_s(train_examples(spec), epochs))
 
 
-def section_seconds(profile: Profile, sections: tuple[str, ...], model_given: bool = False) -> dict[str, float]:
+def section_seconds(profile: Profile, sections: tuple[str, ...], model_given: bool = False,
+                    run_given: bool = False) -> dict[str, float]:
     """Seconds per selected section; a shared pipeline run is charged to the first section that needs it (the
-    serving section needs none when a model folder is given)."""
+    serving section needs none when a model folder is given, and no section when --pipeline-root gives the run;
+    the trainings are then still estimated from the profile's model log)."""
     charged: set[RunSpec] = set()
 
     def run_once(spec: RunSpec) -> float:
-        if spec in charged:
+        if run_given or spec in charged:
             return 0.0
         charged.add(spec)
         return pipeline_s(spec)

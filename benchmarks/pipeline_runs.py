@@ -4,7 +4,8 @@ The training section needs a run's Transform output, the serving section its exp
 section its timings; when their logs and settings are the same (--quick, --tiny) one run serves all three.
 Each run is `pipeline.local_runner.run` in a fresh spawned process (harness.pipeline_jobs, as
 experiments.reproduce runs its pipelines), its TFX/Beam/TensorFlow chatter in a log file, with caching off so
-every step really runs.
+every step really runs. With `--pipeline-root` (a finished `pipeline.local_runner` root) every section that
+needs a run uses that root's newest run instead, read back from its MLMD store: nothing is simulated or run.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import hashlib
 import pathlib
 import shutil
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from benchmarks.settings import Profile
 from harness.pipeline_jobs import PipelineJob, run_in_child
@@ -54,16 +55,17 @@ class RunSpec:
 class PipelineRun:
     """One finished run: where its log and artifacts are, what it returned, how long it took."""
 
-    spec: RunSpec
-    data_dir: pathlib.Path
+    spec: Optional[RunSpec]
+    """None for a run given with --pipeline-root (its log and settings are not this command's)."""
+    data_dir: Optional[pathlib.Path]
     root: pathlib.Path
-    log_path: pathlib.Path
+    log_path: Optional[pathlib.Path]
     result: Any
     """pipeline.local_runner.RunResult."""
     plays: int
-    simulate_s: float
-    wall_s: float
-    """Around local_runner.run in its process, including that process's start and imports."""
+    simulate_s: Optional[float]
+    wall_s: Optional[float]
+    """Around local_runner.run in its process, including that process's start and imports (None when given)."""
 
     def output(self, component: str, key: str) -> str:
         uris = self.result.outputs.get(component, {}).get(key)
@@ -72,15 +74,36 @@ class PipelineRun:
         return uris[0]
 
 
-class PipelineRuns:
-    """Makes each distinct run once, under `<out>/pipeline-runs/<name>/`."""
+def given_run(root: pathlib.Path) -> PipelineRun:
+    """The newest run under a finished `pipeline.local_runner` root; its plays are those FeedbackLabeler read."""
+    from pipeline import local_runner, run_outputs
 
-    def __init__(self, out: pathlib.Path, say: Callable[[str], None]) -> None:
+    result = local_runner.read_result(root)
+    uris = result.outputs.get("FeedbackLabeler", {}).get("feedback_stats")
+    if not uris:
+        raise LookupError(f"--pipeline-root {root}: its newest run has no FeedbackLabeler output")
+    stats = run_outputs.read_feedback_stats(uris[0])
+    plays = int(stats["valid_plays"]) + sum(int(count) for count in stats["quarantined"].values())
+    return PipelineRun(None, None, root, None, result, plays, None, None)
+
+
+class PipelineRuns:
+    """Makes each distinct run once, under `<out>/pipeline-runs/<name>/`; or hands out the one run given."""
+
+    def __init__(self, out: pathlib.Path, say: Callable[[str], None], given: Optional[pathlib.Path] = None) -> None:
         self.out = out
         self.say = say
+        self.given = given
+        """A finished local_runner root (--pipeline-root): every get() returns its newest run."""
         self._runs: dict[RunSpec, PipelineRun] = {}
+        self._given_run: Optional[PipelineRun] = None
 
     def get(self, spec: RunSpec) -> PipelineRun:
+        if self.given is not None:
+            if self._given_run is None:
+                self._given_run = given_run(self.given)
+            self.say(f"pipeline: using the newest run in {self.given} (--pipeline-root; nothing simulated or run)")
+            return self._given_run
         if spec not in self._runs:
             self._runs[spec] = self._make(spec)
         else:

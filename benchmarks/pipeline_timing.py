@@ -57,7 +57,8 @@ def summarize(run: PipelineRun) -> dict[str, Any]:
     stats = run_outputs.read_feedback_stats(run.output("FeedbackLabeler", "feedback_stats"))
     return {
         "plays": run.plays,
-        "settings": list(run.spec.settings),
+        "settings": list(run.spec.settings) if run.spec else None,
+        "given_root": run.spec is None,
         "root": str(run.root),
         "wall_s": run.wall_s,
         "mlmd_span_s": span_s,
@@ -71,7 +72,7 @@ def summarize(run: PipelineRun) -> dict[str, Any]:
         "examples": stats["examples"],
         "pushed": dict(run.result.pushed),
         "simulate_s": run.simulate_s,
-        "log": str(run.log_path),
+        "log": str(run.log_path) if run.log_path else None,
     }
 
 

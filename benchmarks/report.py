@@ -151,7 +151,7 @@ def training(s: dict[str, Any]) -> str:
                         for weight, summary in s["with_hard"].items())
     return "\n\n".join([
         f"## 2. Training: random negatives only vs random + real hard negatives ({number(s['train_examples'])} "
-        f"training examples, simulator preset {s.get('simulator_preset', 'default')})",
+        f"training examples, {source_of_model_run(s)})",
         table(("Seed", "Run", "Best eval pairwise acc.", "Time to target s (epochs)", "Time ratio", "Examples/s"),
               rows),
         f"Target = the random-only run's best eval pairwise accuracy of the same seed. Time = the Trainer's "
@@ -271,16 +271,25 @@ def serving(s: dict[str, Any]) -> str:
     ])
 
 
+def source_of_model_run(s: dict[str, Any]) -> str:
+    """The training section's run: a simulator preset, or the run --pipeline-root gave (no preset known)."""
+    if "simulator_preset" in s and s["simulator_preset"] is None:
+        return f"the newest run in {s['model_run']} (--pipeline-root)"
+    return f"simulator preset {s.get('simulator_preset', 'default')}"
+
+
 def pipeline(s: dict[str, Any]) -> str:
     rows = [(row["component"], row["seconds"], f"{number(100 * row['share_of_run'], 2)}%", row["state"])
             for row in s["components"]]
     return "\n\n".join([
-        f"## 5. Pipeline: pipeline.local_runner end to end ({number(s['plays'])} simulated plays)",
+        f"## 5. Pipeline: pipeline.local_runner end to end ({number(s['plays'])} "
+        f"{'plays' if s.get('given_root') else 'simulated plays'})",
         table(("Component", "Seconds", "Share of run", "State"), rows),
         f"Run {number(s['mlmd_span_s'])} s by MLMD (first start to last end), {number(s['wall_s'])} s with the "
         f"process start; {number(s['orchestration_s'])} s between components; {number(s['events_per_s'])} plays/s "
         f"end to end. Slowest: **{s['slowest_component']}** ({number(100 * s['slowest_share'], 2)}% of the run). "
-        f"Settings: {s['settings']}.",
+        f"Settings: {s['settings']}." if not s.get("given_root") else
+        f"The newest run in {s['root']} (--pipeline-root): not run by this command, so no wall time or settings.",
     ])
 
 

@@ -74,7 +74,7 @@ REQUIRED: dict[str, tuple[tuple[str, str], ...]] = {
         ("version_swap.answers_by_version.2", "positive"),
     ),
     "pipeline": (
-        ("plays", "positive"), ("wall_s", "positive"), ("mlmd_span_s", "positive"), ("events_per_s", "positive"),
+        ("plays", "positive"), ("wall_s", "ratio_or_null"), ("mlmd_span_s", "positive"), ("events_per_s", "positive"),
         ("components", "nonempty"), ("components.*.seconds", "finite"), ("components.*.share_of_run", "unit"),
         ("slowest_component", "present"), ("slowest_share", "unit"),
     ),

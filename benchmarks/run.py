@@ -1,7 +1,7 @@
 """Side-by-side benchmarks of labelling, training, retrieval, serving and the pipeline (issue 8).
 
     python -m benchmarks.run --out DIR [--quick | --tiny] [--sections labelling,retrieval,...]
-                             [--size KEY=VALUE ...] [--model-dir DIR] [--dry-run]
+                             [--size KEY=VALUE ...] [--model-dir DIR] [--pipeline-root ROOT] [--dry-run]
 
 Writes DIR/results.json (versions, CPU flags, threads, sizes, seeds, raw numbers per section) and
 DIR/RESULTS.md (tables; every figure a ratio against the obvious alternative measured in the same run).
@@ -14,8 +14,10 @@ Sections, in run order:
   serving    gRPC server closed loop (1-8 clients) vs in-process; first request with/without warm-up; version swap
   pipeline   pipeline.local_runner end to end, per component (MLMD)
 The training and serving sections share one pipeline run on a simulated log (with the pipeline section too
-when the logs are the same, as in --quick). A section that fails fails the run (exit 1) after the other
-sections ran and the partial results were written.
+when the logs are the same, as in --quick). --pipeline-root re-measures a finished run instead: those three
+sections use the newest run under that `pipeline.local_runner --root` (its Transform output, its export, its
+MLMD timings) and nothing is simulated or run again. A section that fails fails the run (exit 1) after the
+other sections ran and the partial results were written.
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ from benchmarks import estimate, machine, report, results  # noqa: E402
 from benchmarks.measure import load_average  # noqa: E402
 from benchmarks.pipeline_runs import PipelineRuns  # noqa: E402
 from benchmarks.settings import PROFILES, RESULTS_JSON, RESULTS_MD, SECTIONS, Profile, with_overrides  # noqa: E402
+from pipeline.configs import METADATA_FILE  # noqa: E402
 from harness.progress import Progress  # noqa: E402
 from harness.versions import versions  # noqa: E402
 from reports.json_safe import json_safe  # noqa: E402
@@ -74,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-dir", type=pathlib.Path, default=None,
                         help="serve this pushed SavedModel version folder in the serving section instead of the "
                              "model run's export")
+    parser.add_argument("--pipeline-root", type=pathlib.Path, default=None, metavar="ROOT",
+                        help="a finished `python -m pipeline.local_runner --root ROOT` run: the training, serving "
+                             "and pipeline sections use its newest run instead of simulating a log and running "
+                             "the pipeline (the model_* and pipeline_* sizes are then unused)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and the expected time, then stop")
     return parser
 
@@ -129,8 +136,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error(str(error))
     if args.model_dir is not None and not (args.model_dir / "saved_model.pb").is_file():
         parser.error(f"--model-dir {args.model_dir} is not a SavedModel version folder (no saved_model.pb)")
+    if args.pipeline_root is not None and not (args.pipeline_root / METADATA_FILE).is_file():
+        parser.error(f"--pipeline-root {args.pipeline_root} holds no pipeline run (no {METADATA_FILE})")
     say = Progress("bench")
-    expected = estimate.section_seconds(profile, args.sections, args.model_dir is not None)
+    expected = estimate.section_seconds(profile, args.sections, args.model_dir is not None,
+                                        args.pipeline_root is not None)
     say(f"{profile.name} run of {', '.join(args.sections)} -> {args.out}")
     say("expected: " + ", ".join(f"{name} ~{seconds / 60:.1f} min" for name, seconds in expected.items())
         + f"; total ~{sum(expected.values()) / 60:.0f} min on an idle 2-core machine (load now {load_average()})")
@@ -146,13 +156,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "threads": {"cpu_count": os.cpu_count(), "labelling_workers": profile.workers,
                     "retrieval_threads": profile.threads, "serving_clients": profile.clients},
         "sizes": dataclasses.asdict(profile), "size_overrides": list(args.sizes),
+        "pipeline_root": None if args.pipeline_root is None else str(args.pipeline_root.resolve()),
         "seeds": {"simulation": profile.seed, "training": training_seeds(profile),
                   "retrieval": {"centres": profile.seed, "queries": profile.seed + 1, "catalog": profile.seed + 2}},
         "sections_requested": list(args.sections),
         "sections": {}, "durations_s": {}, "expected_s": sum(expected.values()), "expected_by_section_s": expected,
         "wall_s": 0.0, "complete": False, "errors": {},
     }
-    runs = PipelineRuns(args.out, say)
+    runs = PipelineRuns(args.out, say, args.pipeline_root)
     began = time.perf_counter()
     for index, name in enumerate(args.sections, 1):
         say(f"[{index}/{len(args.sections)}] {name}: start (expected ~{expected[name] / 60:.1f} min)")
@@ -181,12 +192,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for name, text in document["errors"].items():
             print(f"error in {name}:\n{text}", file=sys.stderr)
         return 1
-    if profile.name == "full" and not args.sizes and args.sections == SECTIONS and args.model_dir is None:
+    if (profile.name == "full" and not args.sizes and args.sections == SECTIONS and args.model_dir is None
+            and args.pipeline_root is None):
         shutil.copyfile(args.out / RESULTS_MD, REPO_RESULTS)
         say(f"refreshed {REPO_RESULTS}")
     else:
         say(f"{REPO_RESULTS.name} in the repository left as it is (only a complete full run of every section "
-            "with default sizes rewrites it)")
+            "with default sizes and its own pipeline runs rewrites it)")
     return 0
 
 

@@ -137,7 +137,7 @@ def run(profile: Profile, runs: PipelineRuns, out: pathlib.Path, say: Callable[[
     weights = [f"{weight:g}" for weight in profile.hard_weights]
     return {
         "model_run": str(model_run.root),
-        "simulator_preset": model_run.spec.preset,
+        "simulator_preset": model_run.spec.preset if model_run.spec else None,
         "train_examples": int(stats["examples"]["train"]),
         "eval_examples": int(stats["examples"]["eval"]),
         "training_params": dataclasses.asdict(base),

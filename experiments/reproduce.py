@@ -3,7 +3,8 @@
     python -m experiments.reproduce --data DIR --out DIR [--quick] [--seeds N] [--set KEY=VALUE ...]
 
 Every variant is this project's own pipeline with other settings (never a copy of the model):
-  base run        the TFX pipeline over --data with the settings given (OUT/runs/base); the models below
+  base run        the TFX pipeline over --data with the settings given (OUT/runs/base), only its Trainer and
+                  what the Trainer reads (every run here: the models are judged in this process); the models below
                   are judged on THIS run's test split, so the numbers compare.
   1 hard negatives   Trainer variants on the base run's Transform output, per seed: random negatives only
                   vs random + the listener's real skips/dislikes; test accuracy and time to the
@@ -47,6 +48,7 @@ from harness.progress import Progress  # noqa: E402
 from harness.versions import versions  # noqa: E402
 from models.params import NEGATIVE_LOSSES  # noqa: E402
 from pipeline import configs, run_outputs  # noqa: E402
+from pipeline.pipeline import TRAINER_ID  # noqa: E402
 from reports.json_safe import json_safe  # noqa: E402
 from schema import contract, span_folders  # noqa: E402
 
@@ -272,20 +274,28 @@ def fraction_name(fraction: float) -> str:
     return f"feedback-{fraction:g}"
 
 
+LAST_COMPONENT = TRAINER_ID
+"""Each experiment run is TFX's partial run to the Trainer: the Trainer and the components it reads from. The
+experiments judge every model here, on the base run's test split, and read only FeedbackLabeler's stats, so
+StatisticsGen, ExampleValidator, the RetrievalEvaluator, ServingExporter and Pushers would be work for nothing."""
+
+
 def pipeline_jobs(plan: Plan) -> tuple[list[tuple[str, PipelineJob]], list[tuple[str, PipelineJob]]]:
-    """Two lanes of (section, job): the base root's runs in order, and the feedback copies' runs."""
+    """Two lanes of (section, job): the base root's runs in order, and the feedback copies' runs; each up to
+    LAST_COMPONENT."""
     runs, logs = plan.out / "runs", plan.out / "logs"
     base_root = runs / BASE
-    lane_a = [("base_run", PipelineJob(BASE, plan.data, base_root, plan.config, logs / f"{BASE}.log"))]
+    stop = (LAST_COMPONENT,)
+    lane_a = [("base_run", PipelineJob(BASE, plan.data, base_root, plan.config, logs / f"{BASE}.log", stop))]
     for policy in plan.policy_runs:
         name = f"input-{policy}"
         config = dataclasses.replace(plan.config, input_policy=policy)
-        lane_a.append(("input_policies", PipelineJob(name, plan.data, base_root, config, logs / f"{name}.log")))
+        lane_a.append(("input_policies", PipelineJob(name, plan.data, base_root, config, logs / f"{name}.log", stop)))
     lane_b = []
     for fraction in plan.fraction_runs:
         name = fraction_name(fraction)
         lane_b.append(("feedback_proportions", PipelineJob(
-            name, plan.out / "data" / name, runs / name, plan.config, logs / f"{name}.log")))
+            name, plan.out / "data" / name, runs / name, plan.config, logs / f"{name}.log", stop)))
     return lane_a, lane_b
 
 

@@ -17,7 +17,7 @@ from pipeline.library_logs import output_to
 
 @dataclasses.dataclass(frozen=True)
 class PipelineJob:
-    """One pipeline run: a log, a root (shared roots reuse cached steps), the settings, a log file."""
+    """One pipeline run: a log, a root (shared roots reuse cached steps), the settings, a log file, where to stop."""
 
     name: str
     data_dir: pathlib.Path
@@ -25,6 +25,8 @@ class PipelineJob:
     config: Any
     """pipeline.configs.PipelineConfig (picklable: it crosses into the child process)."""
     log_path: pathlib.Path
+    to_nodes: tuple[str, ...] = ()
+    """Component ids to stop at (local_runner.run's partial run); empty runs the whole pipeline."""
 
 
 def run_pipeline_job(job: PipelineJob) -> Any:
@@ -34,7 +36,7 @@ def run_pipeline_job(job: PipelineJob) -> Any:
     from pipeline import local_runner  # here, so the parent process needs no TensorFlow to plan jobs
 
     with output_to(job.log_path):
-        return local_runner.run(job.data_dir, job.root, job.config)
+        return local_runner.run(job.data_dir, job.root, job.config, to_nodes=job.to_nodes)
 
 
 def spawn_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:

@@ -57,11 +57,15 @@ def run(
     root: pathlib.Path,
     config: configs.PipelineConfig,
     extra_beam_args: Sequence[str] = (),
+    to_nodes: Sequence[str] = (),
 ) -> RunResult:
-    """Runs the pipeline to completion (raises if any component fails) and reads back what it wrote."""
-    from tfx import v1 as tfx
+    """Runs the pipeline to completion (raises if any component fails) and reads back what it wrote.
 
-    from pipeline import run_outputs
+    `to_nodes`: component ids to stop at (TFX's partial run: they and everything upstream of them run, nothing
+    downstream); empty runs every component."""
+    from tfx import v1 as tfx
+    from tfx.orchestration.pipeline import RunOptions
+
     from pipeline.pipeline import create_pipeline
 
     if not data_root.is_dir():
@@ -80,13 +84,22 @@ def run(
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(str(metadata_path)),
         beam_pipeline_args=config.beam_pipeline_args(extra_beam_args),
     )
-    tfx.orchestration.LocalDagRunner().run(pipeline)
-    store = run_outputs.sqlite_store(metadata_path)
+    tfx.orchestration.LocalDagRunner().run(pipeline, run_options=RunOptions(to_nodes=list(to_nodes)) if to_nodes
+                                           else None)
+    return read_result(root)
+
+
+def read_result(root: pathlib.Path) -> RunResult:
+    """What the newest run under `root` (a `run` root) wrote, read back from its MLMD store: how `run` reports a
+    run it just made, and how the benchmarks re-measure a finished run without running it again."""
+    from pipeline import run_outputs
+
+    store = run_outputs.sqlite_store(root / configs.METADATA_FILE)  # FileNotFoundError when no run wrote one
     outputs = run_outputs.latest_run_outputs(store)
     anomalies: list[run_outputs.Anomaly] = []
     for uri in outputs.get("ExampleValidator", {}).get("anomalies", []):
         anomalies.extend(run_outputs.read_anomalies(uri))
-    return RunResult(outputs, anomalies, run_outputs.pushed_destinations(store, outputs), serving_base,
+    return RunResult(outputs, anomalies, run_outputs.pushed_destinations(store, outputs), root / configs.SERVING_DIR,
                      run_outputs.latest_run_states(store), example_gen_spans(store, outputs))
 
 

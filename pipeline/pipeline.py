@@ -26,6 +26,7 @@ EXAMPLE_GEN_ID = "ExampleGen"
 PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
 RUN_FN = "models.trainer.run_fn"
 BASELINE_RESOLVER_ID = "latest_blessed_model_resolver"
+TRAINER_ID = "Trainer"
 PUSHER_IDS = {serving_export.SCANN: "ScannPusher", serving_export.BRUTE_FORCE: "BruteForcePusher"}
 
 
@@ -129,7 +130,7 @@ def create_pipeline(
         eval_args=tfx.proto.EvalArgs(splits=[contract.EVAL]),
         custom_config=dataclasses.asdict(config.training_params()),
         base_model=baseline_resolver.outputs["model"] if config.warm_start else None,
-    )
+    ).with_id(TRAINER_ID)
     evaluator = RetrievalEvaluator(
         model=trainer.outputs["model"],
         model_run=trainer.outputs["model_run"],

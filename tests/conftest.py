@@ -79,8 +79,8 @@ PIPELINE_FIXTURES = frozenset({"trained_pipeline", "hand_log_run"})
 """Fixtures that run a real pipeline: a test using one must carry the `pipeline` marker, which `make check` leaves out."""
 
 
-LONGEST_GROUPS_FIRST = ("trained_pipeline", "test_experiments.py", "test_scheduled_runs.py", "test_benchmarks.py",
-                        "hand_log_run", "test_pipeline_stage.py")
+LONGEST_GROUPS_FIRST = ("trained_pipeline", "test_experiments.py", "test_scheduled_runs.py", "hand_log_run",
+                        "test_pipeline_stage.py")
 """Work groups that take minutes, longest first (measured on an idle 2-core machine): under `pytest -n 2 --dist
 loadgroup --no-loadscope-reorder` (the Makefile) they start first, so the two workers end at about the same time.
 Every other group follows in collection order."""

@@ -9,6 +9,7 @@ import dataclasses
 import json
 import math
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -17,6 +18,7 @@ import pytest
 
 from benchmarks import ann_metrics, estimate, pandas_labelling, report, results, settings
 from components.feedback_labeler import sequences
+from listening_logs import simulate
 from pipeline import configs
 from reports.json_safe import json_safe
 from schema import contract
@@ -155,7 +157,7 @@ def test_pandas_quarantine_reasons_follow_validate_row():
 def test_pandas_reference_agrees_with_the_beam_labeller(tmp_path):
     """Every count of feedback_stats.json, on a small simulated log, from the real executor."""
     from benchmarks import labeler
-    from listening_logs import simulate, spans
+    from listening_logs import spans
 
     frame = simulate.generate(simulate.SimulationConfig(users=50, tracks=400, events=2500, days=3, seed=4)).frame()
     labeler.write_examples(frame, tmp_path / labeler.EXAMPLES_DIRNAME / f"Split-{labeler.SPLIT}", shards=2)
@@ -202,6 +204,16 @@ def test_completeness_rules_catch_missing_and_broken_numbers():
     assert len(found) == 3
 
 
+def test_a_pipeline_root_without_a_run_is_a_usage_error(tmp_path, capsys):
+    from benchmarks import run
+
+    with pytest.raises(SystemExit) as exit_info:
+        run.main(["--tiny", "--out", str(tmp_path / "out"), "--pipeline-root", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert f"--pipeline-root {tmp_path} holds no pipeline run" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_numbers_in_the_report_read_well():
     assert report.number(1234567.8) == "1,234,568"
     assert report.number(0.012345) == "0.0123"
@@ -216,13 +228,15 @@ SECTION_HEADINGS = ("## Headlines", "## 1. Labelling", "## 2. Training", "## 3. 
 
 
 @pytest.mark.pipeline
-def test_tiny_benchmark_run_writes_complete_results(tmp_path):
-    """Every section at tiny sizes through the CLI; results.json complete, RESULTS.md with each section's
+def test_tiny_benchmark_run_writes_complete_results(tmp_path, trained_pipeline):
+    """Every section at tiny sizes through the CLI, re-measuring the shared trained pipeline's run
+    (--pipeline-root: nothing simulated or run again); results.json complete, RESULTS.md with each section's
     tables, and the repository's benchmarks/RESULTS.md untouched."""
     repo_results = REPO_ROOT / "benchmarks" / settings.RESULTS_MD
     before = repo_results.stat().st_mtime_ns if repo_results.exists() else None
     out = tmp_path / "bench"
-    process = subprocess.run([sys.executable, "-m", "benchmarks.run", "--tiny", "--out", str(out)], cwd=REPO_ROOT,
+    process = subprocess.run([sys.executable, "-m", "benchmarks.run", "--tiny", "--out", str(out),
+                              "--pipeline-root", str(trained_pipeline.root)], cwd=REPO_ROOT,
                              capture_output=True, text=True, timeout=SMOKE_TIMEOUT_S,
                              env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     assert process.returncode == 0, process.stderr[-6000:]
@@ -231,6 +245,13 @@ def test_tiny_benchmark_run_writes_complete_results(tmp_path):
     assert results.problems(document) == []
     assert document["complete"] is True and document["errors"] == {}
     assert document["profile"] == "tiny" and document["quick"] is True
+    # the given run served the training, serving and pipeline sections; no run of the benchmark's own
+    root = trained_pipeline.root.resolve()
+    assert document["pipeline_root"] == str(root) and not (out / "pipeline-runs").exists()
+    assert document["sections"]["training"]["model_run"] == str(trained_pipeline.root)
+    assert pathlib.Path(document["sections"]["serving"]["model_dir"]).resolve().is_relative_to(root)
+    simulated = json.loads((trained_pipeline.data / simulate.SUMMARY_FILENAME).read_text())["events"]
+    assert document["sections"]["pipeline"]["plays"] == simulated and document["sections"]["pipeline"]["given_root"]
     assert set(document["sections"]) == set(settings.SECTIONS)
     assert document["machine"]["cpu"]["flags"] and document["versions"]["tensorflow"]
     assert document["threads"]["retrieval_threads"] == [1, 2] and document["seeds"]["training"]

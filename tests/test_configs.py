@@ -34,6 +34,24 @@ def test_direct_runs_skip_tfxs_per_executor_package_build_and_other_runners_keep
     assert not set(configs.IN_PROCESS_WORKER_ARGS) & set(portable)
 
 
+def test_direct_runs_never_try_the_prism_runner_which_downloads_a_binary(caplog):
+    """Beam's DirectRunner tries Prism first (a download from the internet at run time); our args skip it and the
+    stage still runs, with its options, on the FnApiRunner."""
+    import logging
+
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.testing.util import assert_that, equal_to
+
+    caplog.set_level(logging.INFO, logger="apache_beam")
+    args = configs.PipelineConfig().beam_pipeline_args()
+    with beam.Pipeline(options=PipelineOptions(args)) as pipeline:
+        assert_that(pipeline | beam.Create([1, 2, 3]) | beam.Map(lambda x: x * 2), equal_to([2, 4, 6]))
+    messages = [record.getMessage() for record in caplog.records]
+    assert not [message for message in messages if "Prism" in message], messages
+    assert type(pipeline.runner).__name__ == "SwitchingDirectRunner"
+
+
 @pytest.mark.parametrize(
     "assignment, message",
     [

@@ -57,7 +57,8 @@ def test_span_range_reads_every_span_into_the_events_split(trained_pipeline):
 def test_latest_parquet_span_with_out_of_domain_feedback_fails_on_request(tmp_path):
     """One run as a user runs it (a process of its own) covers three things: spans=latest reads only the newest
     span, anomalies in a Parquet log stop the exit status with fail_on_anomalies, and the libraries' log lines
-    go to ROOT/library.log instead of the terminal."""
+    go to ROOT/library.log instead of the terminal (where Beam's stages show no Prism runner attempt: see
+    configs.IN_PROCESS_WORKER_ARGS)."""
     log = random_log(900, days=3, seed=3)  # ~300 plays in the newest span, as in the tests this one replaced
     newest_day = log[contract.TIMESTAMP_MS] // spans.DAY_MS == (log[contract.TIMESTAMP_MS] // spans.DAY_MS).max()
     log.loc[log.index[newest_day][:5], contract.FEEDBACK] = "meh"
@@ -80,6 +81,7 @@ def test_latest_parquet_span_with_out_of_domain_feedback_fails_on_request(tmp_pa
     assert done.stderr.strip() == "error: anomalies found and fail_on_anomalies is set", done.stderr[-3000:]
     library_log = (tmp_path / "root" / library_logs.LOG_FILE).read_text()
     assert "absl" in library_log and "tfx" in library_log, library_log[-3000:]
+    assert "apache_beam.runners" in library_log and "Prism" not in library_log  # Beam ran, and tried no download
     assert str(tmp_path / "root" / library_logs.LOG_FILE) in done.stdout
 
 
