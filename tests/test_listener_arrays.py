@@ -101,3 +101,16 @@ def test_a_group_sorted_by_arrow_is_in_the_reference_order():
                         (contract.LABELS[i] for i in got.column("label").to_pylist())))
     assert got_rows == sorted((user, *play) for user, play in rows)
     assert len({row[1:4] for row in got_rows}) < len(got_rows)  # ties on (timestamp, track, station) were sorted
+
+
+def test_listener_groups_grow_with_the_input_so_a_group_stays_bounded():
+    from components.feedback_labeler import batch_steps
+
+    per_group = batch_steps.INPUT_BYTES_PER_GROUP
+    assert batch_steps.listener_groups(0) == batch_steps.MIN_LISTENER_GROUPS
+    assert batch_steps.listener_groups(33 * 2**20) == batch_steps.MIN_LISTENER_GROUPS  # the 1M-play log
+    assert batch_steps.listener_groups(100 * per_group + 1) == 101
+    assert batch_steps.listener_groups(1000 * per_group) == 1000  # ~a billion plays: ~a million per group
+    groups = {batch_steps.listener_group(f"user-{i}", 101) for i in range(5000)}
+    assert groups == set(range(101))
+    assert batch_steps.listener_group("u1", 101) == batch_steps.listener_group("u1", 101)

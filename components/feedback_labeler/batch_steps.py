@@ -48,17 +48,26 @@ FILE_PREFIX = "data_tfrecord"
 STAGING_DIR = ".staging"
 """Folder of the labelled Examples artifact where files are written before `place_files`; removed after."""
 
-LISTENER_GROUPS = 64
-"""Listeners are hashed into this many groups: the shuffle moves one record per (group, batch), not one per
-(listener, batch), and each group's plays stay Arrow columns (compact in memory, moved as IPC bytes)."""
+MIN_LISTENER_GROUPS = 64
+"""Listeners are hashed into at least this many groups: the shuffle moves one record per (group, batch), not
+one per (listener, batch), and each group's plays stay Arrow columns (compact in memory, moved as IPC bytes)."""
+INPUT_BYTES_PER_GROUP = 32 * 2**20
+"""Above MIN_LISTENER_GROUPS, one more group per this many bytes of ExampleGen's GZIP files (the 1M-play log's
+are 33 MB), so a group, whose kept plays sit in one worker's memory while it is built, holds about a million
+plays at most whatever the size of the log."""
+
+
+def listener_groups(input_bytes: int) -> int:
+    """How many listener groups a log of `input_bytes` (ExampleGen's files) is spread over."""
+    return max(MIN_LISTENER_GROUPS, -(-int(input_bytes) // INPUT_BYTES_PER_GROUP))
 PLAYS = pa.schema([("user", pa.large_string()), ("timestamp", pa.int64()), ("track", pa.large_string()),
                    ("station", pa.large_string()), ("label", pa.int8())])
 """The valid plays of a group of listeners as they cross the shuffle (label: `contract.LABEL_IDS`)."""
 
 
-def listener_group(user: str) -> int:
-    """A listener's group: stable across processes and runs (unlike Python's salted `hash`)."""
-    return zlib.crc32(user.encode("utf-8")) % LISTENER_GROUPS
+def listener_group(user: str, groups: int) -> int:
+    """A listener's group among `groups`: stable across processes and runs (unlike Python's salted `hash`)."""
+    return zlib.crc32(user.encode("utf-8")) % groups
 
 
 class LabelFile(beam.DoFn):
@@ -74,9 +83,10 @@ class LabelFile(beam.DoFn):
     QUARANTINE = "quarantine"  # one Counter of reasons per batch
     SUMMARY = "summary"  # one (first_ms, last_ms, set of track ids) per batch with a valid play
 
-    def __init__(self, thresholds: contract.LabelThresholds, batch_size: int) -> None:
+    def __init__(self, thresholds: contract.LabelThresholds, batch_size: int, groups: int) -> None:
         self._thresholds = thresholds
         self._batch_size = batch_size
+        self._groups = groups
         self._decoder: Optional[Any] = None
 
     def setup(self) -> None:
@@ -129,7 +139,7 @@ class LabelFile(beam.DoFn):
             self.SUMMARY, (int(timestamps.min()), int(timestamps.max()), set(checked.track_id.tolist())))
         users = pa.array(checked.user_id, pa.large_string())
         encoded = users.dictionary_encode()
-        group_of_code = np.fromiter((listener_group(user) for user in encoded.dictionary.to_pylist()),
+        group_of_code = np.fromiter((listener_group(user, self._groups) for user in encoded.dictionary.to_pylist()),
                                     dtype=np.int64, count=len(encoded.dictionary))
         groups = group_of_code[encoded.indices.to_numpy()]
         order = np.argsort(groups, kind="stable")

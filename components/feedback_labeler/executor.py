@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import json
+import logging
 import os
 from typing import Any, Iterable
 
@@ -172,12 +173,14 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             files = sorted(path for pattern in patterns for path in tf.io.gfile.glob(pattern))
             if not files:
                 raise ValueError(f"input Examples at {examples.uri} has no files in splits {split_names}")
+            groups = batch_steps.listener_groups(sum(tf.io.gfile.stat(path).length for path in files))
+            logging.info("FeedbackLabeler: %d input files, %d listener groups", len(files), groups)
             labelled = (
                 pipeline
                 | "Files" >> beam.Create(files)
                 | "SpreadFiles" >> beam.Reshuffle()
                 | "LabelFiles" >> beam.ParDo(
-                    batch_steps.LabelFile(params.thresholds(), RECORDS_PER_BATCH)
+                    batch_steps.LabelFile(params.thresholds(), RECORDS_PER_BATCH, groups)
                 ).with_outputs(batch_steps.LabelFile.QUARANTINE, batch_steps.LabelFile.SUMMARY, main="blocks")
             )
             summary = labelled[batch_steps.LabelFile.SUMMARY] | "Summarize" >> beam.CombineGlobally(
