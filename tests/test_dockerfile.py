@@ -145,7 +145,7 @@ def test_requirements_installed_like_the_makefile() -> None:
     words = pip[0].split()
     assert "--no-deps" in words and "--no-cache-dir" in words
     assert words[words.index("-r") + 1] == "requirements.txt"
-    assert re.search(r"pip install --no-deps .*-r requirements\.txt", (REPO_ROOT / "Makefile").read_text())
+    assert re.search(r"uv pip install .*--no-deps .*-r requirements\.txt", (REPO_ROOT / "Makefile").read_text())
     assert "requirements.txt" in local_copies()
     hook = commands.index("python envsetup/install_hook.py")
     assert commands.index(pip[0]) < hook
