@@ -28,7 +28,6 @@ import grpc
 import numpy as np
 import tensorflow as tf
 from google.protobuf import message as protobuf_message
-from tensorflow.python.eager import context as eager_context
 from tensorflow.python.framework import op_def_registry
 from tensorflow.python.saved_model import loader_impl
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, model_pb2, prediction_log_pb2
@@ -80,15 +79,6 @@ def without_path(message: str, base_path: str) -> str:
 
 FlatCall = Callable[[list[tf.Tensor]], Sequence[tf.Tensor]]
 
-SINGLE_THREADED_EXECUTOR = "SINGLE_THREADED_EXECUTOR"
-"""TensorFlow's executor that runs a function's ops one after another in the calling thread. TF's default executor
-hands ready ops to its inter-op threads, so a one-row request hops threads several times per call and, with two
-calls at once, both graphs compete for the same pool; in the caller's thread (a gRPC worker, the GIL released)
-each request runs start to end on one core (docs/serving.md, "Where the time goes"). Same kernels, same answers."""
-_SINGLE_THREADED_REFUSAL = "Single-threaded executor does not support"
-"""How that executor refuses a graph (low-level control flow such as a lowered tf.cond or while loop), when the
-function is instantiated, before any op runs."""
-
 
 @dataclasses.dataclass(frozen=True)
 class Signature:
@@ -97,7 +87,7 @@ class Signature:
     `flat_call`, when the loaded function allows it, runs the signature's graph on input tensors in
     `input_order` and returns output tensors in `output_order`, skipping the structured-call layer (binding
     keyword arguments to the function type, re-resolving the captured variables) that costs ~0.35 ms per
-    request (docs/serving.md, "Where the time goes"), and on TensorFlow's single-threaded executor (`GraphCall`)."""
+    request (docs/serving.md, "Where the time goes")."""
 
     name: str
     function: Any
@@ -138,30 +128,11 @@ def flat_signature_call(function: Any, inputs: Mapping[str, tf.TensorSpec], outp
     captured = list(function.captured_inputs)
     if not all(isinstance(value, tf.Tensor) for value in captured):  # e.g. distributed variables
         return None
-    return input_order, output_order, GraphCall(inference, captured)
 
+    def call(tensors: list[tf.Tensor]) -> Sequence[tf.Tensor]:
+        return inference.call_flat(*tensors, *captured)
 
-class GraphCall:
-    """A loaded signature's graph function called on input tensors, on the single-threaded executor unless it
-    refused this graph (then on TensorFlow's default executor, from then on)."""
-
-    def __init__(self, inference: Any, captured: list[tf.Tensor]) -> None:
-        self._inference = inference
-        self._captured = captured  # resources (variables, tables), which do not change while the version is loaded
-        self.single_threaded = True
-
-    def __call__(self, tensors: list[tf.Tensor]) -> Sequence[tf.Tensor]:
-        if self.single_threaded:
-            try:
-                with eager_context.function_executor_type(SINGLE_THREADED_EXECUTOR):
-                    return self._inference.call_flat(*tensors, *self._captured)
-            except tf.errors.FailedPreconditionError as error:
-                if _SINGLE_THREADED_REFUSAL not in error.message:
-                    raise
-                self.single_threaded = False  # refused at instantiation: nothing ran, so running it again is safe
-                reason = next(line for line in error.message.splitlines() if _SINGLE_THREADED_REFUSAL in line)
-                logger.info("a signature runs on TensorFlow's default executor: %s", reason[:300])
-        return self._inference.call_flat(*tensors, *self._captured)
+    return input_order, output_order, call
 
 
 class Servable:

@@ -629,28 +629,7 @@ def test_signatures_are_called_straight_into_their_graph_with_the_same_answers(t
     for name, value in structured.items():
         assert direct[name].dtype == value.numpy().dtype and direct[name].tolist() == value.numpy().tolist(), name
     assert direct["total"].tolist() == [6.0, 15.5] and direct["tokens_seen"].tolist() == [2, 0]
-    assert signature.flat_call.single_threaded  # its ops ran in this thread, on TF's single-threaded executor
     # The direct call does not re-check shapes against the signature: decode_inputs did, for every request.
-
-
-def test_a_graph_the_single_threaded_executor_refuses_runs_on_the_default_one(tmp_path):
-    """A tf.cond on a tensor is lowered to Switch/Merge, which the single-threaded executor refuses; the same call
-    then runs on TensorFlow's default executor, for this and every later request, with the right answers."""
-    from serving import model_manager
-
-    class Branchy(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
-        def serve(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
-            return {"y": tf.cond(tf.reduce_sum(x) > 0, lambda: x * 2.0, lambda: x - 1.0)}
-
-    module = Branchy()
-    tf.saved_model.save(module, str(tmp_path / "1"), signatures={"serving_default": module.serve})
-    servable = model_manager.load_servable(MODEL, 1, str(tmp_path / "1"), ["serve"])
-    signature = servable.signature("serving_default")
-    assert signature.flat_call is not None and signature.flat_call.single_threaded
-    assert servable.run(signature, {"x": np.array([1.0, 2.5], np.float32)})["y"].tolist() == [2.0, 5.0]
-    assert not signature.flat_call.single_threaded
-    assert servable.run(signature, {"x": np.array([-3.0], np.float32)})["y"].tolist() == [-4.0]
 
 
 def test_string_outputs_encode_as_tf_serving_does():
