@@ -148,9 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--tensorflow_intra_op_parallelism", type=non_negative(int), default=0,
                         help="threads inside one op (default 0: TensorFlow chooses)")
     models.add_argument("--tensorflow_inter_op_parallelism", type=non_negative(int), default=0,
-                        help="ops run in parallel (default 0: TensorFlow chooses); signatures run on TensorFlow's "
-                             "single-threaded executor, which runs their ops in the request's own thread and not on "
-                             "this pool, unless it refuses the graph (docs/serving.md, 'Where the time goes')")
+                        help="ops run in parallel (default 0: TensorFlow chooses)")
     bool_flag(models, "--enable_onednn", False,
               "(this server) TensorFlow's oneDNN kernels; off as in TF Serving's stock build, because their per-op "
               "set-up dominates one-row requests (serving/runtime.py)")
