@@ -53,13 +53,9 @@ def three_day_log(tmp_path: pathlib.Path) -> tuple[pathlib.Path, dict[int, int]]
     return data, written
 
 
-TRAINED_SETTINGS = ["spans=1-7", "positive_policy=like+listen", "epochs=4", "patience=4", "num_random_negatives=32",
-                    "history_gains=signed"]
+TRAINED_SETTINGS = ["spans=1-7", "positive_policy=like+listen", "epochs=4", "patience=4", "num_random_negatives=32"]
 """like+listen gives ~19k training examples on the trained pipeline's log: enough for the towers to learn
-tastes, so comparisons with most-popular are about the model, not about luck in the order Beam wrote examples.
-history_gains=signed (docs/model-and-loss.md section 7): at the default ('off') this model's served response to a
-thumbs-down was nil (the disliked artist's top-10 share moved by -0.001 over 80 listeners), so the served
-responsiveness test could not tell a working request path from a broken one."""
+tastes, so comparisons with most-popular are about the model, not about luck in the order Beam wrote examples."""
 
 
 @dataclasses.dataclass(frozen=True)
