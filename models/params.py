@@ -31,6 +31,12 @@ POOL_ALL = "all"
 POOL_POSITIVES = "positives"
 HISTORY_POOLINGS: tuple[str, ...] = (POOL_ALL, POOL_POSITIVES)
 """Which history tokens the query tower averages after the transformer (models.towers.pooling_weights)."""
+DIRECT_OFF = "off"
+DIRECT_REJECTIONS = "rejections"
+DIRECT_ALL = "all"
+DIRECT_FEEDBACK: tuple[str, ...] = (DIRECT_OFF, DIRECT_REJECTIONS, DIRECT_ALL)
+"""Which feedback types also reach the query directly, as a learned multiple of the mean candidate vector of the
+history tracks with that type (models.towers.direct_feedback_vector): none, skips and dislikes, or every type."""
 DEFAULT_STRATEGY = "default"
 MIRRORED_STRATEGY = "mirrored"
 MULTI_WORKER_STRATEGY = "multi_worker_mirrored"
@@ -53,6 +59,7 @@ class TrainingParams:
     item_bias_prior_scale: float
     history_gains: str
     history_pooling: str
+    direct_feedback: str
     negative_loss_on_bias: bool
     temperature: float
     embedding_dim: int
@@ -79,6 +86,8 @@ class TrainingParams:
             raise ValueError(f"history_gains must be one of {HISTORY_GAINS}, got {self.history_gains!r}")
         if self.history_pooling not in HISTORY_POOLINGS:
             raise ValueError(f"history_pooling must be one of {HISTORY_POOLINGS}, got {self.history_pooling!r}")
+        if self.direct_feedback not in DIRECT_FEEDBACK:
+            raise ValueError(f"direct_feedback must be one of {DIRECT_FEEDBACK}, got {self.direct_feedback!r}")
         if self.early_stopping not in EARLY_STOPPING_RULES:
             raise ValueError(f"early_stopping must be one of {EARLY_STOPPING_RULES}, got {self.early_stopping!r}")
         if self.distribution_strategy not in STRATEGIES:

@@ -12,7 +12,8 @@ import numpy as np
 import tensorflow as tf
 
 from models import features
-from models.params import HISTORY_GAIN_STARTS, HISTORY_GAINS_OFF, POOL_ALL, POOL_POSITIVES
+from models.params import (DIRECT_ALL, DIRECT_OFF, DIRECT_REJECTIONS, HISTORY_GAIN_STARTS, HISTORY_GAINS_OFF, POOL_ALL,
+                           POOL_POSITIVES)
 from schema import contract
 
 
@@ -32,6 +33,8 @@ class TowerConfig:
     history_gains: str = HISTORY_GAINS_OFF
     """'off', or where a learned per-feedback-type gain on history tokens' track embeddings starts for skips
     and dislikes (models.params.HISTORY_GAIN_STARTS); likes and listens start at +1 (`label_gains_start`)."""
+    direct_feedback: str = DIRECT_OFF
+    """Which feedback types also reach the query directly (`direct_feedback_vector`)."""
 
     @property
     def output_dim(self) -> int:
@@ -94,6 +97,51 @@ def pooling_weights(mask: tf.Tensor, label_ids: tf.Tensor, pooling: str) -> tf.T
     return tf.cast(tf.where(has_positive, positive, mask), tf.float32)
 
 
+def direct_feedback_labels(direct_feedback: str) -> np.ndarray:
+    """[NUM_LABELS] 1/0: the feedback types whose history tracks reach the query directly."""
+    if direct_feedback not in (DIRECT_OFF, DIRECT_REJECTIONS, DIRECT_ALL):
+        raise ValueError(f"direct_feedback must be one of {(DIRECT_OFF, DIRECT_REJECTIONS, DIRECT_ALL)}, "
+                         f"got {direct_feedback!r}")
+    return np.array([direct_feedback == DIRECT_ALL or (direct_feedback == DIRECT_REJECTIONS
+                                                       and label in contract.NEGATIVE_LABELS)
+                     for label in contract.LABELS], dtype=np.float32)
+
+
+class RejectionsRepel(tf.keras.constraints.Constraint):
+    """Keeps the direct weights of skips and dislikes at or below 0 after every update (likes and listens are free).
+
+    A rejection may only push the query away from the rejected track, never toward it: without this, a model
+    trained without real negatives in its loss learns positive rejection weights (a skip says "this region"
+    more than "not this"), and a thumbs-down would then bring more of the same artist.
+    """
+
+    def __init__(self, rejection: np.ndarray) -> None:
+        self._rejection = tf.constant(np.asarray(rejection, dtype=bool))
+
+    def __call__(self, weights: tf.Tensor) -> tf.Tensor:
+        return tf.where(self._rejection, tf.minimum(weights, 0.0), weights)
+
+
+REJECTION_LABEL_IDS = np.array([label in contract.NEGATIVE_LABELS for label in contract.LABELS])
+"""Per label id: True for skips and dislikes."""
+
+
+def direct_feedback_vector(candidates: tf.Tensor, mask: tf.Tensor, label_ids: tf.Tensor,
+                           weights: tf.Tensor) -> tf.Tensor:
+    """[B, D]: sum over feedback types of weights[type] x the mean candidate vector of the history tracks of that type.
+
+    candidates [B, L, D] are the history tracks as the candidate tower sees them, so the term's contribution to a
+    score is weights[type] x the candidate's mean cosine to those tracks: with a negative weight for dislikes, every
+    track like the one just disliked scores lower on the next request. A dot product with the query still scores
+    everything, so ScaNN serves it unchanged. A type absent from a history adds nothing.
+    """
+    one_hot = (tf.one_hot(tf.maximum(label_ids, 0), features.NUM_LABELS, dtype=candidates.dtype)
+               * tf.cast(mask, candidates.dtype)[:, :, None])
+    counts = tf.reduce_sum(one_hot, axis=1)  # [B, NUM_LABELS]
+    means = tf.einsum("bln,bld->bnd", one_hot, candidates) / tf.maximum(counts, 1.0)[:, :, None]
+    return tf.einsum("bnd,n->bd", means, weights)
+
+
 def recency_positions(mask: tf.Tensor) -> tf.Tensor:
     """0 for the newest real token, 1 for the one before...; histories are left-aligned, oldest first."""
     lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1, keepdims=True)
@@ -104,10 +152,20 @@ def recency_positions(mask: tf.Tensor) -> tf.Tensor:
 class QueryTower(tf.keras.Model):
     """History tokens (track + feedback type + recency) -> transformer -> masked mean (+ station) -> unit vector."""
 
-    def __init__(self, config: TowerConfig, track_embedding: tf.keras.layers.Embedding, **kwargs) -> None:
+    def __init__(self, config: TowerConfig, track_embedding: tf.keras.layers.Embedding,
+                 candidate_projection: Optional[tf.keras.layers.Dense] = None, **kwargs) -> None:
+        """candidate_projection: the candidate tower's projection, needed when config.direct_feedback is not 'off'."""
         super().__init__(**kwargs)
         self._config = config
         self._track_embedding = track_embedding
+        self._direct_labels = direct_feedback_labels(config.direct_feedback)
+        if config.direct_feedback != DIRECT_OFF and candidate_projection is None:
+            raise ValueError("direct_feedback needs the candidate tower's projection; build the towers with build_towers")
+        self._candidate_projection = candidate_projection if config.direct_feedback != DIRECT_OFF else None
+        self._direct_weights = (self.add_weight(name="direct_feedback_weights", shape=(features.NUM_LABELS,),
+                                                initializer="zeros", trainable=True,
+                                                constraint=RejectionsRepel(REJECTION_LABEL_IDS))
+                                if self._candidate_projection is not None else None)
         self._label_embedding = tf.keras.layers.Embedding(features.NUM_LABELS, config.embedding_dim)
         self._label_gain = (tf.keras.layers.Embedding(
             features.NUM_LABELS, config.embedding_dim, name="label_gain",
@@ -138,6 +196,12 @@ class QueryTower(tf.keras.Model):
         """The station embedding table [num_station_ids, D]."""
         return self._station_embedding.embeddings
 
+    @property
+    def direct_feedback_weights(self) -> "tf.Variable | None":
+        """[NUM_LABELS] learned weight of each feedback type's direct term (None with direct_feedback 'off');
+        types outside the setting's set are held at 0."""
+        return self._direct_weights
+
     def label_embeddings(self) -> np.ndarray:
         """The feedback-type table [NUM_LABELS, D]: row i is contract.LABELS[i]."""
         return self._label_embedding.embeddings.numpy()
@@ -163,6 +227,10 @@ class QueryTower(tf.keras.Model):
         )
         query = pooled + self._station_embedding(inputs[features.STATION_ID_XF])
         unit = tf.math.l2_normalize(self._projection(query), axis=-1)
+        if self._direct_weights is not None:
+            candidates = tf.math.l2_normalize(self._candidate_projection(self._track_embedding(track_ids)), axis=-1)
+            unit = unit + direct_feedback_vector(candidates, mask, label_ids,
+                                                 self._direct_weights * tf.constant(self._direct_labels))
         if not self._config.item_bias:
             return unit
         return tf.concat([unit, tf.ones_like(unit[:, :1])], axis=-1)
@@ -178,11 +246,13 @@ class CandidateTower(tf.keras.Model):
     """
 
     def __init__(self, config: TowerConfig, track_embedding: tf.keras.layers.Embedding,
-                 bias_prior: Optional[np.ndarray] = None, **kwargs) -> None:
-        """bias_prior [num_track_ids]: where each track's bias starts (zeros when None)."""
+                 bias_prior: Optional[np.ndarray] = None, projection: Optional[tf.keras.layers.Dense] = None,
+                 **kwargs) -> None:
+        """bias_prior [num_track_ids]: where each track's bias starts (zeros when None); projection: a Dense layer
+        to share with the query tower's direct feedback term (a new one when None)."""
         super().__init__(**kwargs)
         self._track_embedding = track_embedding
-        self._projection = tf.keras.layers.Dense(config.embedding_dim)
+        self._projection = projection or tf.keras.layers.Dense(config.embedding_dim)
         initializer: Any = "zeros"
         if bias_prior is not None:
             if np.shape(bias_prior) != (config.num_track_ids,):
@@ -207,8 +277,10 @@ class CandidateTower(tf.keras.Model):
 def build_towers(config: TowerConfig, bias_prior: Optional[np.ndarray] = None) -> tuple[QueryTower, CandidateTower]:
     """The two towers over one shared track table; bias_prior only matters with config.item_bias."""
     track_embedding = tf.keras.layers.Embedding(config.num_track_ids, config.embedding_dim, name="track_embedding")
-    return QueryTower(config, track_embedding, name="query_tower"), CandidateTower(
-        config, track_embedding, bias_prior, name="candidate_tower"
+    candidate_projection = tf.keras.layers.Dense(config.embedding_dim)
+    shared = candidate_projection if config.direct_feedback != DIRECT_OFF else None
+    return QueryTower(config, track_embedding, shared, name="query_tower"), CandidateTower(
+        config, track_embedding, bias_prior, candidate_projection, name="candidate_tower"
     )
 
 

@@ -281,6 +281,7 @@ def train(fn_args, params: TrainingParams, strategy: Optional[tf.distribute.Stra
         item_bias=params.item_bias,
         history_gains=params.history_gains,
         history_pooling=params.history_pooling,
+        direct_feedback=params.direct_feedback,
     )
 
     def dataset(files: list[str], shuffle: bool) -> tf.data.Dataset:

@@ -125,6 +125,11 @@ class PipelineConfig:
     gain of skips and dislikes starts: 'signed' (-1: a rejection pulls the query away from the track), 'zero'
     (0: it says only that something was rejected), 'learned' (+1); likes and listens start at +1
     (docs/model-and-loss.md)."""
+    direct_feedback: str = "off"
+    """Feedback types whose history tracks also move the query directly, bypassing the transformer: 'off',
+    'rejections' (skips and dislikes) or 'all'. Per type, a learned scalar (starting at 0) times the mean of those
+    tracks' candidate vectors is added to the query, so a score falls (weight < 0) with a candidate's similarity
+    to what the listener just rejected: a thumbs-down acts on the next request (docs/model-and-loss.md)."""
     negative_loss_on_bias: bool = False
     """Whether the pairwise / not-to-recommend term also moves the item bias (False: only the personal part
     of the score, the cosine; one listener's skip then says 'not for me', not 'worse for everyone')."""

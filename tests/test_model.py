@@ -294,3 +294,59 @@ def test_positive_pooling_averages_likes_and_listens_and_falls_back_to_all_token
     np.testing.assert_allclose(query_tower(other_skipped).numpy(), base, atol=1e-6)
     with pytest.raises(ValueError, match="history_pooling must be one of"):
         configs.PipelineConfig(history_pooling="likes").training_params()
+
+
+def test_direct_feedback_adds_each_types_weighted_mean_candidate_vector():
+    """Row 0 is like 1, skip 2, dislike 3, listen 4: with weights (skip -0.5, dislike -1) the query moves by
+    exactly -0.5 x track 2's and -1 x track 3's candidate vectors, so each candidate's score falls by its
+    cosine to what was just rejected; the likes and listens stay out under 'rejections'."""
+    config = dataclasses.replace(CONFIG, direct_feedback="rejections")
+    query_tower, candidate_tower = build_towers(config)
+    before = query_tower(batch()).numpy()
+    weights = query_tower.direct_feedback_weights
+    np.testing.assert_array_equal(weights.numpy(), np.zeros(len(contract.LABELS)))  # starts as the plain query
+    by_label = {"like": 3.0, "listen": 2.0, "skip": -0.5, "dislike": -1.0}
+    weights.assign([by_label[label] for label in contract.LABELS])
+    moved = query_tower(batch()).numpy() - before
+    candidates = candidate_tower(tf.constant([2, 3, 6], tf.int64)).numpy()
+    np.testing.assert_allclose(moved[0], -0.5 * candidates[0] - 1.0 * candidates[1], atol=1e-5)
+    np.testing.assert_allclose(moved[1], 0.0, atol=1e-6)  # row 1: listen 5, like 6 (positives only)
+    np.testing.assert_allclose(moved[2], 0.0, atol=1e-6)  # row 2: empty history
+
+    query_all, candidate_all = build_towers(dataclasses.replace(CONFIG, direct_feedback="all"))
+    before = query_all(batch()).numpy()
+    query_all.direct_feedback_weights.assign([by_label[label] for label in contract.LABELS])
+    moved = query_all(batch()).numpy() - before
+    five_six = candidate_all(tf.constant([5, 6], tf.int64)).numpy()
+    np.testing.assert_allclose(moved[1], 2.0 * five_six[0] + 3.0 * five_six[1], atol=1e-5)  # listen 5, like 6
+    with pytest.raises(ValueError, match="direct_feedback must be one of"):
+        configs.PipelineConfig(direct_feedback="skips").training_params()
+
+
+def test_direct_feedback_weights_are_trained_for_the_chosen_types_only():
+    params = dataclasses.replace(configs.PipelineConfig(max_history=4, max_hard_negatives=2, embedding_dim=8,
+                                                        num_heads=2, num_layers=1, dropout=0.0,
+                                                        direct_feedback="rejections").training_params(), batch_size=3)
+    model = RetrievalModel(dataclasses.replace(CONFIG, direct_feedback="rejections"), params,
+                           np.arange(1, CONFIG.num_track_ids + 1, dtype=np.float64))
+    with tf.GradientTape() as tape:
+        loss_value = model.compute_loss(batch(), training=True)
+    weights = model.query_tower.direct_feedback_weights
+    gradient = tf.convert_to_tensor(tape.gradient(loss_value, weights)).numpy()
+    rejection = np.array([label in contract.NEGATIVE_LABELS for label in contract.LABELS])
+    assert np.all(gradient[rejection] != 0) and np.all(gradient[~rejection] == 0)
+
+
+def test_an_optimizer_step_never_lets_a_rejection_pull_the_query_toward_the_rejected_track():
+    query_tower, _ = build_towers(dataclasses.replace(CONFIG, direct_feedback="all"))
+    query_tower(batch())
+    weights = query_tower.direct_feedback_weights
+    optimizer = tf.keras.optimizers.Adam(learning_rate=0.1)
+    for _ in range(3):  # a gradient that pushes every weight up
+        optimizer.apply_gradients([(-tf.ones_like(weights), weights)])
+    rejection = np.array([label in contract.NEGATIVE_LABELS for label in contract.LABELS])
+    assert np.all(weights.numpy()[rejection] == 0) and np.all(weights.numpy()[~rejection] > 0.2)
+    optimizer = tf.keras.optimizers.Adam(learning_rate=0.1)
+    for _ in range(3):  # and one that pushes them down: rejections may repel
+        optimizer.apply_gradients([(tf.ones_like(weights), weights)])
+    assert np.all(weights.numpy()[rejection] < -0.2)
