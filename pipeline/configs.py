@@ -125,7 +125,7 @@ class PipelineConfig:
     gain of skips and dislikes starts: 'signed' (-1: a rejection pulls the query away from the track), 'zero'
     (0: it says only that something was rejected), 'learned' (+1); likes and listens start at +1
     (docs/model-and-loss.md)."""
-    direct_feedback: str = "off"
+    direct_feedback: str = "all"
     """Feedback types whose history tracks also move the query directly, bypassing the transformer: 'off',
     'rejections' (skips and dislikes) or 'all'. Per type, a learned scalar (starting at 0) times the mean of those
     tracks' candidate vectors is added to the query, so a score falls (weight < 0) with a candidate's similarity

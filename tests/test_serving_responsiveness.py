@@ -65,10 +65,6 @@ def artists(trained_pipeline) -> dict[str, str]:
     return artist_of
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "issue 13, open: on this model the served drop is nil (-0.001 at the defaults, 0.000 with history_gains=signed, "
-    "80 listeners, 2026-12-02); it was +0.008 on the previous stop's main, before this stop's merges. The test "
-    "still runs and reports; it passes again once the model responds to a thumbs-down reliably"))
 def test_a_served_thumbs_down_lowers_the_disliked_artists_share_of_the_top_10(trained_pipeline, artists, tmp_path):
     exports = st.Exports.from_run(trained_pipeline.result)
     max_history = configs.with_overrides(configs.PipelineConfig(), trained_pipeline.settings).max_history
