@@ -7,6 +7,7 @@ INVALID_ARGUMENT naming the input, before anything runs. Outputs are encoded lik
 """
 from __future__ import annotations
 
+import functools
 from typing import Mapping, Optional
 
 import grpc
@@ -90,6 +91,8 @@ def proto_to_ndarray(name: str, proto: tensor_pb2.TensorProto, max_elements: int
         if len(values) > count:
             raise _invalid(f"input '{name}': {len(values)} values do not fit shape {list(shape)} "
                            f"({count} elements)")
+        if len(values) == count:  # the usual request: one C-level copy of the repeated field
+            return np.array(values, dtype=object).reshape(shape)
         array = np.empty(count, dtype=object)
         if values:
             array[:len(values)] = list(values)
@@ -120,18 +123,25 @@ def proto_to_ndarray(name: str, proto: tensor_pb2.TensorProto, max_elements: int
                        f"{list(shape)}: {error}") from error
 
 
+@functools.lru_cache(maxsize=4096)
+def spec_facts(spec: tf.TensorSpec) -> tuple[int, Optional[tuple[Optional[int], ...]]]:
+    """(dtype enum, dimensions or None for an unknown rank) of a spec, read once: TensorSpec's properties cost
+    about a microsecond per read, and every request reads them for every input (a TensorSpec is immutable)."""
+    return spec.dtype.as_datatype_enum, None if spec.shape.rank is None else tuple(spec.shape.as_list())
+
+
 def check_input(name: str, array: np.ndarray, dtype: int, spec: tf.TensorSpec, signature_name: str) -> None:
     """The dtype, rank and static dimensions the signature declares for this input."""
-    expected = spec.dtype.as_datatype_enum
+    expected, dims = spec_facts(spec)
     if dtype != expected:
         raise _invalid(f"input '{name}' of signature '{signature_name}' expects {dtype_name(expected)} "
                        f"but got {dtype_name(dtype)}")
-    if spec.shape.rank is None:
+    if dims is None:
         return
-    if array.ndim != spec.shape.rank:
-        raise _invalid(f"input '{name}' of signature '{signature_name}' expects rank {spec.shape.rank} "
+    if array.ndim != len(dims):
+        raise _invalid(f"input '{name}' of signature '{signature_name}' expects rank {len(dims)} "
                        f"(shape {shape_text(spec.shape)}) but got rank {array.ndim} (shape {list(array.shape)})")
-    for axis, (want, got) in enumerate(zip(spec.shape.as_list(), array.shape)):
+    for axis, (want, got) in enumerate(zip(dims, array.shape)):
         if want is not None and want != got:
             raise _invalid(f"input '{name}' of signature '{signature_name}' expects shape {shape_text(spec.shape)} "
                            f"but got {list(array.shape)} (dimension {axis} must be {want})")
@@ -155,8 +165,7 @@ def batch_size(arrays: Mapping[str, np.ndarray], specs: Mapping[str, tf.TensorSp
 
     Inconsistent leading dimensions are a client error: the rows of one request must line up.
     """
-    if not specs or any(spec.shape.rank is None or spec.shape.rank == 0 or spec.shape[0] is not None
-                        for spec in specs.values()):
+    if not specs or any(not dims or dims[0] is not None for dims in (spec_facts(spec)[1] for spec in specs.values())):
         return None
     sizes = {name: array.shape[0] for name, array in arrays.items()}
     if len(set(sizes.values())) > 1:
@@ -170,7 +179,8 @@ def decode_inputs(inputs: Mapping[str, tensor_pb2.TensorProto], specs: Mapping[s
     """A request's input map, decoded and checked against the signature's input specs.
 
     `max_elements` bounds all inputs together: each shape is checked against what the earlier ones left."""
-    check_input_names(set(inputs), specs, signature_name)
+    if len(inputs) != len(specs) or not all(name in specs for name in inputs):
+        check_input_names(set(inputs), specs, signature_name)
     arrays: dict[str, np.ndarray] = {}
     remaining = max_elements
     for name in sorted(inputs):
