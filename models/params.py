@@ -60,6 +60,7 @@ class TrainingParams:
     history_gains: str
     history_pooling: str
     direct_feedback: str
+    direct_feedback_scale: float
     negative_loss_on_bias: bool
     temperature: float
     embedding_dim: int
@@ -99,7 +100,7 @@ class TrainingParams:
         for name in ("max_hard_negatives", "num_random_negatives", "num_layers", "sampler_alpha", "item_bias_prior_scale"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("temperature", "learning_rate", "hard_negative_weight"):
+        for name in ("temperature", "learning_rate", "hard_negative_weight", "direct_feedback_scale"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:

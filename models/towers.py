@@ -35,6 +35,9 @@ class TowerConfig:
     and dislikes (models.params.HISTORY_GAIN_STARTS); likes and listens start at +1 (`label_gains_start`)."""
     direct_feedback: str = DIRECT_OFF
     """Which feedback types also reach the query directly (`direct_feedback_vector`)."""
+    direct_feedback_scale: float = 1.0
+    """The direct weights are this times their variables: Adam moves a variable by about the learning rate per
+    step, so this is how fast the weights can travel."""
 
     @property
     def output_dim(self) -> int:
@@ -198,8 +201,8 @@ class QueryTower(tf.keras.Model):
 
     @property
     def direct_feedback_weights(self) -> "tf.Variable | None":
-        """[NUM_LABELS] learned weight of each feedback type's direct term (None with direct_feedback 'off');
-        types outside the setting's set are held at 0."""
+        """[NUM_LABELS] variable of each feedback type's direct weight, which is config.direct_feedback_scale times it (None
+        with direct_feedback 'off'); types outside the setting's set are held at 0."""
         return self._direct_weights
 
     def label_embeddings(self) -> np.ndarray:
@@ -230,7 +233,8 @@ class QueryTower(tf.keras.Model):
         if self._direct_weights is not None:
             candidates = tf.math.l2_normalize(self._candidate_projection(self._track_embedding(track_ids)), axis=-1)
             unit = unit + direct_feedback_vector(candidates, mask, label_ids,
-                                                 self._direct_weights * tf.constant(self._direct_labels))
+                                                 self._config.direct_feedback_scale * self._direct_weights
+                                                 * tf.constant(self._direct_labels))
         if not self._config.item_bias:
             return unit
         return tf.concat([unit, tf.ones_like(unit[:, :1])], axis=-1)

@@ -282,6 +282,7 @@ def train(fn_args, params: TrainingParams, strategy: Optional[tf.distribute.Stra
         history_gains=params.history_gains,
         history_pooling=params.history_pooling,
         direct_feedback=params.direct_feedback,
+        direct_feedback_scale=params.direct_feedback_scale,
     )
 
     def dataset(files: list[str], shuffle: bool) -> tf.data.Dataset:

@@ -21,7 +21,7 @@ from models import export_format, exported, features
 from models.towers import CandidateTower, QueryTower, TowerConfig, build_towers
 
 ARCHITECTURE_FIELDS = ("embedding_dim", "num_layers", "num_heads", "max_history", "item_bias", "history_gains", "history_pooling",
-                       "direct_feedback")
+                       "direct_feedback", "direct_feedback_scale")
 
 log = logging.getLogger(__name__)
 

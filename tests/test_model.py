@@ -300,13 +300,13 @@ def test_direct_feedback_adds_each_types_weighted_mean_candidate_vector():
     """Row 0 is like 1, skip 2, dislike 3, listen 4: with weights (skip -0.5, dislike -1) the query moves by
     exactly -0.5 x track 2's and -1 x track 3's candidate vectors, so each candidate's score falls by its
     cosine to what was just rejected; the likes and listens stay out under 'rejections'."""
-    config = dataclasses.replace(CONFIG, direct_feedback="rejections")
+    config = dataclasses.replace(CONFIG, direct_feedback="rejections", direct_feedback_scale=4.0)
     query_tower, candidate_tower = build_towers(config)
     before = query_tower(batch()).numpy()
     weights = query_tower.direct_feedback_weights
     np.testing.assert_array_equal(weights.numpy(), np.zeros(len(contract.LABELS)))  # starts as the plain query
     by_label = {"like": 3.0, "listen": 2.0, "skip": -0.5, "dislike": -1.0}
-    weights.assign([by_label[label] for label in contract.LABELS])
+    weights.assign([by_label[label] / 4.0 for label in contract.LABELS])  # the variables times the scale
     moved = query_tower(batch()).numpy() - before
     candidates = candidate_tower(tf.constant([2, 3, 6], tf.int64)).numpy()
     np.testing.assert_allclose(moved[0], -0.5 * candidates[0] - 1.0 * candidates[1], atol=1e-5)
@@ -315,12 +315,14 @@ def test_direct_feedback_adds_each_types_weighted_mean_candidate_vector():
 
     query_all, candidate_all = build_towers(dataclasses.replace(CONFIG, direct_feedback="all"))
     before = query_all(batch()).numpy()
-    query_all.direct_feedback_weights.assign([by_label[label] for label in contract.LABELS])
+    query_all.direct_feedback_weights.assign([by_label[label] for label in contract.LABELS])  # scale 1
     moved = query_all(batch()).numpy() - before
     five_six = candidate_all(tf.constant([5, 6], tf.int64)).numpy()
     np.testing.assert_allclose(moved[1], 2.0 * five_six[0] + 3.0 * five_six[1], atol=1e-5)  # listen 5, like 6
     with pytest.raises(ValueError, match="direct_feedback must be one of"):
         configs.PipelineConfig(direct_feedback="skips").training_params()
+    with pytest.raises(ValueError, match="direct_feedback_scale must be > 0"):
+        configs.PipelineConfig(direct_feedback_scale=0.0).training_params()
 
 
 def test_direct_feedback_weights_are_trained_for_the_chosen_types_only():
