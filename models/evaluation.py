@@ -107,6 +107,26 @@ def summarize(collected: Collected, ks: Sequence[int] = metrics.DEFAULT_KS,
     }
 
 
+def sampling_standard_errors(collected: Collected, total: int, k: int = 100) -> dict[str, float]:
+    """Standard errors of pairwise accuracy and recall@k when `collected` is a uniform sample without
+    replacement of `total` examples (0 when it is all of them): what another sample could move them by.
+
+    Recall@k is a mean over examples; pairwise accuracy a ratio (wins / pairs) whose per-example terms are
+    linearised around the estimate. Both carry the finite-population correction 1 - n / total.
+    """
+    n = len(collected)
+    if n < 2 or total <= n:
+        return {"pairwise_accuracy": 0.0, f"recall_at_{k}": 0.0}
+    correction = 1.0 - n / total
+    hits = (collected.ranks < k).astype(np.float64)
+    recall_error = float(np.sqrt(hits.var(ddof=1) / n * correction))
+    pairs = collected.pair_counts.astype(np.float64)
+    accuracy = collected.pair_wins.sum() / pairs.sum() if pairs.sum() else float("nan")
+    residuals = (collected.pair_wins - accuracy * pairs) / max(pairs.mean(), 1e-12)
+    accuracy_error = float(np.sqrt(residuals.var(ddof=1) / n * correction)) if pairs.sum() else float("nan")
+    return {"pairwise_accuracy": accuracy_error, f"recall_at_{k}": recall_error}
+
+
 def evaluate(dataset: tf.data.Dataset, scorer: Scorer, ks: Sequence[int] = metrics.DEFAULT_KS) -> dict[str, object]:
     """All examples' metrics in one call."""
     return summarize(collect(dataset, scorer, max(ks)), ks)
