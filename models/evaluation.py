@@ -61,16 +61,17 @@ def collect(dataset: tf.data.Dataset, scorer: Scorer, max_k: int = max(metrics.D
         history_labels = batch[features.HISTORY_LABELS_XF].numpy()
         negative_ids = batch[features.HARD_NEGATIVE_TRACK_IDS_XF].numpy()
         negative_mask = batch[features.HARD_NEGATIVE_MASK].numpy()
-        masked = metrics.exclude(scores, targets, history_ids, history_mask)
         users = batch[features.USER_ID_XF].numpy()
         parts["user_ids"].append(users)
         parts["target_ids"].append(targets)
-        parts["ranks"].append(metrics.ranks_of_targets(masked, targets))
         parts["pair_wins"].append(metrics.pair_wins(scores, targets, negative_ids, negative_mask))
         parts["pair_counts"].append(negative_mask.sum(axis=1))
-        parts["top_ids"].append(metrics.top_k_ids(masked, max_k))
-        parts["negative_ranks"].append(metrics.best_held_out_negative_ranks(
-            masked, negative_ids, negative_mask, targets, history_ids, history_mask))
+        for rows in metrics.row_blocks(len(targets), np.shape(scores)[1]):  # same numbers, smaller temporaries
+            masked = metrics.exclude(scores[rows], targets[rows], history_ids[rows], history_mask[rows])
+            parts["ranks"].append(metrics.ranks_of_targets(masked, targets[rows]))
+            parts["top_ids"].append(metrics.top_k_ids(masked, max_k))
+            parts["negative_ranks"].append(metrics.best_held_out_negative_ranks(
+                masked, negative_ids[rows], negative_mask[rows], targets[rows], history_ids[rows], history_mask[rows]))
         parts["history_lengths"].append(history_mask.sum(axis=1))
         parts["history_skips"].append(((history_labels == SKIP_ID) & history_mask).sum(axis=1))
         parts["negative_ids"].append(negative_ids)
@@ -151,8 +152,9 @@ def ranking_and_pairs(dataset: tf.data.Dataset, scorer: Scorer,
         wins += float(metrics.pair_wins(scores, targets, batch[features.HARD_NEGATIVE_TRACK_IDS_XF].numpy(),
                                         negative_mask).sum())
         pairs += int(negative_mask.sum())
-        ranking.add(metrics.ranks_excluding(scores, targets, batch[features.HISTORY_TRACK_IDS_XF].numpy(),
-                                            batch[features.HISTORY_MASK].numpy()))
+        history_ids, history_mask = batch[features.HISTORY_TRACK_IDS_XF].numpy(), batch[features.HISTORY_MASK].numpy()
+        for rows in metrics.row_blocks(len(targets), scores.shape[1]):
+            ranking.add(metrics.ranks_excluding(scores[rows], targets[rows], history_ids[rows], history_mask[rows]))
     return {"pairwise_accuracy": wins / pairs if pairs else float("nan"), "pairs": pairs, **ranking.result()}
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from models import export_format, features
+from models import export_format, features, metrics
 from models.exported import ExportedModel
 # The settings live in a module without TensorFlow; callers may keep naming them here.
 from models.serving_params import BRUTE_FORCE, INDEX_KINDS, SCANN, ScannParams, ServingParams  # noqa: F401
@@ -196,18 +196,14 @@ def export(model: ExportedModel, kind: str, export_dir: str, model_name: str, se
     return export_dir
 
 
-EXACT_TOP_K_BLOCK = 256
-"""Queries scored per block by `exact_top_k` (its memory is block x catalog scores, not queries x catalog)."""
-
-
 def exact_top_k(queries: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarray:
     """Row-wise ids of the k highest dot products, best first (the reference ANN recall is measured against).
 
     Its first k' columns are the exact top-k' for every k' < k, so one call serves every k measured."""
     k = min(k, candidates.shape[0])
     tops = []
-    for start in range(0, len(queries), EXACT_TOP_K_BLOCK):
-        scores = queries[start:start + EXACT_TOP_K_BLOCK] @ candidates.T
+    for rows in metrics.row_blocks(len(queries), candidates.shape[0]):
+        scores = queries[rows] @ candidates.T
         part = np.argpartition(scores, scores.shape[1] - k, axis=1)[:, -k:]
         order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
         tops.append(np.take_along_axis(part, order, axis=1))
