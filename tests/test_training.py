@@ -12,7 +12,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from components.retrieval_evaluator import blessing, evaluate, report
-from models import evaluation, export_format, features, inputs
+from models import evaluation, export_format, features, inputs, trainer
 from models.exported import ExportedModel
 from pipeline import configs, local_runner, run_outputs
 from reports.json_safe import json_safe
@@ -54,6 +54,8 @@ def test_training_lowers_the_loss_and_writes_its_history(trained):
                 "examples_per_second"):
         assert all(np.isfinite(row[key]) for row in rows), key
     assert list(run_dir.glob("**/events.out.tfevents.*")), "no TensorBoard logs"
+    # the per-epoch evaluation scores a sample only above trainer.EPOCH_EVAL_QUERIES: here every eval example
+    assert all(0 < row["eval_queries"] == row["eval_examples_in_split"] <= trainer.EPOCH_EVAL_QUERIES for row in rows)
 
 
 def test_trained_towers_beat_most_popular_on_eval(trained):
