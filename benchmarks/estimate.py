@@ -58,7 +58,7 @@ def section_seconds(profile: Profile, sections: tuple[str, ...], model_given: bo
         charged.add(spec)
         return pipeline_s(spec)
 
-    model, pipeline = RunSpec.of(profile, "model"), RunSpec.of(profile, "pipeline")
+    model = RunSpec.of(profile, "model")
     found: dict[str, float] = {}
     for section in sections:
         if section == "labelling":
@@ -84,5 +84,5 @@ def section_seconds(profile: Profile, sections: tuple[str, ...], model_given: bo
             found[section] = ((0.0 if model_given else run_once(model)) + 2 * SERVER_START_S
                               + (len(profile.clients) + 1) * profile.serving_loop_s + 2 * profile.serving_swap_s + SWAP_S)
         elif section == "pipeline":
-            found[section] = run_once(pipeline)
+            found[section] = sum(run_once(RunSpec.of(profile, "pipeline", scale)) for scale in profile.scales)
     return found

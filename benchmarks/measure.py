@@ -3,6 +3,7 @@
 Progress lines and ratios are the harness's (harness.progress, harness.numbers), shared with experiments/."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import threading
@@ -20,16 +21,31 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+@dataclasses.dataclass(frozen=True)
+class ResourceSample:
+    """The children of a process at one moment: their RSS and the CPU seconds they have used so far."""
+
+    time_ms: float
+    """Wall clock, ms since the epoch (MLMD's time base)."""
+    children_rss: int
+    """Bytes."""
+    children_cpu_s: float
+    """User + system seconds of the live children, and of the children they have reaped."""
+
+
 class PeakRssSampler:
     """Samples RSS of this process plus all its (recursive) children every `interval` s in a thread.
 
     Use as a context manager; after exit, `peak_total`, `peak_self` and `peak_children` are bytes (each
     the maximum over samples, so the three peaks need not come from the same sample). An error in the
     sampling thread is re-raised on exit. Sampled, so spikes shorter than the interval are missed.
+    With keep_timeline, `timeline` holds every sample's children RSS and CPU seconds, to cut by time later.
     """
 
-    def __init__(self, interval: float = DEFAULT_SAMPLE_INTERVAL_S) -> None:
+    def __init__(self, interval: float = DEFAULT_SAMPLE_INTERVAL_S, keep_timeline: bool = False) -> None:
         self.interval = interval
+        self.keep_timeline = keep_timeline
+        self.timeline: list[ResourceSample] = []
         self.process = psutil.Process()
         self.peak_total = self.peak_self = self.peak_children = 0
         self.peak_processes = 1
@@ -41,13 +57,19 @@ class PeakRssSampler:
     def sample(self) -> None:
         own = self.process.memory_info().rss
         children = 0
+        cpu = 0.0
         alive = 1
         for child in self.process.children(recursive=True):
             try:
                 children += child.memory_info().rss
+                if self.keep_timeline:
+                    times = child.cpu_times()
+                    cpu += times.user + times.system + times.children_user + times.children_system
                 alive += 1
             except (psutil.NoSuchProcess, psutil.ZombieProcess):
                 continue  # a child that exited between listing and reading holds no memory
+        if self.keep_timeline:
+            self.timeline.append(ResourceSample(time.time() * 1000.0, children, cpu))
         self.peak_self = max(self.peak_self, own)
         self.peak_children = max(self.peak_children, children)
         self.peak_total = max(self.peak_total, own + children)

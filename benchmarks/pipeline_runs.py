@@ -16,6 +16,7 @@ import shutil
 import time
 from typing import Any, Callable, Optional
 
+from benchmarks.measure import PeakRssSampler, ResourceSample
 from benchmarks.settings import Profile
 from harness.pipeline_jobs import PipelineJob, run_in_child
 from listening_logs import presets
@@ -37,9 +38,11 @@ class RunSpec:
     settings: tuple[str, ...]
 
     @classmethod
-    def of(cls, profile: Profile, prefix: str) -> "RunSpec":
-        """The 'model' or 'pipeline' log of a profile; spans cover every simulated day, caching is off."""
+    def of(cls, profile: Profile, prefix: str, scale: float = 1.0) -> "RunSpec":
+        """The 'model' or 'pipeline' log of a profile, its plays, listeners and catalog times `scale`; spans
+        cover every simulated day, caching is off."""
         sizes = profile.log(prefix)
+        sizes.update({key: max(1, round(sizes[key] * scale)) for key in ("users", "tracks", "events")})
         settings = (f"spans=1-{sizes['days']}", CACHE_OFF, *profile.settings(prefix))
         preset = profile.model_preset if prefix == "model" else presets.DEFAULT
         return cls(**sizes, preset=preset, settings=settings)
@@ -66,6 +69,8 @@ class PipelineRun:
     simulate_s: Optional[float]
     wall_s: Optional[float]
     """Around local_runner.run in its process, including that process's start and imports (None when given)."""
+    timeline: Optional[list[ResourceSample]] = None
+    """The run's process tree sampled while it ran: RSS and CPU seconds by time (None when given)."""
 
     def output(self, component: str, key: str) -> str:
         uris = self.result.outputs.get(component, {}).get(key)
@@ -126,6 +131,8 @@ class PipelineRuns:
         simulate_s = time.perf_counter() - began
         self.say(f"pipeline: simulated {summary['events']:,} plays in {simulate_s:.1f} s; running "
                  f"pipeline.local_runner (settings {list(spec.settings)}; log {log_path})")
-        result, wall = run_in_child(PipelineJob(spec.name, data_dir, root, pipeline_config, log_path))
+        with PeakRssSampler(keep_timeline=True) as sampler:
+            result, wall = run_in_child(PipelineJob(spec.name, data_dir, root, pipeline_config, log_path))
         self.say(f"pipeline: run finished in {wall:.1f} s -> {root}")
-        return PipelineRun(spec, data_dir, root, log_path, result, int(summary["events"]), simulate_s, wall)
+        return PipelineRun(spec, data_dir, root, log_path, result, int(summary["events"]), simulate_s, wall,
+                           sampler.timeline)

@@ -278,18 +278,56 @@ def source_of_model_run(s: dict[str, Any]) -> str:
     return f"simulator preset {s.get('simulator_preset', 'default')}"
 
 
+def cost_curve(curve: Optional[dict[str, Any]]) -> str:
+    """Seconds (CPU seconds) per component at each size, and the growth exponents between sizes."""
+    if not curve or len(curve["sizes"]) < 2:
+        return "One size only: no cost curve (the full profile runs pipeline_scales 0.1, 1 and 3)."
+    sizes, steps = curve["sizes"], curve["exponents"]
+    names = list(dict.fromkeys(name for step in steps for name in step["components"]))
+    header = (("Component",) + tuple(f"{number(size['plays'])} plays: s (CPU s)" for size in sizes)
+              + tuple(f"exponent {number(step['from_plays'])} → {number(step['to_plays'])}" for step in steps))
+
+    def cell(seconds: Any, cpu: Any) -> str:
+        return f"{number(seconds)} ({number(cpu)})"
+
+    def exponent(value: Any) -> str:
+        return "n/a" if value is None else f"{value:.2f}"
+
+    rows = [(name,) + tuple(cell(*curve_component(size, name)) for size in sizes)
+            + tuple(f"{exponent(step['components'][name]['seconds'])} ({exponent(step['components'][name]['cpu_s'])})"
+                    if name in step["components"] else "n/a" for step in steps) for name in names]
+    rows.append(("**whole run** (MLMD span)",) + tuple(cell(size["mlmd_span_s"], size["cpu_s"]) for size in sizes)
+                + tuple(f"**{exponent(step['run_s'])}** ({exponent(step['run_cpu_s'])})" for step in steps))
+    rows.append(("peak RSS MB",) + tuple(number(size["peak_rss_mb"]) for size in sizes) + ("",) * len(steps))
+    verdict = ("linear" if curve["linear"] else "NOT linear") if curve["linear"] is not None else "n/a"
+    return "\n\n".join([
+        "### Cost curve",
+        table(header, rows),
+        f"Growth exponent log(cost ratio) / log(plays ratio), wall (CPU): {verdict} by issue 14's bar "
+        f"(whole run ≤ {curve['linear_exponent']}; largest {exponent(curve['max_run_exponent'])}). Load averages "
+        f"after each run: {[size['load_average'] for size in sizes]}.",
+    ])
+
+
+def curve_component(size: dict[str, Any], name: str) -> tuple[Any, Any]:
+    """(seconds, CPU seconds) of one component at one size of the curve (n/a when that run lacks it)."""
+    row = size.get("components", {}).get(name, {})
+    return row.get("seconds"), row.get("cpu_s")
+
+
 def pipeline(s: dict[str, Any]) -> str:
-    rows = [(row["component"], row["seconds"], f"{number(100 * row['share_of_run'], 2)}%", row["state"])
-            for row in s["components"]]
+    rows = [(row["component"], row["seconds"], number(row.get("cpu_s")), number(row.get("peak_rss_mb")),
+             f"{number(100 * row['share_of_run'], 2)}%", row["state"]) for row in s["components"]]
     return "\n\n".join([
         f"## 5. Pipeline: pipeline.local_runner end to end ({number(s['plays'])} "
         f"{'plays' if s.get('given_root') else 'simulated plays'})",
-        table(("Component", "Seconds", "Share of run", "State"), rows),
+        table(("Component", "Seconds", "CPU s", "Peak RSS MB", "Share of run", "State"), rows),
         f"Run {number(s['mlmd_span_s'])} s by MLMD (first start to last end), {number(s['wall_s'])} s with the "
         f"process start; {number(s['orchestration_s'])} s between components; {number(s['events_per_s'])} plays/s "
         f"end to end. Slowest: **{s['slowest_component']}** ({number(100 * s['slowest_share'], 2)}% of the run). "
         f"Settings: {s['settings']}." if not s.get("given_root") else
         f"The newest run in {s['root']} (--pipeline-root): not run by this command, so no wall time or settings.",
+        cost_curve(s.get("curve")),
     ])
 
 

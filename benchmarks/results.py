@@ -77,6 +77,7 @@ REQUIRED: dict[str, tuple[tuple[str, str], ...]] = {
         ("plays", "positive"), ("wall_s", "ratio_or_null"), ("mlmd_span_s", "positive"), ("events_per_s", "positive"),
         ("components", "nonempty"), ("components.*.seconds", "finite"), ("components.*.share_of_run", "unit"),
         ("slowest_component", "present"), ("slowest_share", "unit"),
+        ("curve.sizes", "nonempty"), ("curve.sizes.*.plays", "positive"), ("curve.sizes.*.mlmd_span_s", "positive"),
     ),
 }
 

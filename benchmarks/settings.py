@@ -91,6 +91,10 @@ class Profile:
     pipeline_tracks: int = 50_000
     pipeline_days: int = 7
     pipeline_settings: str = ""
+    pipeline_scales: str = "0.1,1,3"
+    """The cost curve: one run per multiplier of the pipeline log (plays, listeners and catalog scaled together,
+    days and settings unchanged), with the growth exponent between consecutive sizes. 1 (the log above) must be
+    among them: its run gives the section's component table and headline."""
 
     seed: int = 0
 
@@ -102,6 +106,8 @@ class Profile:
         for name in ("labelling_workers", "retrieval_catalogs", "retrieval_threads", "retrieval_reorder",
                      "serving_clients"):
             int_list(getattr(self, name), name)
+        if not all(scale > 0 for scale in self.scales) or 1.0 not in self.scales:
+            raise ValueError(f"pipeline_scales must be > 0 and include 1, got {self.pipeline_scales!r}")
         if not all(weight > 0 for weight in self.hard_weights):
             raise ValueError("training_hard_weights must be > 0")
         from listening_logs import presets
@@ -143,6 +149,11 @@ class Profile:
         return int_list(self.retrieval_reorder, "retrieval_reorder")
 
     @property
+    def scales(self) -> list[float]:
+        """pipeline_scales, ascending and without repeats."""
+        return sorted(set(float_list(self.pipeline_scales, "pipeline_scales")))
+
+    @property
     def clients(self) -> list[int]:
         return int_list(self.serving_clients, "serving_clients")
 
@@ -161,7 +172,8 @@ FULL = Profile(
     labelling_events=1_000_000, labelling_users=20_000, labelling_tracks=50_000, labelling_days=7,
     model_events=200_000, model_users=4_000, model_tracks=10_000, model_days=7,
 )
-"""Issue 8's sizes. The trainings use a 200k-play log (not the 1M one): 3 seeds x 2 variants of up to 10 epochs."""
+"""Issue 8's sizes. The trainings use a 200k-play log (not the 1M one): 3 seeds x 2 variants of up to 10 epochs.
+The pipeline section's cost curve runs 100k, 1M and 3M plays (issue 14)."""
 
 QUICK = Profile(
     name="quick",
@@ -173,9 +185,11 @@ QUICK = Profile(
     roofline_copy_mb=256, roofline_matmul_n=1024,
     serving_loop_s=3.0, serving_swap_s=4.0,
     pipeline_events=40_000, pipeline_users=400, pipeline_tracks=3_000, pipeline_days=7,
-    pipeline_settings="epochs=4;patience=4",
+    pipeline_settings="epochs=4;patience=4", pipeline_scales="1",
 )
-"""The model log and the pipeline log are the same (the demo's sizes), so one pipeline run serves three sections."""
+"""The model log and the pipeline log are the same (the demo's sizes), so one pipeline run serves three sections.
+One size only: a second run (`--size pipeline_scales=1,2.5` adds 100k plays, ~3 min) would take the profile
+past its 10 minutes (estimate.section_seconds)."""
 
 TINY = Profile(
     name="tiny",
@@ -189,7 +203,7 @@ TINY = Profile(
     roofline_copy_mb=32, roofline_matmul_n=256,
     serving_clients="1,2,4,8", serving_loop_s=0.4, serving_swap_s=0.5,
     pipeline_events=6_000, pipeline_users=100, pipeline_tracks=1_200, pipeline_days=3,
-    pipeline_settings="epochs=1;patience=1;positive_policy=like+listen",
+    pipeline_settings="epochs=1;patience=1;positive_policy=like+listen", pipeline_scales="1",
 )
 """Smoke-test sizes: every section runs for real, the numbers mean nothing."""
 

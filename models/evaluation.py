@@ -61,16 +61,17 @@ def collect(dataset: tf.data.Dataset, scorer: Scorer, max_k: int = max(metrics.D
         history_labels = batch[features.HISTORY_LABELS_XF].numpy()
         negative_ids = batch[features.HARD_NEGATIVE_TRACK_IDS_XF].numpy()
         negative_mask = batch[features.HARD_NEGATIVE_MASK].numpy()
-        masked = metrics.exclude(scores, targets, history_ids, history_mask)
         users = batch[features.USER_ID_XF].numpy()
         parts["user_ids"].append(users)
         parts["target_ids"].append(targets)
-        parts["ranks"].append(metrics.ranks_of_targets(masked, targets))
         parts["pair_wins"].append(metrics.pair_wins(scores, targets, negative_ids, negative_mask))
         parts["pair_counts"].append(negative_mask.sum(axis=1))
-        parts["top_ids"].append(metrics.top_k_ids(masked, max_k))
-        parts["negative_ranks"].append(metrics.best_held_out_negative_ranks(
-            masked, negative_ids, negative_mask, targets, history_ids, history_mask))
+        for rows in metrics.row_blocks(len(targets), np.shape(scores)[1]):  # same numbers, smaller temporaries
+            masked = metrics.exclude(scores[rows], targets[rows], history_ids[rows], history_mask[rows])
+            parts["ranks"].append(metrics.ranks_of_targets(masked, targets[rows]))
+            parts["top_ids"].append(metrics.top_k_ids(masked, max_k))
+            parts["negative_ranks"].append(metrics.best_held_out_negative_ranks(
+                masked, negative_ids[rows], negative_mask[rows], targets[rows], history_ids[rows], history_mask[rows]))
         parts["history_lengths"].append(history_mask.sum(axis=1))
         parts["history_skips"].append(((history_labels == SKIP_ID) & history_mask).sum(axis=1))
         parts["negative_ids"].append(negative_ids)
@@ -107,6 +108,26 @@ def summarize(collected: Collected, ks: Sequence[int] = metrics.DEFAULT_KS,
     }
 
 
+def sampling_standard_errors(collected: Collected, total: int, k: int = 100) -> dict[str, float]:
+    """Standard errors of pairwise accuracy and recall@k when `collected` is a uniform sample without
+    replacement of `total` examples (0 when it is all of them): what another sample could move them by.
+
+    Recall@k is a mean over examples; pairwise accuracy a ratio (wins / pairs) whose per-example terms are
+    linearised around the estimate. Both carry the finite-population correction 1 - n / total.
+    """
+    n = len(collected)
+    if n < 2 or total <= n:
+        return {"pairwise_accuracy": 0.0, f"recall_at_{k}": 0.0}
+    correction = 1.0 - n / total
+    hits = (collected.ranks < k).astype(np.float64)
+    recall_error = float(np.sqrt(hits.var(ddof=1) / n * correction))
+    pairs = collected.pair_counts.astype(np.float64)
+    accuracy = collected.pair_wins.sum() / pairs.sum() if pairs.sum() else float("nan")
+    residuals = (collected.pair_wins - accuracy * pairs) / max(pairs.mean(), 1e-12)
+    accuracy_error = float(np.sqrt(residuals.var(ddof=1) / n * correction)) if pairs.sum() else float("nan")
+    return {"pairwise_accuracy": accuracy_error, f"recall_at_{k}": recall_error}
+
+
 def evaluate(dataset: tf.data.Dataset, scorer: Scorer, ks: Sequence[int] = metrics.DEFAULT_KS) -> dict[str, object]:
     """All examples' metrics in one call."""
     return summarize(collect(dataset, scorer, max(ks)), ks)
@@ -131,8 +152,9 @@ def ranking_and_pairs(dataset: tf.data.Dataset, scorer: Scorer,
         wins += float(metrics.pair_wins(scores, targets, batch[features.HARD_NEGATIVE_TRACK_IDS_XF].numpy(),
                                         negative_mask).sum())
         pairs += int(negative_mask.sum())
-        ranking.add(metrics.ranks_excluding(scores, targets, batch[features.HISTORY_TRACK_IDS_XF].numpy(),
-                                            batch[features.HISTORY_MASK].numpy()))
+        history_ids, history_mask = batch[features.HISTORY_TRACK_IDS_XF].numpy(), batch[features.HISTORY_MASK].numpy()
+        for rows in metrics.row_blocks(len(targets), scores.shape[1]):
+            ranking.add(metrics.ranks_excluding(scores[rows], targets[rows], history_ids[rows], history_mask[rows]))
     return {"pairwise_accuracy": wins / pairs if pairs else float("nan"), "pairs": pairs, **ranking.result()}
 
 

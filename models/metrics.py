@@ -14,6 +14,17 @@ from typing import Sequence
 import numpy as np
 
 DEFAULT_KS: tuple[int, ...] = (10, 50, 100)
+BLOCK_ELEMENTS = 1_000_000
+"""Scores [rows, catalog] are ranked a block of rows at a time, about this many scores per block (8 MB as
+float64). Each ranking step makes temporaries of the block's size; above glibc's 32 MB mmap threshold every
+one is a fresh mapping, paid in page faults: on 256 queries x 82,178 tracks, blocks of 16 rows took 2.3-3.3
+CPU s against 13-20 for the whole batch at once, for the same numbers."""
+
+
+def row_blocks(rows: int, width: int, elements: int = BLOCK_ELEMENTS) -> list[slice]:
+    """Consecutive row slices of [rows, width] holding about `elements` values each (at least one row)."""
+    step = max(1, elements // max(1, width))
+    return [slice(start, min(start + step, rows)) for start in range(0, rows, step)]
 
 
 def pairwise_accuracy(positive_scores: np.ndarray, negative_scores: np.ndarray, negative_mask: np.ndarray) -> tuple[float, int]:

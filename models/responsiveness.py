@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from models import features
+from models import features, metrics
 from schema import contract
 
 K = 10
@@ -130,16 +130,27 @@ def nearest_neighbours(candidate_embeddings: np.ndarray, probe_ids: np.ndarray, 
     num_tracks = len(embeddings) if num_tracks is None else num_tracks
     unit = embeddings[:num_tracks] / np.maximum(np.linalg.norm(embeddings[:num_tracks], axis=1, keepdims=True), 1e-12)
     probe_ids = np.asarray(probe_ids, dtype=np.int64)
-    similarity = unit[probe_ids] @ unit.T
-    similarity[np.arange(len(probe_ids)), probe_ids] = -np.inf
-    return _top_ids(similarity, min(count, max(num_tracks - 1, 0)))
+    k = min(count, max(num_tracks - 1, 0))
+    tops = [np.zeros((0, k), dtype=np.int64)]
+    for rows in metrics.row_blocks(len(probe_ids), num_tracks):  # small temporaries, same ids
+        similarity = unit[probe_ids[rows]] @ unit.T
+        similarity[np.arange(len(similarity)), probe_ids[rows]] = -np.inf
+        tops.append(_top_ids(similarity, k))
+    return np.concatenate(tops)
 
 
 def _top_ids(scores: np.ndarray, k: int) -> np.ndarray:
     """Ids of each row's k best scores, best first, ties broken by the smaller id; -1 where a score is -inf."""
     if k <= 0:
         return np.zeros((len(scores), 0), dtype=np.int64)
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    k = min(k, scores.shape[1])
+    # Only the ids scoring at least the row's k-th best can be among its top k: sorting those (in id order, a
+    # stable sort) gives what a stable sort of the whole row gives, without sorting the whole catalog.
+    kth = np.partition(scores, scores.shape[1] - k, axis=1)[:, scores.shape[1] - k]
+    order = np.empty((len(scores), k), dtype=np.int64)
+    for row, (values, threshold) in enumerate(zip(scores, kth)):
+        candidates = np.flatnonzero(values >= threshold)
+        order[row] = candidates[np.argsort(-values[candidates], kind="stable")[:k]]
     finite = np.isfinite(np.take_along_axis(scores, order, axis=1))
     return np.where(finite, order, -1)
 
@@ -156,14 +167,18 @@ def top_k_after(scorer: Scorer, queries: Queries, label_id: int, k: int = K, num
         batch = {features.HISTORY_TRACK_IDS_XF: ids[part], features.HISTORY_LABELS_XF: labels[part],
                  features.HISTORY_MASK: mask[part], features.STATION_ID_XF: queries.station_ids[part],
                  features.USER_ID_XF: queries.user_ids[part]}
-        scores = np.array(scorer(batch), dtype=np.float64, copy=True)
-        if num_tracks is not None:
-            scores[:, num_tracks:] = -np.inf
-        # the same exclusions in both arms: the original history (even a token the append pushed out) and the probe
-        hist_rows, hist_cols = np.nonzero(queries.history_mask[part])
-        scores[hist_rows, queries.history_ids[part][hist_rows, hist_cols]] = -np.inf
-        scores[np.arange(len(scores)), queries.probe_ids[part]] = -np.inf
-        tops.append(_top_ids(scores, min(k, scores.shape[1])))
+        all_scores = np.asarray(scorer(batch))
+        history_ids, history_mask = queries.history_ids[part], queries.history_mask[part]
+        probe_ids = queries.probe_ids[part]
+        for rows in metrics.row_blocks(len(all_scores), all_scores.shape[1]):  # small temporaries, same ids
+            scores = np.array(all_scores[rows], dtype=np.float64, copy=True)
+            if num_tracks is not None:
+                scores[:, num_tracks:] = -np.inf
+            # the same exclusions in both arms: the original history (even a token the append pushed out) and the probe
+            hist_rows, hist_cols = np.nonzero(history_mask[rows])
+            scores[hist_rows, history_ids[rows][hist_rows, hist_cols]] = -np.inf
+            scores[np.arange(len(scores)), probe_ids[rows]] = -np.inf
+            tops.append(_top_ids(scores, min(k, scores.shape[1])))
     return np.concatenate(tops) if tops else np.zeros((0, k), dtype=np.int64)
 
 

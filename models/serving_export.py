@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from models import export_format, features
+from models import export_format, features, metrics
 from models.exported import ExportedModel
 # The settings live in a module without TensorFlow; callers may keep naming them here.
 from models.serving_params import BRUTE_FORCE, INDEX_KINDS, SCANN, ScannParams, ServingParams  # noqa: F401
@@ -197,23 +197,33 @@ def export(model: ExportedModel, kind: str, export_dir: str, model_name: str, se
 
 
 def exact_top_k(queries: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarray:
-    """Row-wise ids of the k highest dot products (the reference ANN recall is measured against)."""
-    scores = queries @ candidates.T
+    """Row-wise ids of the k highest dot products, best first (the reference ANN recall is measured against).
+
+    Its first k' columns are the exact top-k' for every k' < k, so one call serves every k measured."""
     k = min(k, candidates.shape[0])
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    return part
+    tops = []
+    for rows in metrics.row_blocks(len(queries), candidates.shape[0]):
+        scores = queries[rows] @ candidates.T
+        part = np.argpartition(scores, scores.shape[1] - k, axis=1)[:, -k:]
+        order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+        tops.append(np.take_along_axis(part, order, axis=1))
+    return np.concatenate(tops) if tops else np.zeros((0, k), dtype=np.int64)
 
 
 def ann_recall(queries: np.ndarray, candidates: np.ndarray, identifiers: Sequence[str], ks: Sequence[int],
-               scann: ScannParams) -> dict[int, float]:
-    """ScaNN's recall@k against exact top-k on the same queries: |approx ∩ exact| / k, averaged."""
+               scann: ScannParams, exact_top: Optional[np.ndarray] = None) -> dict[int, float]:
+    """ScaNN's recall@k against exact top-k on the same queries: |approx ∩ exact| / k, averaged.
+
+    exact_top is `exact_top_k(queries, candidates, max(ks))` when the caller already has it (a sweep over
+    ScaNN settings measures the same queries against the same exact answer)."""
     top = max(ks)
     index = build_index(SCANN, candidates, identifiers, top, scann)
     _, approx = index(tf.constant(queries, tf.float32), k=top)
     approx_rows = [[value.decode("utf-8") for value in row] for row in approx.numpy()]
     names = np.asarray(identifiers, dtype=object)
+    exact_ids = names[exact_top_k(queries, candidates, top) if exact_top is None else exact_top]
     result = {}
     for k in ks:
-        exact = names[exact_top_k(queries, candidates, k)]
+        exact = exact_ids[:, :k]
         result[k] = float(np.mean([len(set(a[:k]) & set(e)) / len(e) for a, e in zip(approx_rows, exact)]))
     return result

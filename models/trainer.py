@@ -34,6 +34,11 @@ from schema import contract
 EARLY_STOPPING_METRIC = "eval_early_stopping_metric"
 """The eval number early stopping watches (`early_stopping_value`)."""
 CANDIDATE_BATCH = 8192
+EPOCH_EVAL_QUERIES = 10_000
+"""The evaluation after each epoch (early stopping, the history) scores at most this many eval examples: a uniform
+sample seeded by the training seed, the same examples every epoch, so its cost grows with the catalog and not
+with catalog x eval split. Eval splits of the 200k-play presets (~1,800-6,100 examples) are scored whole. The
+evaluation of record is RetrievalEvaluator's, with its own cap (pipeline/configs.py max_test_queries)."""
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +131,11 @@ class EvalAndHistory(tf.keras.callbacks.Callback):
     def __init__(self, model: RetrievalModel, eval_dataset: tf.data.Dataset, num_track_ids: int,
                  train_examples: int, history_path: str, log_dir: str,
                  early_stopping: str = ACCURACY_WITH_RECALL_FLOOR,
-                 track_counts: Optional[np.ndarray] = None) -> None:
-        """track_counts (training plays per track id) set the most-popular recall floor, once, before epoch 1."""
+                 track_counts: Optional[np.ndarray] = None, eval_examples_in_split: Optional[int] = None) -> None:
+        """track_counts (training plays per track id) set the most-popular recall floor, once, before epoch 1.
+        eval_examples_in_split: how many examples the eval split holds when eval_dataset is a sample of it."""
         super().__init__()
+        self._eval_examples_in_split = eval_examples_in_split
         self._early_stopping = early_stopping
         self._recall_floor: Optional[float] = None
         if early_stopping == ACCURACY_WITH_RECALL_FLOOR:
@@ -176,6 +183,8 @@ class EvalAndHistory(tf.keras.callbacks.Callback):
             "train_loss": float(np.mean(self._batch_losses)),
             "eval_pairwise_accuracy": accuracy,
             "eval_pairs": result["pairs"],
+            "eval_queries": result["queries"],
+            "eval_examples_in_split": self._eval_examples_in_split,
             "eval_recall_at_10": result["recall_at_k"][10],
             "eval_recall_at_100": result["recall_at_k"][100],
             "eval_mrr": result["mrr"],
@@ -290,7 +299,9 @@ def train(fn_args, params: TrainingParams, strategy: Optional[tf.distribute.Stra
                                    params.max_history, params.max_hard_negatives, shuffle=shuffle, seed=params.seed)
 
     train_dataset = distribution.shard_by_data(dataset(fn_args.train_files, True))
-    eval_dataset = dataset(fn_args.eval_files, False)
+    eval_sample = inputs.sample_records(fn_args.eval_files, EPOCH_EVAL_QUERIES, params.seed)
+    eval_dataset = inputs.parse_records(eval_sample.dataset(), tf_transform_output, params.batch_size,
+                                        params.max_history, params.max_hard_negatives)
     train_examples = count_examples(train_dataset)
     if train_examples == 0:
         raise ValueError(f"no training examples in {fn_args.train_files}; check FeedbackLabeler's feedback_stats")
@@ -305,7 +316,7 @@ def train(fn_args, params: TrainingParams, strategy: Optional[tf.distribute.Stra
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     history = EvalAndHistory(model, eval_dataset, tower_config.num_track_ids, train_examples,
                              os.path.join(fn_args.model_run_dir, TRAINING_HISTORY_FILE), fn_args.model_run_dir,
-                             params.early_stopping, counts)
+                             params.early_stopping, counts, eval_sample.total)
     callbacks = [
         history,
         tf.keras.callbacks.EarlyStopping(monitor=EARLY_STOPPING_METRIC, mode="max", patience=params.patience,

@@ -163,7 +163,7 @@ class PipelineConfig:
     pairwise term accuracy peaks epochs after recall; stopping on accuracy alone kept models that lost to
     most-popular on recall@100, and on the sum models that lost to it on pairwise accuracy (model-and-loss.md)."""
     seed: int = 42
-    """Seed of weight initialisation, shuffling and negative sampling."""
+    """Seed of weight initialisation, shuffling and negative sampling, and of the evaluator's test sample."""
     warm_start: bool = False
     """Start the Trainer from the latest blessed model's weights (tracks and stations matched by raw id)."""
     distribution_strategy: str = DEFAULT_STRATEGY
@@ -190,6 +190,11 @@ class PipelineConfig:
     """The k of the ANN recall floor (recall at 10, 50 and 100 is reported too)."""
     most_popular_tolerance: float = 0.0
     """Blessing: test pairwise accuracy and recall@100 must reach the most-popular baseline's minus this."""
+    max_test_queries: int = 10_000
+    """The evaluator's test metrics (model, most-popular and last blessed model alike) score at most this many
+    test examples: a seeded uniform sample, exact per example against the whole catalog, so their cost grows
+    with the catalog, not with catalog x test split. A split at or below the cap is scored whole (the 200k-play
+    presets hold 1,799-6,051 test examples); evaluation.json's test_sample says which and the sampling error."""
 
     # --- Serving export and Pusher (docs/design.md §7) ---
     serving_top_k: int = 100

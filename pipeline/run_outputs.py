@@ -12,6 +12,7 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2
 
 from components.feedback_labeler import executor as labeler_executor
 from components.retrieval_evaluator import executor as evaluator_executor
+from components.retrieval_evaluator import report as evaluator_report
 from schema import contract
 
 ANOMALIES_FILE = "SchemaDiff.pb"
@@ -157,6 +158,7 @@ def evaluation_summary(evaluation_uri: str) -> list[str]:
         + f", MRR {number(result['mrr'])}, coverage {number(result['coverage'])}",
         f"most popular: pairwise accuracy {number(result['most_popular']['pairwise_accuracy'])}, "
         f"recall@100 {number(result['most_popular']['recall_at_k']['100'])}",
+        evaluator_report.sample_text(result.get("test_sample")),
     ]
     if result.get("ann_recall_at_k"):
         lines.append("ScaNN recall vs exact: " + ", ".join(f"@{k} {number(v)}" for k, v in result["ann_recall_at_k"].items()))

@@ -16,7 +16,8 @@ import sys
 import numpy as np
 import pytest
 
-from benchmarks import ann_metrics, estimate, pandas_labelling, report, results, settings
+from benchmarks import ann_metrics, estimate, measure, pandas_labelling, pipeline_timing, report, results, settings
+from benchmarks.pipeline_runs import RunSpec
 from components.feedback_labeler import sequences
 from listening_logs import simulate
 from pipeline import configs
@@ -196,7 +197,8 @@ def test_completeness_rules_catch_missing_and_broken_numbers():
     document["machine"] = {"cpu": {"flags": ["avx2"]}}
     document["sections"] = {"pipeline": {"plays": 10, "wall_s": 1.0, "mlmd_span_s": float("nan"), "events_per_s": 3.0,
                                          "components": [{"seconds": 1.0, "share_of_run": 1.5}],
-                                         "slowest_component": "Trainer", "slowest_share": 0.5}}
+                                         "slowest_component": "Trainer", "slowest_share": 0.5,
+                                         "curve": {"sizes": [{"plays": 10, "mlmd_span_s": 2.0}]}}}
     found = results.problems(json_safe(document), ("pipeline", "serving"))
     assert "pipeline.mlmd_span_s: None is not positive" in found
     assert "pipeline.components.0.share_of_run: 1.5 is not unit" in found
@@ -212,6 +214,62 @@ def test_a_pipeline_root_without_a_run_is_a_usage_error(tmp_path, capsys):
     assert exit_info.value.code == 2
     assert f"--pipeline-root {tmp_path} holds no pipeline run" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+# --- The pipeline cost curve ---------------------------------------------------------------------------
+
+def test_scaled_runs_grow_plays_listeners_and_catalog_together():
+    base, triple = (RunSpec.of(settings.FULL, "pipeline", scale) for scale in (1.0, 3.0))
+    assert (triple.events, triple.users, triple.tracks) == (3 * base.events, 3 * base.users, 3 * base.tracks)
+    assert (triple.days, triple.settings) == (base.days, base.settings) and triple.name != base.name
+    assert [RunSpec.of(settings.FULL, "pipeline", scale).events for scale in settings.FULL.scales] == \
+        [100_000, 1_000_000, 3_000_000]
+    quick = settings.with_overrides(settings.QUICK, ["pipeline_scales=2.5,1"])
+    assert [RunSpec.of(quick, "pipeline", scale).events for scale in quick.scales] == [40_000, 100_000]
+    assert RunSpec.of(quick, "pipeline") == RunSpec.of(quick, "model")  # scale 1 is still the one shared run
+    with pytest.raises(ValueError, match="include 1"):
+        settings.with_overrides(settings.QUICK, ["pipeline_scales=0.5,2"])
+    with pytest.raises(ValueError, match="pipeline_scales"):
+        settings.with_overrides(settings.QUICK, ["pipeline_scales=1,-2"])
+
+
+def test_stage_resources_cut_cpu_and_peak_rss_by_time():
+    mb = measure.MB
+    timeline = [measure.ResourceSample(1000.0 * t, rss * mb, cpu) for t, rss, cpu in
+                [(0, 100, 0.0), (1, 300, 1.0), (2, 200, 3.0), (3, 150, 3.5), (4, 100, 4.0)]]
+    assert pipeline_timing.stage_resources(timeline, 1000, 3000) == (pytest.approx(2.5), 300.0)
+    cpu, peak = pipeline_timing.stage_resources(timeline, 1500, 1600)  # no sample inside: the nearest one (2 s)
+    assert cpu == pytest.approx(0.2) and peak == 200.0
+    assert pipeline_timing.stage_resources(None, 0, 1) == (None, None)
+
+
+def curve_point(plays: int, seconds: dict[str, float], cpu: float) -> dict:
+    return {"plays": plays, "users": plays // 50, "tracks": plays // 20, "mlmd_span_s": sum(seconds.values()),
+            "cpu_s": cpu, "peak_rss_mb": 1000.0, "wall_s": None, "load_average": [1.0, 1.0, 1.0],
+            "components": [{"component": name, "seconds": value, "cpu_s": value} for name, value in seconds.items()]}
+
+
+def test_growth_exponents_between_sizes():
+    assert pipeline_timing.growth_exponent(10.0, 100.0, 1_000, 10_000) == pytest.approx(1.0)
+    assert pipeline_timing.growth_exponent(10.0, 90.0, 1_000, 3_000) == pytest.approx(2.0)
+    assert pipeline_timing.growth_exponent(None, 90.0, 1_000, 3_000) is None
+    assert pipeline_timing.growth_exponent(10.0, 90.0, 1_000, 1_000) is None
+    small = curve_point(100_000, {"Trainer": 10.0, "RetrievalEvaluator": 1.0}, 11.0)
+    middle = curve_point(1_000_000, {"Trainer": 100.0, "RetrievalEvaluator": 100.0}, 200.0)
+    large = curve_point(3_000_000, {"Trainer": 300.0, "RetrievalEvaluator": 900.0}, 1200.0)
+    curve = pipeline_timing.cost_curve([large, small, middle])
+    assert [size["plays"] for size in curve["sizes"]] == [100_000, 1_000_000, 3_000_000]
+    first, second = curve["exponents"]
+    assert first["components"]["Trainer"]["seconds"] == pytest.approx(1.0)
+    assert first["components"]["RetrievalEvaluator"]["cpu_s"] == pytest.approx(2.0)
+    assert second["components"]["RetrievalEvaluator"]["seconds"] == pytest.approx(2.0)
+    assert second["run_s"] == pytest.approx(math.log(1200 / 200) / math.log(3))
+    assert curve["max_run_exponent"] == pytest.approx(second["run_s"]) and curve["linear"] is False
+    assert pipeline_timing.cost_curve([small])["linear"] is None
+    markdown = report.cost_curve(json_safe(curve))
+    assert "| RetrievalEvaluator | 1 (1) | 100 (100) | 900 (900) | 2.00 (2.00) | 2.00 (2.00) |" in markdown
+    assert "NOT linear" in markdown
+    assert "no cost curve" in report.cost_curve(json_safe(pipeline_timing.cost_curve([small])))
 
 
 def test_numbers_in_the_report_read_well():

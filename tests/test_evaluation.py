@@ -103,3 +103,42 @@ def test_popularity_percentiles_are_mid_ranks_and_rejections_are_profiled():
     assert profile["target_popularity_percentile"] == {"mean": 68.75, "median": 68.75, "count": 2}
     # negatives: ids 0, 2 of row 0 and id 0 of row 1 -> 12.5, 50, 12.5
     assert profile["real_negative_popularity_percentile"] == {"mean": 25.0, "median": 12.5, "count": 3}
+
+
+def test_row_blocks_cover_every_row_once_within_the_budget():
+    blocks = metrics.row_blocks(1000, 30_000, elements=100_000)
+    assert [b.stop - b.start for b in blocks] == [3] * 333 + [1]
+    assert blocks[0].start == 0 and all(a.stop == b.start for a, b in zip(blocks, blocks[1:])) and blocks[-1].stop == 1000
+    assert metrics.row_blocks(5, 10_000_000) == [slice(i, i + 1) for i in range(5)]  # at least one row
+    assert metrics.row_blocks(0, 10) == []
+
+
+def test_collect_in_row_blocks_equals_the_whole_matrix_arithmetic():
+    """A batch wider than one block (400 x 5,000 scores: two blocks) gives each row what the unblocked
+    functions give on the whole matrix, ties included."""
+    rng = np.random.default_rng(3)
+    rows, tracks = 400, 5_000
+    assert len(metrics.row_blocks(rows, tracks)) > 1
+    scores = rng.integers(0, 50, (rows, tracks)).astype(np.float32)  # many ties
+    batch = {
+        features.USER_ID_XF: np.array([b"u%d" % (i % 37) for i in range(rows)]),
+        features.TARGET_TRACK_ID_XF: rng.integers(0, tracks, rows),
+        features.HISTORY_TRACK_IDS_XF: rng.integers(0, tracks, (rows, 5)),
+        features.HISTORY_LABELS_XF: rng.integers(0, 4, (rows, 5)),
+        features.HISTORY_MASK: rng.random((rows, 5)) < 0.8,
+        features.HARD_NEGATIVE_TRACK_IDS_XF: rng.integers(0, tracks, (rows, 3)),
+        features.HARD_NEGATIVE_MASK: rng.random((rows, 3)) < 0.7,
+        features.STATION_ID_XF: np.zeros(rows, dtype=np.int64),
+    }
+    dataset = tf.data.Dataset.from_tensors({key: tf.constant(value) for key, value in batch.items()})
+    found = evaluation.collect(dataset, lambda _: scores, max_k=100)
+    history, mask = batch[features.HISTORY_TRACK_IDS_XF], batch[features.HISTORY_MASK]
+    targets = batch[features.TARGET_TRACK_ID_XF]
+    masked = metrics.exclude(scores, targets, history, mask)
+    np.testing.assert_array_equal(found.ranks, metrics.ranks_of_targets(masked, targets))
+    np.testing.assert_array_equal(np.sort(masked[np.arange(rows)[:, None], found.top_ids], axis=1),
+                                  np.sort(-np.sort(-masked, axis=1)[:, :100], axis=1))  # the 100 best scores
+    np.testing.assert_array_equal(found.negative_ranks, metrics.best_held_out_negative_ranks(
+        masked, batch[features.HARD_NEGATIVE_TRACK_IDS_XF], batch[features.HARD_NEGATIVE_MASK], targets, history, mask))
+    quick = evaluation.ranking_and_pairs(dataset, lambda _: scores)
+    assert quick["mrr"] == evaluation.summarize(found)["mrr"] and quick["queries"] == rows

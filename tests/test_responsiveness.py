@@ -133,3 +133,15 @@ def test_queries_whose_probe_is_the_oov_id_are_left_out():
     result = rsp.measure(artist_scorer, with_oov, EMBEDDINGS, num_tracks=8, artist_by_track=ARTISTS, k=3, neighbours=2)
     assert (result["queries"], result["unknown_probes_skipped"]) == (2, 1)
     assert result["artist_share_drop"] == pytest.approx(0.5) and result["neighbour_share_drop"] == pytest.approx(1 / 6)
+
+
+def test_top_ids_equal_a_stable_sort_of_the_whole_row_with_ties_and_excluded_tracks():
+    rng = np.random.default_rng(5)
+    scores = rng.integers(0, 8, (60, 400)).astype(np.float64)  # heavy ties: the smaller id must win
+    scores[rng.random(scores.shape) < 0.3] = -np.inf
+    scores[0, 5:] = -np.inf  # fewer than k finite scores: -1 pads
+    for k in (1, 10, 400):
+        reference = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        reference = np.where(np.isfinite(np.take_along_axis(scores, reference, axis=1)), reference, -1)
+        np.testing.assert_array_equal(rsp._top_ids(scores, k), reference)
+    assert (rsp._top_ids(scores, 10)[0, 5:] == -1).all()

@@ -2,6 +2,7 @@
 beats most-popular; the evaluator writes its report and blesses, then refuses a model for a stated reason."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 
@@ -10,8 +11,11 @@ import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from models import evaluation, export_format, features, inputs
+from components.retrieval_evaluator import blessing, evaluate, report
+from models import evaluation, export_format, features, inputs, trainer
+from models.exported import ExportedModel
 from pipeline import configs, local_runner, run_outputs
+from reports.json_safe import json_safe
 from tests.conftest import TRAINED_SETTINGS, TrainedPipeline
 
 pytestmark = pytest.mark.pipeline
@@ -50,6 +54,8 @@ def test_training_lowers_the_loss_and_writes_its_history(trained):
                 "examples_per_second"):
         assert all(np.isfinite(row[key]) for row in rows), key
     assert list(run_dir.glob("**/events.out.tfevents.*")), "no TensorBoard logs"
+    # the per-epoch evaluation scores a sample only above trainer.EPOCH_EVAL_QUERIES: here every eval example
+    assert all(0 < row["eval_queries"] == row["eval_examples_in_split"] <= trainer.EPOCH_EVAL_QUERIES for row in rows)
 
 
 def test_trained_towers_beat_most_popular_on_eval(trained):
@@ -95,6 +101,10 @@ def test_evaluator_blesses_the_first_model_and_writes_its_report(trained, workdi
     assert evaluation_json["slices"]["head_tracks"]["examples"] + evaluation_json["slices"]["tail_tracks"]["examples"] \
         == evaluation_json["examples"] > 100
     assert evaluation_json["baseline"] is None and evaluation_json["blessed"] is True
+    sample = evaluation_json["test_sample"]  # below the cap: every test example scored
+    assert sample["sampled"] is False and sample["examples_scored"] == sample["examples_in_split"] \
+        == evaluation_json["examples"] == evaluation_json["queries"] < configs.PipelineConfig().max_test_queries
+    assert sample["standard_error"] == {"pairwise_accuracy": 0.0, "recall_at_100": 0.0}
     assert evaluation_json["pairwise_accuracy"] > evaluation_json["most_popular"]["pairwise_accuracy"]
     assert blessing_properties(trained, workdir)["blessed"] == 1
     assert all(trained.pushed.values()), trained.pushed
@@ -114,3 +124,32 @@ def test_evaluator_refuses_for_a_stated_reason_against_the_blessed_baseline(trai
     assert evaluation_json["baseline"]["pairwise_accuracy"] == pytest.approx(evaluation_json["pairwise_accuracy"])
     assert blessing_properties(second, workdir)["blessed"] == 0
     assert second.pushed == {"BruteForcePusher": None, "ScannPusher": None}  # refused: nothing new to serve
+
+
+def test_above_the_cap_the_evaluator_scores_a_seeded_sample_and_still_decides(trained):
+    """A cap below the test split: every model is scored on the same seeded sample of exactly the cap, the
+    report says so, and the blessing rules read the sampled numbers as they read exact ones."""
+    data = evaluate.RunData(trained.outputs["Transform"]["transform_graph"][0],
+                            trained.outputs["Transform"]["transformed_examples"][0])
+    model = ExportedModel.load(trained.outputs["Trainer"]["model"][0])
+    params = configs.with_overrides(configs.PipelineConfig(), SETTINGS).evaluation_params()
+    total = read_evaluation(trained)["examples"]
+    cap = total // 3
+    capped = dataclasses.replace(params, max_test_queries=cap)
+    first = evaluate.evaluate_model(model, data, capped, baseline=model)
+    assert first["queries"] == first["examples"] == first["most_popular"]["queries"] == cap
+    assert first["test_sample"]["sampled"] is True and first["test_sample"]["examples_scored"] == cap
+    assert first["test_sample"]["examples_in_split"] == total
+    assert 0 < first["test_sample"]["standard_error"]["recall_at_100"] < 0.1
+    assert first["baseline"]["pairwise_accuracy"] == first["pairwise_accuracy"]  # the same examples for the baseline
+    [accuracy_floor] = [reason for reason in first["blessing_reasons"]
+                        if (reason["rule"], reason["metric"]) == (blessing.ABSOLUTE, "pairwise_accuracy")]
+    assert accuracy_floor["value"] == first["pairwise_accuracy"]  # the rules read the sampled numbers
+    assert {key: first[key] for key in ("blessed", "blessing_rule")} == \
+        {key: value for key, value in blessing.decide(first, first["baseline"], capped).items() if key != "blessing_reasons"}
+    assert "A SAMPLE" in report.render(json_safe(first)) and f"{cap} of {total}" in report.sample_text(first["test_sample"])
+    again = evaluate.evaluate_model(model, data, capped, baseline=model)
+    assert {key: again[key] for key in ("pairwise_accuracy", "recall_at_k", "mrr", "blessed")} == \
+        {key: first[key] for key in ("pairwise_accuracy", "recall_at_k", "mrr", "blessed")}
+    other = evaluate.evaluate_model(model, data, dataclasses.replace(capped, seed=params.seed + 1))
+    assert other["queries"] == cap and (other["pairs"], other["mrr"]) != (first["pairs"], first["mrr"])

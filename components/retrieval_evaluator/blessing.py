@@ -34,8 +34,14 @@ class EvaluationParams:
     ann_recall_k: int
     most_popular_tolerance: float
     """A guarded metric must reach the most-popular baseline's value on the same test split minus this."""
+    max_test_queries: int
+    """The test metrics score at most this many test examples, a seeded uniform sample (all below the cap)."""
+    seed: int
+    """Seed of that sample (the pipeline's one seed)."""
 
     def __post_init__(self) -> None:
+        if self.max_test_queries < 1:
+            raise ValueError(f"max_test_queries must be >= 1, got {self.max_test_queries}")
         if self.ann_recall_k < 1:
             raise ValueError(f"ann_recall_k must be >= 1, got {self.ann_recall_k}")
         for name in ("min_pairwise_accuracy", "min_recall_at_100", "min_ann_recall"):

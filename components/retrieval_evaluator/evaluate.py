@@ -44,16 +44,32 @@ class RunData:
         return Vocabularies.of_transform(self.transform_output)
 
 
+def test_sample(data: RunData, params: blessing.EvaluationParams) -> inputs.RecordSample:
+    """The test examples the metrics score: all of them up to params.max_test_queries, else a seeded sample."""
+    return inputs.sample_records(data.split_pattern(contract.TEST), params.max_test_queries, params.seed)
+
+
+def describe_sample(sample: inputs.RecordSample, collected: evaluation.Collected,
+                    params: blessing.EvaluationParams) -> dict[str, Any]:
+    """evaluation.json's test_sample: how many test examples were scored out of how many, and the noise."""
+    return {"sampled": sample.sampled, "examples_scored": len(sample.records), "examples_in_split": sample.total,
+            "max_test_queries": params.max_test_queries, "seed": params.seed,
+            "standard_error": evaluation.sampling_standard_errors(collected, sample.total)}
+
+
 def collect_for(model: ExportedModel, data: RunData, split: str = contract.TEST,
-                max_hard_negatives: Optional[int] = None) -> evaluation.Collected:
-    """Scores `model` on a run's split, translating ids when the model came from another run."""
+                max_hard_negatives: Optional[int] = None,
+                sample: Optional[inputs.RecordSample] = None) -> evaluation.Collected:
+    """Scores `model` on a run's split (only `sample`'s examples when given), translating ids when the model
+    came from another run."""
     reference = data.vocabularies()
     same_vocabulary = list(reference.tracks) == list(model.vocabularies.tracks) and \
         list(reference.stations) == list(model.vocabularies.stations)
     id_map = None if same_vocabulary else IdMap.between(reference, model.vocabularies)
     hard = int(model.config["training"]["max_hard_negatives"]) if max_hard_negatives is None else max_hard_negatives
     dataset = inputs.read_transformed(data.split_pattern(split), data.transform_output, EVAL_BATCH,
-                                      model.max_history, hard)
+                                      model.max_history, hard) if sample is None else \
+        inputs.parse_records(sample.dataset(), data.transform_output, EVAL_BATCH, model.max_history, hard)
     return evaluation.collect(dataset, model.scorer(id_map), max(metrics.DEFAULT_KS))
 
 
@@ -97,11 +113,12 @@ def ann_recall_at_k(model: ExportedModel, data: RunData, scann: serving_export.S
     leaves, _ = scann.leaves(num_tracks)
     fixed = scann.scann_num_leaves_to_search > 0
     shares = [None] if fixed else LEAVES_TO_SEARCH_SHARES
+    exact_top = serving_export.exact_top_k(queries, candidates, max(ks))
     sweep = []
     for share in shares:
         chosen = scann if fixed else dataclasses.replace(
             scann, scann_num_leaves=leaves, scann_num_leaves_to_search=max(1, int(np.ceil(share * leaves))))
-        recall = serving_export.ann_recall(queries, candidates, model.vocabularies.tracks, ks, chosen)
+        recall = serving_export.ann_recall(queries, candidates, model.vocabularies.tracks, ks, chosen, exact_top)
         sweep.append({"num_leaves": leaves, "num_leaves_to_search": chosen.leaves(num_tracks)[1],
                       "recall_at_k": recall})
         if recall.get(params.ann_recall_k, recall[max(ks)]) >= params.min_ann_recall:
@@ -139,11 +156,15 @@ def evaluate_model(model: ExportedModel, data: RunData, params: blessing.Evaluat
                    log_summary: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
     """Every number evaluation.json holds, and the blessing decision.
 
+    The test metrics of this model, most-popular and the baseline are computed on the same test examples:
+    all of them up to params.max_test_queries, else a seeded sample of that many (result["test_sample"]).
+
     artist_by_track (raw track id -> artist id) feeds responsiveness' artist_share_drop; without it that
     number is null with artist_reason, and the neighbour-based drop is still measured.
     log_summary (FeedbackLabeler's label counts and examples per split) goes into the report's data section."""
     hard = int(model.config["training"]["max_hard_negatives"])
-    collected = collect_for(model, data, max_hard_negatives=hard)
+    sample = test_sample(data, params)
+    collected = collect_for(model, data, max_hard_negatives=hard, sample=sample)
     if len(collected) == 0:
         raise ValueError(f"no test examples under {data.split_pattern(contract.TEST)}; the time split left the "
                          "test period empty (check test_cutoff and the spans read)")
@@ -153,9 +174,9 @@ def evaluate_model(model: ExportedModel, data: RunData, params: blessing.Evaluat
         counts)
     result: dict[str, Any] = {"split": contract.TEST, **evaluation.summarize(collected)}
     result["slices"] = {name: evaluation.summarize(collected, selection=selection) for name, selection in selections.items()}
+    result["test_sample"] = describe_sample(sample, collected, params)
     popularity = evaluation.collect(
-        inputs.read_transformed(data.split_pattern(contract.TEST), data.transform_output, EVAL_BATCH,
-                                model.max_history, hard),
+        inputs.parse_records(sample.dataset(), data.transform_output, EVAL_BATCH, model.max_history, hard),
         evaluation.popularity_scorer(counts))
     result["most_popular"] = evaluation.summarize(popularity)
     result["data"] = {**(dict(log_summary) if log_summary else {}),
@@ -164,7 +185,7 @@ def evaluate_model(model: ExportedModel, data: RunData, params: blessing.Evaluat
     result["baseline"] = None
     if baseline is not None:
         result["baseline"] = {"model": baseline.directory,
-                              **evaluation.summarize(collect_for(baseline, data, max_hard_negatives=hard))}
+                              **evaluation.summarize(collect_for(baseline, data, max_hard_negatives=hard, sample=sample))}
     result["coverage_by_input_policy"] = dict(coverage_by_input_policy) if coverage_by_input_policy else None
     result["feedback_type_similarity"] = cosine_similarities(model.feedback_embeddings)
     result["training_history"] = list(training_history) if training_history else None

@@ -93,6 +93,6 @@ class Executor(base_executor.BaseExecutor):
             handle.write(report.render(result))
         write_blessing(artifact_utils.get_single_instance(output_dict["blessing"]), result, model_artifact,
                        baseline_artifact)
-        log.info("RetrievalEvaluator: %s (%s); pairwise accuracy %s, recall@100 %s",
+        log.info("RetrievalEvaluator: %s (%s); pairwise accuracy %s, recall@100 %s; %s",
                  "blessed" if result["blessed"] else "not blessed", result["blessing_rule"],
-                 result["pairwise_accuracy"], result["recall_at_k"]["100"])
+                 result["pairwise_accuracy"], result["recall_at_k"]["100"], report.sample_text(result["test_sample"]))

@@ -1,7 +1,7 @@
 """evaluation.html: the evaluation of record as a page a person reads before a model is pushed."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 from models import metrics
 from reports import html
@@ -51,10 +51,25 @@ def metrics_section(result: Mapping[str, Any]) -> str:
         {name: [r.get("pairwise_accuracy")] + [_by_k(r, "recall_at_k", k) for k in KS] + [r.get("mrr")]
          for name, r in compared.items()},
         title="Test split: this model against the baselines", y_label="value")
-    return html.section("Test metrics", html.table(METRIC_HEADERS, rows), chart,
+    sampled = bool((result.get("test_sample") or {}).get("sampled"))
+    return html.section("Test metrics", html.callout(sample_text(result.get("test_sample")), "warn" if sampled else "info"),
+                        html.table(METRIC_HEADERS, rows), chart,
                         note="Exact scores against the whole catalog; the listener's history tracks are excluded "
                              "from the ranking. Pairwise accuracy pairs each target with the listener's own skips "
                              "and dislikes near it (ties count half).")
+
+
+def sample_text(sample: Optional[Mapping[str, Any]]) -> str:
+    """Whether the test metrics scored every test example or a sample, and the sample's standard errors."""
+    if not sample:
+        return "Every test example scored."
+    if not sample["sampled"]:
+        return f"Every test example scored ({sample['examples_scored']}; the cap is {sample['max_test_queries']})."
+    errors = sample["standard_error"]
+    return (f"A SAMPLE: {sample['examples_scored']} of {sample['examples_in_split']} test examples scored "
+            f"(max_test_queries, seed {sample['seed']}), the same ones for every model and baseline; sampling "
+            f"standard error: pairwise accuracy {html.fmt(errors['pairwise_accuracy'])}, recall@100 "
+            f"{html.fmt(errors['recall_at_100'])}.")
 
 
 def ann_section(result: Mapping[str, Any]) -> str:
