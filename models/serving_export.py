@@ -100,6 +100,7 @@ class RecommenderModule(tf.Module):
             vocab.stations, range(features.FIRST_STATION_ID, vocab.station_oov_id), vocab.station_oov_id)
         self.label_table = _lookup_table(contract.LABELS, range(len(contract.LABELS)), features.UNKNOWN_LABEL_ID)
         self.index = build_index(kind, model.candidate_embeddings[:num_tracks], None, self._retrieved, scann)
+        self._scann_leaves = scann.leaves(num_tracks)[0]
         self._track_names = tf.constant(list(vocab.tracks), tf.string)
         self._track_oov_id = vocab.track_oov_id
         # E is static in the signature: TF Serving has no optional inputs, and the index needs a fixed width.
@@ -136,10 +137,33 @@ class RecommenderModule(tf.Module):
         disliked = tf.logical_and(mask, tf.equal(labels, contract.LABELS.index(contract.DISLIKE)))
         return embedding, tf.where(disliked, ids, tf.constant(self._track_oov_id, tf.int64))
 
+    def _retrieve(self, embedding: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """The index's best `retrieved` candidates per row.
+
+        ScaNN returns only what its searched leaves hold: a query that lands among small leaves can get fewer
+        than top_k + max_exclusions + max_history candidates (seen: 92 where 100 were needed, on a 3,000-track
+        catalog searching a few leaves), and the final top-k would then fail the request. Such a batch is
+        searched again over every leaf, which always holds enough (the constructor checks the catalog)."""
+        scores, candidates = self.index(embedding, k=self._retrieved)
+        if not isinstance(self.index, tfrs.layers.factorized_top_k.ScaNN):
+            return scores, candidates
+
+        def every_leaf() -> tuple[tf.Tensor, tf.Tensor]:
+            from scann.scann_ops.py import scann_ops
+
+            # TFRS's ScaNN layer keeps its searcher here and exposes no leaves_to_search per call; a TFRS upgrade
+            # that moves it fails the export's own check (`export` calls recommend) and tests/test_serving_export.py.
+            searcher = scann_ops.searcher_from_module(self.index._serialized_searcher)
+            result = searcher.search_batched(embedding, final_num_neighbors=self._retrieved,
+                                             leaves_to_search=self._scann_leaves)
+            return result.distances, tf.cast(result.indices, candidates.dtype)
+
+        return tf.cond(tf.shape(candidates)[1] < self._retrieved, every_leaf, lambda: (scores, candidates))
+
     def recommend(self, history_track_ids, history_feedback, station_id, exclude_track_ids):
         embedding, disliked = self._query(history_track_ids, history_feedback, station_id)
         excluded = tf.concat([self.track_table.lookup(exclude_track_ids), disliked], axis=1)
-        scores, candidates = self.index(embedding, k=self._retrieved)
+        scores, candidates = self._retrieve(embedding)
         scores, best = exclude(scores, tf.cast(candidates, tf.int64), excluded, self._k)
         track_ids = tf.gather(self._track_names, best)
         # Declared [B, K]: clients read K from the metadata, and servers batch only fully shaped signatures.

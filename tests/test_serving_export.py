@@ -158,6 +158,30 @@ def test_export_refuses_a_catalog_smaller_than_what_a_request_needs(exported):
         serving_export.RecommenderModule(exported, serving_export.BRUTE_FORCE, too_big, CONFIG.scann_params())
 
 
+def test_a_scann_search_that_finds_too_few_candidates_searches_every_leaf(exported):
+    """Leaves of ~5 tracks and one searched: the query's leaf holds fewer than the top 20 a request asks for
+    (and far fewer than the 20 + 5 + max_history candidates it needs), which used to fail the request."""
+    num_tracks = len(exported.vocabularies.tracks)
+    sparse = dataclasses.replace(CONFIG.scann_params(), scann_min_catalog=1, scann_num_leaves=num_tracks // 5,
+                                 scann_num_leaves_to_search=1)
+    serving = serving_export.ServingParams(top_k=20, max_exclusions=5)
+    module = serving_export.RecommenderModule(exported, serving_export.SCANN, serving, sparse)
+    assert isinstance(module.index, tfrs.layers.factorized_top_k.ScaNN)
+    history = [(track, "like") for track in exported.vocabularies.tracks[:3]]
+    _, few = module.index(module.query_embedding(
+        history_track_ids=tf.constant([[t for t, _ in history]]), history_feedback=tf.constant([["like"] * 3]),
+        station_id=tf.constant([""]))["query_embedding"], k=20 + 5 + exported.max_history)
+    assert few.shape[1] < 20  # the situation this test is about
+    excluded = list(exported.vocabularies.tracks[3:5]) + [""] * 3
+    out = module.recommend(history_track_ids=tf.constant([[t for t, _ in history]]),
+                           history_feedback=tf.constant([["like"] * 3]), station_id=tf.constant([""]),
+                           exclude_track_ids=tf.constant([excluded]))
+    ids = [t.decode() for t in out["track_ids"].numpy()[0]]
+    scores = out["scores"].numpy()[0]
+    assert len(set(ids)) == 20 and set(ids) <= set(exported.vocabularies.tracks)
+    assert not set(ids) & set(excluded[:2]) and np.all(np.diff(scores) <= 1e-6)
+
+
 def test_a_catalog_below_scann_min_catalog_gets_an_exact_index():
     embeddings = np.eye(8, dtype=np.float32)
     tiny = dataclasses.replace(CONFIG.scann_params(), scann_min_catalog=9)
