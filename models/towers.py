@@ -12,8 +12,8 @@ import numpy as np
 import tensorflow as tf
 
 from models import features
-from models.params import (DIRECT_ALL, DIRECT_OFF, DIRECT_REJECTIONS, HISTORY_GAIN_STARTS, HISTORY_GAINS_OFF, POOL_ALL,
-                           POOL_POSITIVES)
+from models.params import (DIRECT_ALL, DIRECT_FEEDBACK, DIRECT_OFF, DIRECT_REJECTIONS, HISTORY_GAIN_STARTS,
+                           HISTORY_GAINS_OFF, POOL_ALL, POOL_POSITIVES)
 from schema import contract
 
 
@@ -67,6 +67,12 @@ class TransformerBlock(tf.keras.layers.Layer):
         return tokens * tf.cast(mask[:, :, None], tokens.dtype)
 
 
+REJECTION_LABEL_IDS = np.array([label in contract.NEGATIVE_LABELS for label in contract.LABELS])
+"""Per label id: True for skips and dislikes."""
+POSITIVE_LABEL_IDS = ~REJECTION_LABEL_IDS
+"""Per label id: True for likes and listens."""
+
+
 def label_gains_start(embedding_dim: int, negative_start: float) -> np.ndarray:
     """[NUM_LABELS, D] starting gains: +1 for likes and listens, `negative_start` for skips and dislikes.
 
@@ -75,13 +81,8 @@ def label_gains_start(embedding_dim: int, negative_start: float) -> np.ndarray:
     transformer learns to invert it. A gain that starts at -1 gives "I skipped X" the sign it means; it is
     learned per dimension, so the model can keep what a rejection says about the station's style.
     """
-    signs = np.array([negative_start if label in contract.NEGATIVE_LABELS else 1.0 for label in contract.LABELS],
-                     dtype=np.float32)
+    signs = np.where(REJECTION_LABEL_IDS, negative_start, 1.0).astype(np.float32)
     return np.repeat(signs[:, None], embedding_dim, axis=1)
-
-
-POSITIVE_LABEL_IDS = np.array([label not in contract.NEGATIVE_LABELS for label in contract.LABELS])
-"""Per label id: True for likes and listens."""
 
 
 def pooling_weights(mask: tf.Tensor, label_ids: tf.Tensor, pooling: str) -> tf.Tensor:
@@ -102,12 +103,11 @@ def pooling_weights(mask: tf.Tensor, label_ids: tf.Tensor, pooling: str) -> tf.T
 
 def direct_feedback_labels(direct_feedback: str) -> np.ndarray:
     """[NUM_LABELS] 1/0: the feedback types whose history tracks reach the query directly."""
-    if direct_feedback not in (DIRECT_OFF, DIRECT_REJECTIONS, DIRECT_ALL):
-        raise ValueError(f"direct_feedback must be one of {(DIRECT_OFF, DIRECT_REJECTIONS, DIRECT_ALL)}, "
-                         f"got {direct_feedback!r}")
-    return np.array([direct_feedback == DIRECT_ALL or (direct_feedback == DIRECT_REJECTIONS
-                                                       and label in contract.NEGATIVE_LABELS)
-                     for label in contract.LABELS], dtype=np.float32)
+    if direct_feedback not in DIRECT_FEEDBACK:
+        raise ValueError(f"direct_feedback must be one of {DIRECT_FEEDBACK}, got {direct_feedback!r}")
+    chosen = {DIRECT_OFF: np.zeros_like(REJECTION_LABEL_IDS), DIRECT_REJECTIONS: REJECTION_LABEL_IDS,
+              DIRECT_ALL: np.ones_like(REJECTION_LABEL_IDS)}[direct_feedback]
+    return chosen.astype(np.float32)
 
 
 class RejectionsRepel(tf.keras.constraints.Constraint):
@@ -123,10 +123,6 @@ class RejectionsRepel(tf.keras.constraints.Constraint):
 
     def __call__(self, weights: tf.Tensor) -> tf.Tensor:
         return tf.where(self._rejection, tf.minimum(weights, 0.0), weights)
-
-
-REJECTION_LABEL_IDS = np.array([label in contract.NEGATIVE_LABELS for label in contract.LABELS])
-"""Per label id: True for skips and dislikes."""
 
 
 def direct_feedback_vector(candidates: tf.Tensor, mask: tf.Tensor, label_ids: tf.Tensor,
