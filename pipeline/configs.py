@@ -9,7 +9,7 @@ from typing import Any, Iterable
 
 from components.feedback_labeler.sequences import LabelingParams
 from components.retrieval_evaluator.blessing import EvaluationParams
-from models.params import DEFAULT_STRATEGY, MULTI_WORKER_STRATEGY, TrainingParams
+from models.params import ADAM, DEFAULT_STRATEGY, MULTI_WORKER_STRATEGY, TrainingParams
 from models.serving_params import BRUTE_FORCE, SCANN, ScannParams, ServingParams
 from schema import contract
 
@@ -149,7 +149,11 @@ class PipelineConfig:
     dropout: float = 0.1
     """Dropout rate inside the transformer blocks."""
     learning_rate: float = 0.002
-    """Adam's learning rate."""
+    """The optimizer's learning rate."""
+    optimizer: str = ADAM
+    """The Trainer's optimizer: 'adam' (tf_keras' Adam: every step decays the moments of every row of the track
+    table, so a step's cost grows with the catalog) or 'lazy_adam' (row-wise: an embedding table's step touches
+    only the rows the batch looked up; models/optimizer.py)."""
     batch_size: int = 256
     """Training batch (its rows are each other's in-batch negatives; per replica when distributed)."""
     epochs: int = 10
