@@ -154,8 +154,8 @@ class PipelineConfig:
     """The Trainer's optimizer: 'lazy_adam' (row-wise: an embedding table's step touches only the rows the batch
     looked up, so its cost does not grow with the catalog; models/optimizer.py) or 'adam' (tf_keras' Adam: every
     step decays the moments of every row of the track table: +28% CPU per step at 3x the 1M run's catalog, 2.1x
-    at 9x). Over 3 seeds on both 200k presets lazy_adam's pairwise accuracy is within one sd of adam's (0.003-0.004
-    lower) and its recall@100 0.012-0.020 higher (docs/model-and-loss.md section 9)."""
+    at 9x). Over 5 seeds on both 200k presets lazy_adam's pairwise accuracy is within one sd of adam's (0.002-0.004
+    lower) and its recall@100 0.014-0.017 higher (docs/model-and-loss.md section 9)."""
     batch_size: int = 256
     """Training batch (its rows are each other's in-batch negatives; per replica when distributed)."""
     epochs: int = 10
