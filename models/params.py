@@ -37,6 +37,11 @@ DIRECT_ALL = "all"
 DIRECT_FEEDBACK: tuple[str, ...] = (DIRECT_OFF, DIRECT_REJECTIONS, DIRECT_ALL)
 """Which feedback types also reach the query directly, as a learned multiple of the mean candidate vector of the
 history tracks with that type (models.towers.direct_feedback_vector): none, skips and dislikes, or every type."""
+ADAM = "adam"
+LAZY_ADAM = "lazy_adam"
+OPTIMIZERS: tuple[str, ...] = (ADAM, LAZY_ADAM)
+"""The Trainer's optimizer (models.optimizer.make_optimizer): tf_keras' Adam, or Adam with row-wise updates of
+the embedding tables (models.optimizer.LazyAdam)."""
 DEFAULT_STRATEGY = "default"
 MIRRORED_STRATEGY = "mirrored"
 MULTI_WORKER_STRATEGY = "multi_worker_mirrored"
@@ -68,6 +73,7 @@ class TrainingParams:
     num_heads: int
     dropout: float
     learning_rate: float
+    optimizer: str
     batch_size: int
     epochs: int
     patience: int
@@ -91,6 +97,8 @@ class TrainingParams:
             raise ValueError(f"direct_feedback must be one of {DIRECT_FEEDBACK}, got {self.direct_feedback!r}")
         if self.early_stopping not in EARLY_STOPPING_RULES:
             raise ValueError(f"early_stopping must be one of {EARLY_STOPPING_RULES}, got {self.early_stopping!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.distribution_strategy not in STRATEGIES:
             raise ValueError(f"distribution_strategy must be one of {STRATEGIES}, got {self.distribution_strategy!r}")
         positive = ("max_history", "embedding_dim", "num_heads", "batch_size", "epochs", "patience")

@@ -21,7 +21,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tensorflow_transform as tft
 
-from models import distribution, evaluation, exported, features, inputs, loss, warm_start
+from models import distribution, evaluation, exported, features, inputs, loss, optimizer, warm_start
 from models.export_format import (CANDIDATE_EMBEDDINGS_FILE, FEEDBACK_EMBEDDINGS_FILE, MODEL_CONFIG_FILE,
                                   QUERY_EMBEDDING, QUERY_MODEL_DIR, STATION_VOCABULARY_FILE,
                                   TRACK_VOCABULARY_FILE, TRAINING_HISTORY_FILE)
@@ -312,7 +312,7 @@ def train(fn_args, params: TrainingParams, strategy: Optional[tf.distribute.Stra
             warm_started = warm_start.maybe_apply(model.query_tower, model.candidate_tower, tower_config,
                                                   getattr(fn_args, "base_model", None),
                                                   exported.Vocabularies.of_transform(tf_transform_output))
-        model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate=params.learning_rate))
+        model.compile(optimizer=optimizer.make_optimizer(params.optimizer, params.learning_rate))
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     history = EvalAndHistory(model, eval_dataset, tower_config.num_track_ids, train_examples,
                              os.path.join(fn_args.model_run_dir, TRAINING_HISTORY_FILE), fn_args.model_run_dir,

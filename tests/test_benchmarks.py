@@ -16,7 +16,8 @@ import sys
 import numpy as np
 import pytest
 
-from benchmarks import ann_metrics, estimate, measure, pandas_labelling, pipeline_timing, report, results, settings
+from benchmarks import (ann_metrics, estimate, measure, optimizer_step, pandas_labelling, pipeline_timing, report,
+                        results, settings)
 from benchmarks.pipeline_runs import RunSpec
 from components.feedback_labeler import sequences
 from listening_logs import simulate
@@ -214,6 +215,35 @@ def test_a_pipeline_root_without_a_run_is_a_usage_error(tmp_path, capsys):
     assert exit_info.value.code == 2
     assert f"--pipeline-root {tmp_path} holds no pipeline run" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+# --- The optimizer's step cost against the track table's size ----------------------------------------------
+
+@pytest.mark.parametrize("arguments, message", [(["--optimizers", "adam,sgd"], "--optimizers takes names from"),
+                                                (["--rounds", "0"], "--rounds and --steps must be >= 1")])
+def test_optimizer_step_refuses_bad_arguments(tmp_path, capsys, arguments, message):
+    assert optimizer_step.main(["--run", str(tmp_path), *arguments]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.pipeline
+def test_optimizer_step_pads_the_track_table_and_times_every_model(trained_pipeline):
+    """Both optimizers at 1x and 2x the catalog; the track table's gradient is row-wise (what lazy_adam needs);
+    no timing is asserted, only that every model was timed in every round and the ratios are consistent."""
+    record = optimizer_step.measure(trained_pipeline.root, [1, 2], ["adam", "lazy_adam"], rounds=2, steps=2,
+                                    say=lambda line: None)
+    catalog = record["catalog_rows"]
+    assert [(row["optimizer"], row["table_rows"]) for row in record["rows"]] == [
+        ("adam", catalog), ("adam", 2 * catalog), ("lazy_adam", catalog), ("lazy_adam", 2 * catalog)]
+    assert any("track_embedding" in name for name in record["sparse_gradient_variables"])
+    assert record["steps_per_pass"] == 2 and len(record["load_averages"]) == 3
+    for row in record["rows"]:
+        assert len(row["cpu_per_step_runs_ms"]) == 2 and all(value > 0 for value in row["cpu_per_step_runs_ms"])
+        assert row["cpu_ratio_to_scale_1"] == pytest.approx(
+            row["cpu_ms_per_step"]["median"] / record["rows"][0 if row["optimizer"] == "adam" else 2]
+            ["cpu_ms_per_step"]["median"], abs=1e-3)
+    assert all("cpu_ratio_to_adam" in row for row in record["rows"][2:])
+    assert "| lazy_adam |" in optimizer_step.markdown(record)
 
 
 # --- The pipeline cost curve ---------------------------------------------------------------------------

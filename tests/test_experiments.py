@@ -194,6 +194,7 @@ def params(batch_size: int = 4, sampler: str = "popularity") -> TrainingParams:
                           negative_loss_on_bias=True,
                           temperature=0.05,
                           embedding_dim=8, num_layers=1, num_heads=1, dropout=0.0, learning_rate=0.01,
+                          optimizer="adam",
                           batch_size=batch_size, epochs=1, patience=1, early_stopping="pairwise_accuracy", seed=3,
                           warm_start=False,
                           distribution_strategy="default")
