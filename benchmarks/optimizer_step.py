@@ -50,20 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def padded_model(data: Any, params: Any, scale: int) -> Any:
-    """The Trainer's RetrievalModel on `data`'s catalog, its track table `scale` x as long (extra rows unplayed)."""
+def padded_model(output: Any, params: Any, scale: int) -> Any:
+    """The Trainer's RetrievalModel on the catalog of Transform's `output`, its track table `scale` x as long
+    (extra rows unplayed)."""
     import numpy as np
-    import tensorflow_transform as tft
 
     from models import features, trainer
-    from models.towers import TowerConfig
 
-    output = tft.TFTransformOutput(data.transform_graph_uri)
     counts = features.track_counts_by_id(output)  # one entry per row of the track table (OOV included)
     padded = np.concatenate([counts, np.zeros(len(counts) * (scale - 1), dtype=counts.dtype)])
-    shared = {field.name: getattr(params, field.name) for field in dataclasses.fields(TowerConfig)
-              if hasattr(params, field.name)}
-    config = TowerConfig(num_track_ids=len(padded), num_station_ids=features.num_station_ids(output), **shared)
+    config = trainer.tower_config_of(params, len(padded), features.num_station_ids(output))
     return trainer.RetrievalModel(config, params, padded)
 
 
@@ -106,7 +102,7 @@ def measure(root: pathlib.Path, scales: Sequence[int], optimizers: Sequence[str]
     for name in optimizers:
         for scale in scales:
             tf.keras.utils.set_random_seed(params.seed)
-            model = padded_model(data, dataclasses.replace(params, optimizer=name), scale)
+            model = padded_model(output, dataclasses.replace(params, optimizer=name), scale)
             model.compile(optimizer=optimizer.make_optimizer(name, params.learning_rate))
             for _ in range(WARM_UP_PASSES):  # the first traces the step and builds the slots
                 model.fit(batches, epochs=1, verbose=0)

@@ -269,19 +269,12 @@ class Trained:
     warm_started: Optional[warm_start.WarmStart]
 
 
-def train(fn_args, params: TrainingParams, strategy: Optional[tf.distribute.Strategy] = None) -> Trained:
-    """Fits the model with early stopping on the eval split; returns it with the best epoch's weights.
-
-    With `params.warm_start` and a base model (`fn_args.base_model`, the last blessed one), training starts
-    from its weights (models/warm_start.py). Variables live in `strategy`'s scope (the default strategy if None).
-    """
-    strategy = strategy or tf.distribute.get_strategy()
-    tf.keras.utils.set_random_seed(params.seed)
-    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    counts = features.track_counts_by_id(tf_transform_output)
-    tower_config = TowerConfig(
-        num_track_ids=features.num_track_ids(tf_transform_output),
-        num_station_ids=features.num_station_ids(tf_transform_output),
+def tower_config_of(params: TrainingParams, num_track_ids: int, num_station_ids: int) -> TowerConfig:
+    """The towers' shape from the training settings and the vocabulary sizes (one place, for the Trainer and the
+    benchmarks that build its model)."""
+    return TowerConfig(
+        num_track_ids=num_track_ids,
+        num_station_ids=num_station_ids,
         embedding_dim=params.embedding_dim,
         num_layers=params.num_layers,
         num_heads=params.num_heads,
@@ -293,6 +286,20 @@ def train(fn_args, params: TrainingParams, strategy: Optional[tf.distribute.Stra
         direct_feedback=params.direct_feedback,
         direct_feedback_scale=params.direct_feedback_scale,
     )
+
+
+def train(fn_args, params: TrainingParams, strategy: Optional[tf.distribute.Strategy] = None) -> Trained:
+    """Fits the model with early stopping on the eval split; returns it with the best epoch's weights.
+
+    With `params.warm_start` and a base model (`fn_args.base_model`, the last blessed one), training starts
+    from its weights (models/warm_start.py). Variables live in `strategy`'s scope (the default strategy if None).
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    tf.keras.utils.set_random_seed(params.seed)
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    counts = features.track_counts_by_id(tf_transform_output)
+    tower_config = tower_config_of(params, features.num_track_ids(tf_transform_output),
+                                   features.num_station_ids(tf_transform_output))
 
     def dataset(files: list[str], shuffle: bool) -> tf.data.Dataset:
         return inputs.make_dataset(files, fn_args.data_accessor, tf_transform_output, params.batch_size,
