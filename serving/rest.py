@@ -494,11 +494,16 @@ class _ConnectionCappedServer(ThreadedWSGIServer):
         self.shutdown_request(request)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
+        """`socketserver.ThreadingMixIn`'s body, except that the slot is freed *before* the socket is closed: a
+        client that has seen its connection end can open the next one and find the slot free."""
         try:
-            super().process_request_thread(request, client_address)
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)  # socketserver's own report: traceback to stderr
         finally:
             with self._count:
                 self._open -= 1
+            self.shutdown_request(request)
 
     @property
     def open_connections(self) -> int:

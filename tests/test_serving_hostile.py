@@ -596,6 +596,42 @@ def test_rest_connections_are_capped_and_none_is_kept_idle(tiny_model, tmp_path)
         assert "connection(s) refused so far" in capped.log()
 
 
+def test_a_closed_connection_frees_its_slot_before_the_client_sees_the_close():
+    """A client that has read its whole answer (the server closed the connection) and at once opens as many
+    connections as the cap allows is refused none of them: the slot is freed before the socket is closed. The
+    old order (close, then free) refused about 3 % of such connections on an idle machine."""
+    import logging
+    import socket
+    import threading
+
+    from werkzeug.serving import WSGIRequestHandler
+
+    from serving.rest import _ConnectionCappedServer
+
+    def app(environ: dict, start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    handler = type("QuietHandler", (WSGIRequestHandler,), {"timeout": 5, "log_request": lambda *_: None})
+    capped = _ConnectionCappedServer("127.0.0.1", 0, app, handler, False, None, max_connections=2)
+    threading.Thread(target=capped.serve_forever, daemon=True).start()
+    request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    try:
+        first_lines = []
+        for _ in range(300):
+            _answer(_raw(capped.server_port, request))
+            pair = [socket.create_connection(("127.0.0.1", capped.server_port), timeout=20) for _ in range(2)]
+            for connection in pair:
+                connection.sendall(request)
+            first_lines += [_answer(connection).split(b"\r\n")[0] for connection in pair]
+        assert first_lines == [b"HTTP/1.1 200 OK"] * 600, sorted(set(first_lines))
+        assert capped.refused == 0
+    finally:
+        capped.shutdown()
+        capped.server_close()
+
+
 # --- 8. the request path: TensorFlow as TF Serving builds it, the graph called directly -------------------------
 
 def test_the_server_runs_tensorflow_without_onednn_unless_asked(server):
