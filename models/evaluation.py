@@ -12,7 +12,7 @@ from typing import Callable, Mapping, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from models import features, metrics
+from models import features, memory, metrics
 from models.slice_rules import SliceRules
 from schema import contract
 
@@ -215,14 +215,26 @@ def rejection_popularity(collected: Collected, track_counts: np.ndarray) -> dict
             "real_negative_popularity_percentile": describe(negatives)}
 
 
-def embedding_scorer(query_tower: tf.keras.Model, candidate_embeddings: np.ndarray) -> Scorer:
-    """Cosine scores of the query tower's embedding against every candidate embedding."""
+def embedding_scorer(query_tower: tf.keras.Model, candidate_embeddings: np.ndarray,
+                     memory_weights: Optional[np.ndarray] = None) -> Scorer:
+    """Cosine scores of the query tower's embedding against every candidate embedding, plus the history memory
+    offsets (models/memory.py) when the model has them."""
     candidates = tf.constant(candidate_embeddings)
 
     def score(batch: dict[str, tf.Tensor]) -> np.ndarray:
-        return tf.matmul(query_tower(batch, training=False), candidates, transpose_b=True).numpy()
+        return with_memory(tf.matmul(query_tower(batch, training=False), candidates, transpose_b=True).numpy(),
+                           batch, memory_weights)
 
     return score
+
+
+def with_memory(scores: np.ndarray, batch: dict[str, tf.Tensor], memory_weights: Optional[np.ndarray]) -> np.ndarray:
+    """[B, V] scores plus each row's history memory offsets (unchanged when memory_weights is None)."""
+    if memory_weights is None:
+        return scores
+    return scores + memory.dense_offsets(memory_weights, batch[features.HISTORY_TRACK_IDS_XF].numpy(),
+                                         batch[features.HISTORY_LABELS_XF].numpy(),
+                                         batch[features.HISTORY_MASK].numpy(), np.shape(scores)[1])
 
 
 def popularity_scorer(track_counts: np.ndarray) -> Scorer:

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from models import evaluation, export_format, features
+from models import evaluation, export_format, features, memory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +106,11 @@ class ExportedModel:
     def max_history(self) -> int:
         return int(self.config["tower"]["max_history"])
 
+    @property
+    def memory_weights(self) -> Optional[np.ndarray]:
+        """[NUM_LABELS] history memory offsets (models/memory.py); None for a model without the term."""
+        return memory.weights_of(self.config.get(export_format.HISTORY_MEMORY_KEY))
+
     def query_embeddings(self, batch: dict[str, tf.Tensor]) -> tf.Tensor:
         outputs = self.query_signature(
             **{key: batch[key] for key in (features.HISTORY_TRACK_IDS_XF, features.HISTORY_LABELS_XF,
@@ -118,10 +123,13 @@ class ExportedModel:
                                  else self.candidate_embeddings[id_map.tracks])
 
         def score(batch: dict[str, tf.Tensor]) -> np.ndarray:
+            translated = batch
             if id_map is not None:
-                batch = dict(batch)
-                batch[features.HISTORY_TRACK_IDS_XF] = tf.gather(id_map.tracks, batch[features.HISTORY_TRACK_IDS_XF])
-                batch[features.STATION_ID_XF] = tf.gather(id_map.stations, batch[features.STATION_ID_XF])
-            return tf.matmul(self.query_embeddings(batch), candidates, transpose_b=True).numpy()
+                translated = dict(batch)
+                translated[features.HISTORY_TRACK_IDS_XF] = tf.gather(id_map.tracks,
+                                                                      batch[features.HISTORY_TRACK_IDS_XF])
+                translated[features.STATION_ID_XF] = tf.gather(id_map.stations, batch[features.STATION_ID_XF])
+            scores = tf.matmul(self.query_embeddings(translated), candidates, transpose_b=True).numpy()
+            return evaluation.with_memory(scores, batch, self.memory_weights)  # the reference run's ids, as the columns
 
         return score

@@ -36,6 +36,7 @@ Reduction: `SampledSoftmaxLoss.per_example_loss` returns [B]; calling the layer 
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -57,6 +58,24 @@ MIN_COUNT = 1.0
 """In-batch logQ treats a track counted 0 times (e.g. the OOV id) as counted once, so its log_q is finite."""
 
 SeedLike = Union[tf.Tensor, tuple[int, int]]
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreOffsets:
+    """Per-row additions to the scores of each block, before the temperature (models.memory): [B, 1] for the
+    positive, [B, B] in-batch, [B, N] random, [B, H] hard; None adds nothing to that block."""
+
+    positive: Optional[tf.Tensor] = None
+    in_batch: Optional[tf.Tensor] = None
+    random: Optional[tf.Tensor] = None
+    hard: Optional[tf.Tensor] = None
+
+
+NO_OFFSETS = ScoreOffsets()
+
+
+def _plus(scores: tf.Tensor, offset: Optional[tf.Tensor]) -> tf.Tensor:
+    return scores if offset is None else scores + tf.cast(offset, scores.dtype)
 
 
 # --- Layers with one job each ------------------------------------------------------------------------------
@@ -206,15 +225,17 @@ class SampledSoftmaxLoss(tf.keras.layers.Layer):
         hard: Optional[tf.Tensor] = None,
         hard_ids: Optional[tf.Tensor] = None,
         hard_mask: Optional[tf.Tensor] = None,
+        offsets: ScoreOffsets = NO_OFFSETS,
     ) -> tf.Tensor:
-        """The masked, corrected, temperature-scaled logits [B, 1 + B + N + H]; the label is column 0."""
+        """The masked, corrected, temperature-scaled logits [B, 1 + B + N + H]; the label is column 0. `offsets`
+        are added to the scores before the temperature."""
         if self.use_logq and positive_log_q is None:
             raise ValueError("use_logq is on: pass positive_log_q (models.loss.in_batch_log_q)")
-        blocks = [self._positive(query, positive) / self.temperature]
+        blocks = [_plus(self._positive(query, positive), offsets.positive) / self.temperature]
         valids = [tf.ones_like(blocks[0], dtype=tf.bool)]
 
         in_batch, valid = self._in_batch(query, positive, positive_ids, user_ids)
-        in_batch = in_batch / self.temperature
+        in_batch = _plus(in_batch, offsets.in_batch) / self.temperature
         if self.use_logq:
             in_batch = self._log_q(in_batch, positive_log_q)
         blocks.append(in_batch)
@@ -224,7 +245,7 @@ class SampledSoftmaxLoss(tf.keras.layers.Layer):
             if self.use_logq and random_log_q is None:
                 raise ValueError("use_logq is on: pass random_log_q with the random negatives")
             sampled, valid = self._random(query, random, random_ids, positive_ids)
-            sampled = sampled / self.temperature
+            sampled = _plus(sampled, offsets.random) / self.temperature
             if self.use_logq:
                 sampled = self._log_q(sampled, random_log_q)
             blocks.append(sampled)
@@ -232,7 +253,7 @@ class SampledSoftmaxLoss(tf.keras.layers.Layer):
 
         if _given("hard", hard=hard, hard_ids=hard_ids, hard_mask=hard_mask):
             own, valid = self._hard(query, hard, hard_ids, hard_mask, positive_ids)
-            own = own / self.temperature
+            own = _plus(own, offsets.hard) / self.temperature
             if self.hard_negative_weight != NO_WEIGHT:
                 own = own + tf.math.log(tf.constant(self.hard_negative_weight, dtype=own.dtype))
             blocks.append(own)
@@ -374,12 +395,13 @@ class RetrievalLoss(tf.keras.layers.Layer):
                          user_ids: tf.Tensor, positive_log_q: Optional[tf.Tensor] = None, *,
                          random: Optional[tf.Tensor] = None, random_ids: Optional[tf.Tensor] = None,
                          random_log_q: Optional[tf.Tensor] = None, hard: Optional[tf.Tensor] = None,
-                         hard_ids: Optional[tf.Tensor] = None, hard_mask: Optional[tf.Tensor] = None) -> tf.Tensor:
-        """[B]: each row's softmax cross-entropy plus its weighted real-negative term."""
+                         hard_ids: Optional[tf.Tensor] = None, hard_mask: Optional[tf.Tensor] = None,
+                         offsets: ScoreOffsets = NO_OFFSETS) -> tf.Tensor:
+        """[B]: each row's softmax cross-entropy plus its weighted real-negative term (both with `offsets`)."""
         logits = self.softmax.logits(
             query, positive, positive_ids, user_ids, positive_log_q,
             random=random, random_ids=random_ids, random_log_q=random_log_q,
-            hard=hard, hard_ids=hard_ids, hard_mask=hard_mask,
+            hard=hard, hard_ids=hard_ids, hard_mask=hard_mask, offsets=offsets,
         )
         labels = tf.fill(tf.shape(logits)[:1], POSITIVE_COLUMN)
         per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
@@ -390,8 +412,8 @@ class RetrievalLoss(tf.keras.layers.Layer):
             query, positive, hard = (tensor[..., :-self.shared_columns] for tensor in (query, positive, hard))
         hard_logits, valid = self._hard(query, hard, hard_ids, hard_mask, positive_ids)
         if self.negative_loss == PAIRWISE:
-            positive_logit = self._positive(query, positive) / self.softmax.temperature
-            term = self._pairwise(positive_logit, hard_logits / self.softmax.temperature, valid)
+            positive_logit = _plus(self._positive(query, positive), offsets.positive) / self.softmax.temperature
+            term = self._pairwise(positive_logit, _plus(hard_logits, offsets.hard) / self.softmax.temperature, valid)
         elif self.negative_loss == NOT_TO_RECOMMEND:
             term = self._not_to_recommend(logits, tf.shape(hard)[1], valid)
         else:
@@ -402,11 +424,11 @@ class RetrievalLoss(tf.keras.layers.Layer):
              positive_log_q: Optional[tf.Tensor] = None, *, random: Optional[tf.Tensor] = None,
              random_ids: Optional[tf.Tensor] = None, random_log_q: Optional[tf.Tensor] = None,
              hard: Optional[tf.Tensor] = None, hard_ids: Optional[tf.Tensor] = None,
-             hard_mask: Optional[tf.Tensor] = None) -> tf.Tensor:
+             hard_mask: Optional[tf.Tensor] = None, offsets: ScoreOffsets = NO_OFFSETS) -> tf.Tensor:
         """The batch mean of `per_example_loss` (a scalar)."""
         return tf.reduce_mean(self.per_example_loss(
             query, positive, positive_ids, user_ids, positive_log_q, random=random, random_ids=random_ids,
-            random_log_q=random_log_q, hard=hard, hard_ids=hard_ids, hard_mask=hard_mask))
+            random_log_q=random_log_q, hard=hard, hard_ids=hard_ids, hard_mask=hard_mask, offsets=offsets))
 
 
 def _given(block: str, **tensors: Optional[tf.Tensor]) -> bool:

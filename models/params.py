@@ -66,6 +66,7 @@ class TrainingParams:
     history_pooling: str
     direct_feedback: str
     direct_feedback_scale: float
+    history_memory: str
     negative_loss_on_bias: bool
     temperature: float
     embedding_dim: int
@@ -95,6 +96,8 @@ class TrainingParams:
             raise ValueError(f"history_pooling must be one of {HISTORY_POOLINGS}, got {self.history_pooling!r}")
         if self.direct_feedback not in DIRECT_FEEDBACK:
             raise ValueError(f"direct_feedback must be one of {DIRECT_FEEDBACK}, got {self.direct_feedback!r}")
+        if self.history_memory not in DIRECT_FEEDBACK:
+            raise ValueError(f"history_memory must be one of {DIRECT_FEEDBACK}, got {self.history_memory!r}")
         if self.early_stopping not in EARLY_STOPPING_RULES:
             raise ValueError(f"early_stopping must be one of {EARLY_STOPPING_RULES}, got {self.early_stopping!r}")
         if self.optimizer not in OPTIMIZERS:

@@ -15,6 +15,9 @@ Request semantics (the same for both):
   goes"); the index returns catalog positions, which are the track ids, and an unknown or '' exclusion maps to
   the OOV id, which no candidate has, so the same tracks are removed.
 - `station_id` [B], '' for none; an unknown station gets the OOV station id.
+- A model with the history memory term (models/memory.py) rescores the retrieved candidates exactly and adds
+  their offsets; the history's own catalog tracks join the candidates the same way (once each, unless already
+  retrieved), so a history track that the index did not return can still be served.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from models import export_format, features, metrics
+from models import export_format, features, memory, metrics
 from models.exported import ExportedModel
 # The settings live in a module without TensorFlow; callers may keep naming them here.
 from models.serving_params import BRUTE_FORCE, INDEX_KINDS, SCANN, ScannParams, ServingParams  # noqa: F401
@@ -103,6 +106,9 @@ class RecommenderModule(tf.Module):
         self._scann_leaves = scann.leaves(num_tracks)[0]
         self._track_names = tf.constant(list(vocab.tracks), tf.string)
         self._track_oov_id = vocab.track_oov_id
+        weights = model.memory_weights
+        self._memory_weights = None if weights is None else tf.constant(weights, tf.float32)
+        self._candidates = None if weights is None else tf.constant(model.candidate_embeddings[:num_tracks])
         # E is static in the signature: TF Serving has no optional inputs, and the index needs a fixed width.
         self.recommend = tf.function(self.recommend, input_signature=[
             tf.TensorSpec([None, None], tf.string, HISTORY_TRACK_IDS),
@@ -126,7 +132,8 @@ class RecommenderModule(tf.Module):
         return ids, newest(labels, tf.constant(0, tf.int64)), mask
 
     def _query(self, history_track_ids: tf.Tensor, history_feedback: tf.Tensor,
-               station_id: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+               station_id: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tuple[tf.Tensor, tf.Tensor, tf.Tensor]]:
+        """(query embedding, disliked history ids (OOV elsewhere), the history as (ids, label ids, mask))."""
         ids, labels, mask = self._history(history_track_ids, history_feedback)
         stations = tf.where(tf.equal(station_id, PAD), tf.constant(features.NO_STATION_ID, tf.int64),
                             self.station_table.lookup(station_id))
@@ -135,7 +142,25 @@ class RecommenderModule(tf.Module):
             features.HISTORY_MASK: mask, features.STATION_ID_XF: stations,
         })[export_format.QUERY_EMBEDDING]
         disliked = tf.logical_and(mask, tf.equal(labels, contract.LABELS.index(contract.DISLIKE)))
-        return embedding, tf.where(disliked, ids, tf.constant(self._track_oov_id, tf.int64))
+        return embedding, tf.where(disliked, ids, tf.constant(self._track_oov_id, tf.int64)), (ids, labels, mask)
+
+    def _with_memory(self, embedding: tf.Tensor, candidates: tf.Tensor,
+                     history: tuple[tf.Tensor, tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        """The retrieved candidates plus the history's catalog tracks not among them (each once), every score
+        the exact dot product plus its memory offset: [B, R + L]; a history position that adds nothing scores
+        below any exclusion. Exact, because ScaNN's scores are approximate (off by up to ~0.2 on the test
+        model) and a history track's must be comparable with them."""
+        ids, labels, mask = history
+        scores = tf.einsum("bd,brd->br", embedding, tf.gather(self._candidates, candidates))
+        positions = tf.range(self._max_history)
+        earlier = positions[None, :] < positions[:, None]  # [L, L]: column j comes before row i
+        repeated = tf.reduce_any(tf.equal(ids[:, :, None], ids[:, None, :]) & earlier[None] & mask[:, None, :], -1)
+        retrieved = tf.reduce_any(tf.equal(ids[:, :, None], candidates[:, None, :]), -1)
+        usable = mask & (ids < self._track_oov_id) & ~repeated & ~retrieved
+        own = tf.einsum("bd,bld->bl", embedding, tf.gather(self._candidates, tf.minimum(ids, self._track_oov_id - 1)))
+        all_ids = tf.concat([candidates, ids], axis=1)
+        all_scores = tf.concat([scores, tf.where(usable, own, -2.0 * EXCLUDED_SCORE_PENALTY)], axis=1)
+        return all_scores + memory.offsets(self._memory_weights, all_ids, ids, labels, mask), all_ids
 
     def _retrieve(self, embedding: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """The index's best `retrieved` candidates per row.
@@ -161,10 +186,13 @@ class RecommenderModule(tf.Module):
         return tf.cond(tf.shape(candidates)[1] < self._retrieved, every_leaf, lambda: (scores, candidates))
 
     def recommend(self, history_track_ids, history_feedback, station_id, exclude_track_ids):
-        embedding, disliked = self._query(history_track_ids, history_feedback, station_id)
+        embedding, disliked, history = self._query(history_track_ids, history_feedback, station_id)
         excluded = tf.concat([self.track_table.lookup(exclude_track_ids), disliked], axis=1)
         scores, candidates = self._retrieve(embedding)
-        scores, best = exclude(scores, tf.cast(candidates, tf.int64), excluded, self._k)
+        candidates = tf.cast(candidates, tf.int64)
+        if self._memory_weights is not None:
+            scores, candidates = self._with_memory(embedding, candidates, history)
+        scores, best = exclude(scores, candidates, excluded, self._k)
         track_ids = tf.gather(self._track_names, best)
         # Declared [B, K]: clients read K from the metadata, and servers batch only fully shaped signatures.
         return {TRACK_IDS: tf.ensure_shape(track_ids, [None, self._k]), SCORES: tf.ensure_shape(scores, [None, self._k])}
@@ -175,7 +203,7 @@ class RecommenderModule(tf.Module):
         tf.TensorSpec([None], tf.string, STATION_ID),
     ])
     def query_embedding(self, history_track_ids, history_feedback, station_id):
-        embedding, _ = self._query(history_track_ids, history_feedback, station_id)
+        embedding, _, _ = self._query(history_track_ids, history_feedback, station_id)
         return {export_format.QUERY_EMBEDDING: embedding}
 
 

@@ -21,11 +21,11 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tensorflow_transform as tft
 
-from models import distribution, evaluation, exported, features, inputs, loss, optimizer, warm_start
-from models.export_format import (CANDIDATE_EMBEDDINGS_FILE, FEEDBACK_EMBEDDINGS_FILE, MODEL_CONFIG_FILE,
+from models import distribution, evaluation, exported, features, inputs, loss, memory, optimizer, warm_start
+from models.export_format import (CANDIDATE_EMBEDDINGS_FILE, FEEDBACK_EMBEDDINGS_FILE, HISTORY_MEMORY_KEY, MODEL_CONFIG_FILE,
                                   QUERY_EMBEDDING, QUERY_MODEL_DIR, STATION_VOCABULARY_FILE,
                                   TRACK_VOCABULARY_FILE, TRAINING_HISTORY_FILE)
-from models.params import (ACCURACY_WITH_RECALL_FLOOR, EARLY_STOPPING_RULES, PAIRWISE_ACCURACY, PAIRWISE_PLUS_RECALL,
+from models.params import (ACCURACY_WITH_RECALL_FLOOR, DIRECT_OFF, EARLY_STOPPING_RULES, PAIRWISE_ACCURACY, PAIRWISE_PLUS_RECALL,
                            RECALL_AT_100,
                            TrainingParams)
 from models.towers import QueryTower, TowerConfig, build_towers, popularity_prior
@@ -61,10 +61,25 @@ class RetrievalModel(tfrs.models.Model):
         self._positive_log_q = tf.constant(loss.in_batch_log_q(track_counts, params.batch_size), dtype=tf.float32)
         self._sample_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="sample_step",
                                         aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        self.memory = (memory.HistoryMemory(params.history_memory, name="history_memory")
+                       if params.history_memory != DIRECT_OFF else None)
+
+    def memory_weights(self) -> Optional[np.ndarray]:
+        """[NUM_LABELS] offsets of the history memory term (None without it)."""
+        return None if self.memory is None else self.memory.label_weights().numpy()
+
+    def _offsets(self, batch: dict[str, tf.Tensor], **candidate_ids: Optional[tf.Tensor]) -> loss.ScoreOffsets:
+        if self.memory is None:
+            return loss.NO_OFFSETS
+        history = (batch[features.HISTORY_TRACK_IDS_XF], batch[features.HISTORY_LABELS_XF],
+                   batch[features.HISTORY_MASK])
+        return loss.ScoreOffsets(**{block: None if ids is None else self.memory(ids, *history)
+                                    for block, ids in candidate_ids.items()})
 
     def compute_loss(self, batch: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         query = self.query_tower(batch, training=training)
         positive_ids = batch[features.TARGET_TRACK_ID_XF]
+        random_ids = hard_ids = None
         arguments: dict[str, Any] = dict(
             query=query,
             positive=self.candidate_tower(positive_ids, training=training),
@@ -88,6 +103,8 @@ class RetrievalModel(tfrs.models.Model):
                 hard_ids=hard_ids,
                 hard_mask=batch[features.HARD_NEGATIVE_MASK],
             )
+        arguments["offsets"] = self._offsets(batch, positive=positive_ids[:, None], in_batch=positive_ids,
+                                             random=random_ids, hard=hard_ids)
         # Each replica's mean loss over its share of the batch; gradients are summed over replicas.
         return self._loss(**arguments) / tf.distribute.get_strategy().num_replicas_in_sync
 
@@ -169,7 +186,8 @@ class EvalAndHistory(tf.keras.callbacks.Callback):
         self._train_seconds += epoch_seconds
         embeddings = candidate_embeddings(self._retrieval.candidate_tower, self._num_track_ids)
         result = evaluation.ranking_and_pairs(
-            self._eval_dataset, evaluation.embedding_scorer(self._retrieval.query_tower, embeddings)
+            self._eval_dataset, evaluation.embedding_scorer(self._retrieval.query_tower, embeddings,
+                                                            self._retrieval.memory_weights())
         )
         accuracy = result["pairwise_accuracy"]
         logs[EARLY_STOPPING_METRIC] = early_stopping_value(self._early_stopping, accuracy, result["recall_at_k"][100],
@@ -241,7 +259,8 @@ def export_towers(model: RetrievalModel, tower_config: TowerConfig, params: Trai
         np.save(handle, embeddings)
     with tf.io.gfile.GFile(os.path.join(output_dir, MODEL_CONFIG_FILE), "w") as handle:
         json.dump({"tower": dataclasses.asdict(tower_config), "training": dataclasses.asdict(params),
-                   "warm_start": warm_started.as_dict() if warm_started else None}, handle, indent=2)
+                   "warm_start": warm_started.as_dict() if warm_started else None,
+                   HISTORY_MEMORY_KEY: memory.weights_by_label(model.memory_weights())}, handle, indent=2)
     warm_start.write_weights(model.query_tower, model.candidate_tower, output_dir)
     vocabulary = exported.Vocabularies.of_transform(tf_transform_output)
     write_lines(os.path.join(output_dir, TRACK_VOCABULARY_FILE), list(vocabulary.tracks))

@@ -135,6 +135,12 @@ class PipelineConfig:
     the other weights. At 1 the rejection weights were still moving when training ended; at 10 (3 seeds, both
     presets) the model is more accurate, reaches random-only's best sooner and ranks the top-10 better, for
     0.014-0.019 of recall@100 (docs/model-and-loss.md section 8)."""
+    history_memory: str = "off"
+    """A learned score offset, per feedback type, for a candidate that is itself in the listener's history, on top
+    of the dot product: 'off', 'rejections' (a track skipped or disliked in the history scores lower; the offsets
+    are held at or below 0) or 'all' (likes and listens too). It acts on that track alone, where the direct
+    feedback weights move its whole neighbourhood; the served top-k rescores the retrieved tracks and the
+    history's own tracks with it (models/memory.py)."""
     negative_loss_on_bias: bool = False
     """Whether the pairwise / not-to-recommend term also moves the item bias (False: only the personal part
     of the score, the cosine; one listener's skip then says 'not for me', not 'worse for everyone')."""

@@ -12,9 +12,10 @@ import pytest
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from models import serving_export
+from models import export_format, memory, serving_export
 from models.exported import ExportedModel
 from pipeline import configs
+from schema import contract
 from tests.conftest import TrainedPipeline
 
 pytestmark = pytest.mark.pipeline
@@ -93,6 +94,10 @@ def test_brute_force_scores_are_the_exact_dot_products(trained_pipeline, exporte
         history_track_ids=tf.constant([[t for t, _ in history]]), history_feedback=tf.constant([[label for _, label in history]]),
         station_id=tf.constant([""]))["query_embedding"].numpy()[0]
     exact = exported.candidate_embeddings[: len(tracks)] @ query
+    if exported.memory_weights is not None:  # the history memory term: the skipped track 8 scores lower
+        labels = np.array([[contract.LABEL_IDS[label] for _, label in history]])
+        exact = exact + memory.dense_offsets(exported.memory_weights, np.array([[7, 8]]), labels,
+                                             np.ones((1, 2), bool), len(tracks))[0]
     expected = [tracks[i] for i in np.argsort(-exact)[: CONFIG.serving_top_k]]
     assert ids[:10] == expected[:10]
     np.testing.assert_allclose(scores, np.sort(exact)[::-1][: CONFIG.serving_top_k], rtol=1e-4, atol=1e-5)
@@ -189,3 +194,38 @@ def test_a_catalog_below_scann_min_catalog_gets_an_exact_index():
     assert isinstance(index, tfrs.layers.factorized_top_k.BruteForce)
     _, ids = index(tf.constant(embeddings[2:3]), k=1)
     assert ids.numpy()[0, 0] == b"t2"
+
+
+@pytest.mark.parametrize("kind", serving_export.INDEX_KINDS)
+def test_history_memory_rescores_retrieved_tracks_and_brings_in_history_tracks(trained_pipeline, kind):
+    """With the memory term (models/memory.py) a liked history track the index would never return is served, a
+    skipped one that it would return is not, and every score is the dot product plus the track's offset."""
+    model = ExportedModel.load(trained_pipeline.result.outputs["Trainer"]["model"][0])
+    tracks = list(model.vocabularies.tracks)
+    weights = {label: 0.0 for label in contract.LABELS}
+    weights.update({contract.LIKE: 5.0, contract.SKIP: -5.0})
+    model.config = {**model.config, export_format.HISTORY_MEMORY_KEY: weights}
+    module = serving_export.RecommenderModule(model, kind, CONFIG.serving_params(), CONFIG.scann_params())
+
+    def exact_scores(history: list[tuple[str, str]]) -> np.ndarray:
+        query = module.query_embedding(history_track_ids=tf.constant([[t for t, _ in history]]),
+                                       history_feedback=tf.constant([[label for _, label in history]]),
+                                       station_id=tf.constant([""]))["query_embedding"].numpy()[0]
+        return model.candidate_embeddings[: len(tracks)] @ query
+
+    plain = exact_scores([(tracks[3], "listen")])
+    worst, best = int(np.argmin(plain)), int(np.argmax(plain))
+    history = [(tracks[3], "listen"), (tracks[worst], "like"), (tracks[best], "skip")]
+    exact = exact_scores(history)
+    assert np.sum(exact > exact[worst]) > module._retrieved, "the liked track must be out of the index's reach"
+    out = module.recommend(history_track_ids=tf.constant([[t for t, _ in history]]),
+                           history_feedback=tf.constant([[label for _, label in history]]), station_id=tf.constant([""]),
+                           exclude_track_ids=tf.constant([[""] * CONFIG.serving_max_exclusions]))
+    ids = [t.decode() for t in out["track_ids"].numpy()[0]]
+    scores = out["scores"].numpy()[0]
+    assert ids[0] == tracks[worst], "the liked history track, which the index ranks last, is served first"
+    assert tracks[best] not in ids, "the skipped track the index ranks first falls out of the top-k"
+    assert len(set(ids)) == len(ids) == CONFIG.serving_top_k
+    offsets = {tracks[worst]: 5.0, tracks[best]: -5.0}
+    expected = [exact[tracks.index(t)] + offsets.get(t, 0.0) for t in ids]
+    np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-5)

@@ -1,0 +1,76 @@
+"""The history memory term (models/memory.py) on hand-made histories, in the loss and in the served top-k."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from models import evaluation, features, loss, memory
+from schema import contract
+from tests.test_loss import assert_close, f32, i64, one_row_with_two_hard_negatives
+
+LIKE, SKIP, DISLIKE = (contract.LABEL_IDS[name] for name in (contract.LIKE, contract.SKIP, contract.DISLIKE))
+WEIGHTS = np.zeros(features.NUM_LABELS, np.float32)
+WEIGHTS[[LIKE, SKIP, DISLIKE]] = (0.5, -0.25, -1.0)
+
+
+def history() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row 0: 7 liked, 8 skipped twice, 9 disliked, a padded slot holding 5. Row 1: 7 skipped, then liked."""
+    ids = np.array([[7, 8, 8, 9, 5], [7, 7, 0, 0, 0]], np.int64)
+    labels = np.array([[LIKE, SKIP, SKIP, DISLIKE, LIKE], [SKIP, LIKE, -1, -1, -1]], np.int64)
+    mask = np.array([[True, True, True, True, False], [True, True, False, False, False]])
+    return ids, labels, mask
+
+
+def test_each_type_counts_once_per_track_and_padding_counts_never():
+    got = memory.offsets(tf.constant(WEIGHTS), i64([[7, 8, 9, 5], [7, 8, 9, 5]]), *map(tf.constant, history()))
+    # row 0: 7 liked +0.5; 8 skipped twice -0.25 once; 9 disliked -1; 5 only in a padded slot 0.
+    # row 1: 7 skipped and liked -0.25 + 0.5; the rest are not in its history.
+    assert_close(got, [[0.5, -0.25, -1.0, 0.0], [0.25, 0.0, 0.0, 0.0]])
+
+
+def test_candidates_shared_by_every_row_and_the_dense_catalog_agree():
+    shared = memory.offsets(tf.constant(WEIGHTS), i64(np.arange(10)), *map(tf.constant, history()))
+    dense = memory.dense_offsets(WEIGHTS, *history(), num_ids=10)
+    assert_close(shared, dense)
+    assert dense[0, 8] == pytest.approx(-0.25) and dense[1, 7] == pytest.approx(0.25)
+
+
+def test_scorers_add_the_offsets_only_when_the_model_has_them():
+    ids, labels, mask = history()
+    batch = {features.HISTORY_TRACK_IDS_XF: tf.constant(ids), features.HISTORY_LABELS_XF: tf.constant(labels),
+             features.HISTORY_MASK: tf.constant(mask)}
+    scores = np.ones((2, 10), np.float32)
+    assert evaluation.with_memory(scores, batch, None) is scores
+    assert_close(evaluation.with_memory(scores, batch, WEIGHTS), 1.0 + memory.dense_offsets(WEIGHTS, ids, labels, mask, 10))
+
+
+def test_offsets_enter_the_softmax_and_the_pairwise_term_before_the_temperature():
+    inputs = one_row_with_two_hard_negatives()  # s_pos 0.6, hard 0.8 and 0.0; the in-batch column is masked
+    layer = loss.RetrievalLoss(loss.PAIRWISE, negative_loss_weight=2.0, temperature=0.5, use_logq=False)
+    offsets = loss.ScoreOffsets(positive=f32([[0.1]]), in_batch=f32([[5.0]]), hard=f32([[-0.4, 0.2]]))
+    # scores + offsets: positive 0.7, hard 0.4 and 0.2 -> logits 1.4, 0.8, 0.4 (the masked column stays masked)
+    softmax = -1.4 + np.log(np.exp(1.4) + np.exp(0.8) + np.exp(0.4))
+    pairwise = (np.log1p(np.exp((0.4 - 0.7) / 0.5)) + np.log1p(np.exp((0.2 - 0.7) / 0.5))) / 2
+    assert_close(layer.per_example_loss(**inputs, offsets=offsets), [softmax + 2.0 * pairwise])
+    assert_close(layer.per_example_loss(**inputs, offsets=loss.NO_OFFSETS), layer.per_example_loss(**inputs))
+
+
+def test_rejection_offsets_never_rise_above_zero_and_unchosen_types_stay_at_zero():
+    layer = memory.HistoryMemory("rejections")
+    wanted = np.ones(features.NUM_LABELS, np.float32)
+    wanted[DISLIKE] = -1.0
+    layer.weights_variable.assign(layer.weights_variable.constraint(tf.constant(wanted)))
+    weights = layer.label_weights().numpy()
+    assert weights[SKIP] == 0.0 and weights[DISLIKE] == pytest.approx(-memory.WEIGHT_SCALE)
+    assert weights[LIKE] == 0.0, "likes are outside 'rejections'"
+    everything = memory.HistoryMemory("all")
+    everything.weights_variable.assign(np.where(np.arange(features.NUM_LABELS) == LIKE, 0.1, 0.0))
+    assert everything.label_weights().numpy()[LIKE] == pytest.approx(0.1 * memory.WEIGHT_SCALE)
+
+
+def test_config_entries_round_trip_and_an_incomplete_one_is_an_error():
+    assert memory.weights_of(memory.weights_by_label(WEIGHTS)).tolist() == WEIGHTS.tolist()
+    assert memory.weights_of(None) is None and memory.weights_by_label(None) is None
+    with pytest.raises(ValueError, match="lacks"):
+        memory.weights_of({contract.LIKE: 1.0})
