@@ -396,8 +396,11 @@ class RetrievalLoss(tf.keras.layers.Layer):
                          random: Optional[tf.Tensor] = None, random_ids: Optional[tf.Tensor] = None,
                          random_log_q: Optional[tf.Tensor] = None, hard: Optional[tf.Tensor] = None,
                          hard_ids: Optional[tf.Tensor] = None, hard_mask: Optional[tf.Tensor] = None,
-                         offsets: ScoreOffsets = NO_OFFSETS) -> tf.Tensor:
-        """[B]: each row's softmax cross-entropy plus its weighted real-negative term (both with `offsets`)."""
+                         offsets: ScoreOffsets = NO_OFFSETS, term_query: Optional[tf.Tensor] = None) -> tf.Tensor:
+        """[B]: each row's softmax cross-entropy plus its weighted real-negative term (both with `offsets`).
+
+        term_query: the query the real-negative term scores with, when it must differ from `query` (equal in
+        value, with some of its gradient stopped: pipeline/configs.py negative_loss_on_query)."""
         logits = self.softmax.logits(
             query, positive, positive_ids, user_ids, positive_log_q,
             random=random, random_ids=random_ids, random_log_q=random_log_q,
@@ -408,6 +411,7 @@ class RetrievalLoss(tf.keras.layers.Layer):
         if (self.negative_loss == SOFTMAX or self.negative_loss_weight == 0
                 or not _given("hard", hard=hard, hard_ids=hard_ids, hard_mask=hard_mask)):
             return per_example
+        query = query if term_query is None else term_query
         if self.shared_columns:
             query, positive, hard = (tensor[..., :-self.shared_columns] for tensor in (query, positive, hard))
         hard_logits, valid = self._hard(query, hard, hard_ids, hard_mask, positive_ids)
@@ -424,11 +428,13 @@ class RetrievalLoss(tf.keras.layers.Layer):
              positive_log_q: Optional[tf.Tensor] = None, *, random: Optional[tf.Tensor] = None,
              random_ids: Optional[tf.Tensor] = None, random_log_q: Optional[tf.Tensor] = None,
              hard: Optional[tf.Tensor] = None, hard_ids: Optional[tf.Tensor] = None,
-             hard_mask: Optional[tf.Tensor] = None, offsets: ScoreOffsets = NO_OFFSETS) -> tf.Tensor:
+             hard_mask: Optional[tf.Tensor] = None, offsets: ScoreOffsets = NO_OFFSETS,
+             term_query: Optional[tf.Tensor] = None) -> tf.Tensor:
         """The batch mean of `per_example_loss` (a scalar)."""
         return tf.reduce_mean(self.per_example_loss(
             query, positive, positive_ids, user_ids, positive_log_q, random=random, random_ids=random_ids,
-            random_log_q=random_log_q, hard=hard, hard_ids=hard_ids, hard_mask=hard_mask, offsets=offsets))
+            random_log_q=random_log_q, hard=hard, hard_ids=hard_ids, hard_mask=hard_mask, offsets=offsets,
+            term_query=term_query))
 
 
 def _given(block: str, **tensors: Optional[tf.Tensor]) -> bool:

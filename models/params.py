@@ -37,6 +37,11 @@ DIRECT_ALL = "all"
 DIRECT_FEEDBACK: tuple[str, ...] = (DIRECT_OFF, DIRECT_REJECTIONS, DIRECT_ALL)
 """Which feedback types also reach the query directly, as a learned multiple of the mean candidate vector of the
 history tracks with that type (models.towers.direct_feedback_vector): none, skips and dislikes, or every type."""
+QUERY_ALL = "all"
+QUERY_DIRECT = "direct"
+QUERY_NONE = "none"
+TERM_QUERY_PARTS: tuple[str, ...] = (QUERY_ALL, QUERY_DIRECT, QUERY_NONE)
+"""What of the query tower the real-negative term may move (models.trainer.RetrievalModel.term_query)."""
 ADAM = "adam"
 LAZY_ADAM = "lazy_adam"
 OPTIMIZERS: tuple[str, ...] = (ADAM, LAZY_ADAM)
@@ -68,6 +73,7 @@ class TrainingParams:
     direct_feedback_scale: float
     history_memory: str
     negative_loss_on_bias: bool
+    negative_loss_on_query: str
     temperature: float
     embedding_dim: int
     num_layers: int
@@ -96,6 +102,9 @@ class TrainingParams:
             raise ValueError(f"history_pooling must be one of {HISTORY_POOLINGS}, got {self.history_pooling!r}")
         if self.direct_feedback not in DIRECT_FEEDBACK:
             raise ValueError(f"direct_feedback must be one of {DIRECT_FEEDBACK}, got {self.direct_feedback!r}")
+        if self.negative_loss_on_query not in TERM_QUERY_PARTS:
+            raise ValueError(f"negative_loss_on_query must be one of {TERM_QUERY_PARTS}, "
+                             f"got {self.negative_loss_on_query!r}")
         if self.history_memory not in DIRECT_FEEDBACK:
             raise ValueError(f"history_memory must be one of {DIRECT_FEEDBACK}, got {self.history_memory!r}")
         if self.early_stopping not in EARLY_STOPPING_RULES:

@@ -25,9 +25,8 @@ from models import distribution, evaluation, exported, features, inputs, loss, m
 from models.export_format import (CANDIDATE_EMBEDDINGS_FILE, FEEDBACK_EMBEDDINGS_FILE, HISTORY_MEMORY_KEY, MODEL_CONFIG_FILE,
                                   QUERY_EMBEDDING, QUERY_MODEL_DIR, STATION_VOCABULARY_FILE,
                                   TRACK_VOCABULARY_FILE, TRAINING_HISTORY_FILE)
-from models.params import (ACCURACY_WITH_RECALL_FLOOR, DIRECT_OFF, EARLY_STOPPING_RULES, PAIRWISE_ACCURACY, PAIRWISE_PLUS_RECALL,
-                           RECALL_AT_100,
-                           TrainingParams)
+from models.params import (ACCURACY_WITH_RECALL_FLOOR, DIRECT_OFF, EARLY_STOPPING_RULES, PAIRWISE_ACCURACY,
+                           PAIRWISE_PLUS_RECALL, QUERY_ALL, QUERY_NONE, RECALL_AT_100, TrainingParams)
 from models.towers import QueryTower, TowerConfig, build_towers, popularity_prior
 from schema import contract
 
@@ -63,6 +62,18 @@ class RetrievalModel(tfrs.models.Model):
                                         aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self.memory = (memory.HistoryMemory(params.history_memory, name="history_memory")
                        if params.history_memory != DIRECT_OFF else None)
+
+    def term_query(self, query: tf.Tensor, batch: dict[str, tf.Tensor]) -> Optional[tf.Tensor]:
+        """The query the real-negative term scores with: `query` itself (None) with negative_loss_on_query 'all'; the
+        same values with the gradient stopped everywhere ('none') or everywhere but the direct feedback term
+        ('direct')."""
+        if self._params.negative_loss_on_query == QUERY_ALL:
+            return None
+        frozen = tf.stop_gradient(query)
+        if self._params.negative_loss_on_query == QUERY_NONE:
+            return frozen
+        direct = self.query_tower.direct_part(batch)
+        return frozen + direct - tf.stop_gradient(direct)
 
     def memory_weights(self) -> Optional[np.ndarray]:
         """[NUM_LABELS] offsets of the history memory term (None without it)."""
@@ -103,6 +114,7 @@ class RetrievalModel(tfrs.models.Model):
                 hard_ids=hard_ids,
                 hard_mask=batch[features.HARD_NEGATIVE_MASK],
             )
+        arguments["term_query"] = self.term_query(query, batch)
         arguments["offsets"] = self._offsets(batch, positive=positive_ids[:, None], in_batch=positive_ids,
                                              random=random_ids, hard=hard_ids)
         # Each replica's mean loss over its share of the batch; gradients are summed over replicas.

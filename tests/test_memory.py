@@ -74,3 +74,23 @@ def test_config_entries_round_trip_and_an_incomplete_one_is_an_error():
     assert memory.weights_of(None) is None and memory.weights_by_label(None) is None
     with pytest.raises(ValueError, match="lacks"):
         memory.weights_of({contract.LIKE: 1.0})
+
+
+def test_a_term_query_with_its_gradient_stopped_moves_the_candidates_and_offsets_alone():
+    inputs = one_row_with_two_hard_negatives()
+    query, hard = tf.Variable(inputs.pop("query")), tf.Variable(inputs.pop("hard"))
+    hard_offset = tf.Variable(f32([[0.0, 0.0]]))
+
+    def gradients(weight: float, frozen_query: bool = False) -> list:
+        layer = loss.RetrievalLoss(loss.PAIRWISE, negative_loss_weight=weight, temperature=0.5, use_logq=False)
+        with tf.GradientTape() as tape:
+            value = layer(query=query, hard=hard, offsets=loss.ScoreOffsets(hard=hard_offset),
+                          term_query=tf.stop_gradient(query) if frozen_query else None, **inputs)
+        return [g.numpy() for g in tape.gradient(value, [query, hard, hard_offset])]
+
+    softmax_only, kept, frozen = gradients(0.0), gradients(1.0), gradients(1.0, frozen_query=True)
+    np.testing.assert_allclose(frozen[0], softmax_only[0], rtol=1e-6)  # the query: the softmax's gradient alone
+    assert not np.allclose(kept[0], softmax_only[0]), "with the query moving, the term adds to its gradient"
+    np.testing.assert_allclose(frozen[1], kept[1], rtol=1e-6)  # the candidates and the offsets: the full term
+    np.testing.assert_allclose(frozen[2], kept[2], rtol=1e-6)
+    assert (frozen[2] > 0).all(), "a descent step lowers both real negatives' offsets"
