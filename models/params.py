@@ -39,8 +39,9 @@ DIRECT_FEEDBACK: tuple[str, ...] = (DIRECT_OFF, DIRECT_REJECTIONS, DIRECT_ALL)
 history tracks with that type (models.towers.direct_feedback_vector): none, skips and dislikes, or every type."""
 QUERY_ALL = "all"
 QUERY_DIRECT = "direct"
+QUERY_DISLIKES = "dislikes"
 QUERY_NONE = "none"
-TERM_QUERY_PARTS: tuple[str, ...] = (QUERY_ALL, QUERY_DIRECT, QUERY_NONE)
+TERM_QUERY_PARTS: tuple[str, ...] = (QUERY_ALL, QUERY_DIRECT, QUERY_DISLIKES, QUERY_NONE)
 """What of the query tower the real-negative term may move (models.trainer.RetrievalModel.term_query)."""
 ADAM = "adam"
 LAZY_ADAM = "lazy_adam"

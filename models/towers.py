@@ -232,19 +232,22 @@ class QueryTower(tf.keras.Model):
             return unit
         return tf.concat([unit, tf.ones_like(unit[:, :1])], axis=-1)
 
-    def _direct(self, track_ids: tf.Tensor, mask: tf.Tensor, label_ids: tf.Tensor) -> tf.Tensor:
+    def _direct(self, track_ids: tf.Tensor, mask: tf.Tensor, label_ids: tf.Tensor,
+                types: Optional[np.ndarray] = None) -> tf.Tensor:
+        chosen = self._direct_labels if types is None else self._direct_labels * np.asarray(types, np.float32)
         candidates = tf.math.l2_normalize(self._candidate_projection(self._track_embedding(track_ids)), axis=-1)
         return direct_feedback_vector(candidates, mask, label_ids, self._config.direct_feedback_scale
-                                      * self._direct_weights * tf.constant(self._direct_labels))
+                                      * self._direct_weights * tf.constant(chosen))
 
-    def direct_part(self, inputs: dict[str, tf.Tensor]) -> tf.Tensor:
-        """What the direct feedback term adds to `call`'s output (zeros without it; the bias column is 0)."""
+    def direct_part(self, inputs: dict[str, tf.Tensor], types: Optional[np.ndarray] = None) -> tf.Tensor:
+        """What the direct feedback term of the feedback types `types` ([NUM_LABELS] 0/1; None: all) adds to
+        `call`'s output (zeros without the term; the bias column is 0)."""
         label_ids = inputs[features.HISTORY_LABELS_XF]
         mask = tf.logical_and(inputs[features.HISTORY_MASK], label_ids >= 0)
         width = self._config.output_dim
         if self._direct_weights is None:
             return tf.zeros([tf.shape(label_ids)[0], width])
-        direct = self._direct(inputs[features.HISTORY_TRACK_IDS_XF], mask, label_ids)
+        direct = self._direct(inputs[features.HISTORY_TRACK_IDS_XF], mask, label_ids, types)
         return tf.pad(direct, [[0, 0], [0, width - self._config.embedding_dim]])
 
 

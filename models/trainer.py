@@ -26,7 +26,8 @@ from models.export_format import (CANDIDATE_EMBEDDINGS_FILE, FEEDBACK_EMBEDDINGS
                                   QUERY_EMBEDDING, QUERY_MODEL_DIR, STATION_VOCABULARY_FILE,
                                   TRACK_VOCABULARY_FILE, TRAINING_HISTORY_FILE)
 from models.params import (ACCURACY_WITH_RECALL_FLOOR, DIRECT_OFF, EARLY_STOPPING_RULES, PAIRWISE_ACCURACY,
-                           PAIRWISE_PLUS_RECALL, QUERY_ALL, QUERY_NONE, RECALL_AT_100, TrainingParams)
+                           PAIRWISE_PLUS_RECALL, QUERY_ALL, QUERY_DISLIKES, QUERY_NONE, RECALL_AT_100,
+                           TrainingParams)
 from models.towers import QueryTower, TowerConfig, build_towers, popularity_prior
 from schema import contract
 
@@ -40,6 +41,8 @@ with catalog x eval split. Eval splits of the 200k-play presets (~1,800-6,100 ex
 evaluation of record is RetrievalEvaluator's, with its own cap (pipeline/configs.py max_test_queries)."""
 
 log = logging.getLogger(__name__)
+DISLIKE_TYPE = (np.asarray(contract.LABELS) == contract.DISLIKE).astype(np.float32)
+"""[NUM_LABELS] 1 for dislikes only: the direct weight negative_loss_on_query 'dislikes' lets the term move."""
 
 
 class RetrievalModel(tfrs.models.Model):
@@ -65,14 +68,15 @@ class RetrievalModel(tfrs.models.Model):
 
     def term_query(self, query: tf.Tensor, batch: dict[str, tf.Tensor]) -> Optional[tf.Tensor]:
         """The query the real-negative term scores with: `query` itself (None) with negative_loss_on_query 'all'; the
-        same values with the gradient stopped everywhere ('none') or everywhere but the direct feedback term
-        ('direct')."""
+        same values with the gradient stopped everywhere ('none'), everywhere but the direct feedback term
+        ('direct'), or everywhere but the dislikes' direct weight ('dislikes')."""
         if self._params.negative_loss_on_query == QUERY_ALL:
             return None
         frozen = tf.stop_gradient(query)
         if self._params.negative_loss_on_query == QUERY_NONE:
             return frozen
-        direct = self.query_tower.direct_part(batch)
+        types = DISLIKE_TYPE if self._params.negative_loss_on_query == QUERY_DISLIKES else None
+        direct = self.query_tower.direct_part(batch, types)
         return frozen + direct - tf.stop_gradient(direct)
 
     def memory_weights(self) -> Optional[np.ndarray]:

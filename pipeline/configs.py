@@ -146,9 +146,9 @@ class PipelineConfig:
     of the score, the cosine; one listener's skip then says 'not for me', not 'worse for everyone')."""
     negative_loss_on_query: str = "all"
     """What of the query tower the pairwise / not-to-recommend term may move: 'all', 'direct' (only the direct
-    feedback weights, not the transformer) or 'none' (only the candidate embeddings and the history memory
-    offsets: a rejection then lowers the rejected track itself, not the query's whole neighbourhood);
-    docs/model-and-loss.md section 11."""
+    feedback weights, not the transformer), 'dislikes' (only the dislikes' direct weight) or 'none' (only the
+    candidate embeddings and the history memory offsets: a rejection then lowers the rejected track itself, not
+    the query's whole neighbourhood); docs/model-and-loss.md section 11."""
     temperature: float = 0.05
     """Softmax temperature on cosine scores."""
     embedding_dim: int = 64
