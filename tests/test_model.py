@@ -352,3 +352,31 @@ def test_an_optimizer_step_never_lets_a_rejection_pull_the_query_toward_the_reje
     for _ in range(3):  # and one that pushes them down: rejections may repel
         optimizer.apply_gradients([(tf.ones_like(weights), weights)])
     assert np.all(weights.numpy()[rejection] < -0.2)
+
+
+@pytest.mark.parametrize("moves", ["all", "dislikes", "none"])
+def test_negative_loss_on_query_decides_what_of_the_query_the_term_moves(moves):
+    """The real-negative term's own gradient (weight 1 minus weight 0): the history memory offsets always; the
+    dislikes' direct weight unless 'none'; the skips' direct weight and the transformer only with 'all'."""
+    def term_gradients(weight: float) -> dict[str, np.ndarray]:
+        params = dataclasses.replace(configs.PipelineConfig(
+            max_history=4, max_hard_negatives=2, embedding_dim=8, num_heads=2, num_layers=1, dropout=0.0,
+            num_random_negatives=0, direct_feedback="rejections", history_memory="rejections",
+            negative_loss_on_query=moves, negative_loss_weight=weight).training_params(), batch_size=3)
+        tf.keras.utils.set_random_seed(5)
+        model = RetrievalModel(dataclasses.replace(CONFIG, direct_feedback="rejections"), params,
+                               np.arange(1, CONFIG.num_track_ids + 1, dtype=np.float64))
+        rejected_again = batch(**{features.HARD_NEGATIVE_TRACK_IDS_XF: [[2, 3], [11, 0], [0, 0]]})  # row 0's skip, dislike
+        with tf.GradientTape() as tape:
+            value = model.compute_loss(rejected_again, training=True)
+        watched = {"direct": model.query_tower.direct_feedback_weights, "memory": model.memory.weights_variable,
+                   "projection": model.query_tower._projection.kernel}
+        return {name: tf.convert_to_tensor(g).numpy() for name, g in zip(watched, tape.gradient(value, list(watched.values())))}
+
+    with_term, without = term_gradients(1.0), term_gradients(0.0)
+    term = {name: with_term[name] - without[name] for name in with_term}
+    skip, dislike = contract.LABEL_IDS[contract.SKIP], contract.LABEL_IDS[contract.DISLIKE]
+    assert term["memory"][skip] != 0 and term["memory"][dislike] != 0
+    assert (term["direct"][dislike] != 0) == (moves != "none")
+    assert (term["direct"][skip] != 0) == (moves == "all")
+    assert np.any(term["projection"] != 0) == (moves == "all")
