@@ -79,6 +79,16 @@ class RetrievalModel(tfrs.models.Model):
         direct = self.query_tower.direct_part(batch, types)
         return frozen + direct - tf.stop_gradient(direct)
 
+    def softmax_query(self, query: tf.Tensor, batch: dict[str, tf.Tensor]) -> tf.Tensor:
+        """The query the softmax scores with: `query`, except that with negative_loss_on_query 'dislikes' the
+        dislikes' direct weight is the real-negative term's alone. The softmax would hold it at its ceiling of 0
+        (a track the listener disliked is rarely one the softmax sees as a negative), and on a small log it then
+        hardly moves: a served thumbs-down changed nothing (docs/model-and-loss.md section 11)."""
+        if self._params.negative_loss_on_query != QUERY_DISLIKES:
+            return query
+        dislikes = self.query_tower.direct_part(batch, DISLIKE_TYPE)
+        return query - dislikes + tf.stop_gradient(dislikes)
+
     def memory_weights(self) -> Optional[np.ndarray]:
         """[NUM_LABELS] offsets of the history memory term (None without it)."""
         return None if self.memory is None else self.memory.label_weights().numpy()
@@ -93,6 +103,8 @@ class RetrievalModel(tfrs.models.Model):
 
     def compute_loss(self, batch: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         query = self.query_tower(batch, training=training)
+        term_query = self.term_query(query, batch)
+        query = self.softmax_query(query, batch)
         positive_ids = batch[features.TARGET_TRACK_ID_XF]
         random_ids = hard_ids = None
         arguments: dict[str, Any] = dict(
@@ -118,7 +130,7 @@ class RetrievalModel(tfrs.models.Model):
                 hard_ids=hard_ids,
                 hard_mask=batch[features.HARD_NEGATIVE_MASK],
             )
-        arguments["term_query"] = self.term_query(query, batch)
+        arguments["term_query"] = term_query
         arguments["offsets"] = self._offsets(batch, positive=positive_ids[:, None], in_batch=positive_ids,
                                              random=random_ids, hard=hard_ids)
         # Each replica's mean loss over its share of the batch; gradients are summed over replicas.

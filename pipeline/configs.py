@@ -135,25 +135,25 @@ class PipelineConfig:
     the other weights. At 1 the rejection weights were still moving when training ended; at 10 (3 seeds, both
     presets) the model is more accurate, reaches random-only's best sooner and ranks the top-10 better, for
     0.014-0.019 of recall@100 (docs/model-and-loss.md section 8)."""
-    history_memory: str = "off"
+    history_memory: str = "rejections"
     """A learned score offset, per feedback type, for a candidate that is itself in the listener's history, on top
     of the dot product: 'off', 'rejections' (a track skipped or disliked in the history scores lower; the offsets
     are held at or below 0) or 'all' (likes and listens too). It acts on that track alone, where the direct
     feedback weights move its whole neighbourhood; the served top-k rescores the retrieved tracks and the
     history's own tracks with it (models/memory.py). 'rejections' with negative_loss_on_query 'dislikes' (3 seeds,
-    both 200k presets): recall@100 0.520 against 0.448 without it on the default preset for 0.019 less pairwise
-    accuracy, and better on both on the realistic one; not the default because on the tests' 40k-play log a
-    served thumbs-down then no longer changes the next top-10 (docs/model-and-loss.md section 11)."""
+    both 200k presets): recall@100 0.485 against 0.448 without it on the default preset for 0.015 less pairwise
+    accuracy, and better on both on the realistic one (docs/model-and-loss.md section 11)."""
     negative_loss_on_bias: bool = False
     """Whether the pairwise / not-to-recommend term also moves the item bias (False: only the personal part
     of the score, the cosine; one listener's skip then says 'not for me', not 'worse for everyone')."""
-    negative_loss_on_query: str = "all"
+    negative_loss_on_query: str = "dislikes"
     """What of the query tower the pairwise / not-to-recommend term may move: 'all', 'direct' (only the direct
-    feedback weights, not the transformer), 'dislikes' (only the dislikes' direct weight) or 'none' (only the
+    feedback weights, not the transformer), 'dislikes' (only the dislikes' direct weight, which then only the
+    term trains) or 'none' (only the
     candidate embeddings and the history memory offsets: a rejection then lowers the rejected track itself, not
     the query's whole neighbourhood). With history_memory 'rejections', 'dislikes' keeps a thumbs-down's effect on
-    the next request on 200k-play logs (the neighbour-share drop 0.044; 'none': 0.000) for 0.010 of recall@100
-    against 'none' (docs/model-and-loss.md section 11)."""
+    the next request, on the tests' 40k-play log too (served artist-share drop 0.050; 'none': 0.000), for
+    0.045 of recall@100 against 'none' on the default 200k preset (docs/model-and-loss.md section 11)."""
     temperature: float = 0.05
     """Softmax temperature on cosine scores."""
     embedding_dim: int = 64

@@ -380,3 +380,4 @@ def test_negative_loss_on_query_decides_what_of_the_query_the_term_moves(moves):
     assert (term["direct"][dislike] != 0) == (moves != "none")
     assert (term["direct"][skip] != 0) == (moves == "all")
     assert np.any(term["projection"] != 0) == (moves == "all")
+    assert (without["direct"][dislike] != 0) == (moves != "dislikes"), "with 'dislikes' that weight is the term's alone"
