@@ -42,7 +42,7 @@ QUERY_DIRECT = "direct"
 QUERY_DISLIKES = "dislikes"
 QUERY_NONE = "none"
 TERM_QUERY_PARTS: tuple[str, ...] = (QUERY_ALL, QUERY_DIRECT, QUERY_DISLIKES, QUERY_NONE)
-"""What of the query tower the real-negative term may move (models.trainer.RetrievalModel.term_query)."""
+"""What of the query tower the real-negative term may move (models.trainer.RetrievalModel.loss_queries)."""
 ADAM = "adam"
 LAZY_ADAM = "lazy_adam"
 OPTIMIZERS: tuple[str, ...] = (ADAM, LAZY_ADAM)

@@ -66,28 +66,24 @@ class RetrievalModel(tfrs.models.Model):
         self.memory = (memory.HistoryMemory(params.history_memory, name="history_memory")
                        if params.history_memory != DIRECT_OFF else None)
 
-    def term_query(self, query: tf.Tensor, batch: dict[str, tf.Tensor]) -> Optional[tf.Tensor]:
-        """The query the real-negative term scores with: `query` itself (None) with negative_loss_on_query 'all'; the
-        same values with the gradient stopped everywhere ('none'), everywhere but the direct feedback term
-        ('direct'), or everywhere but the dislikes' direct weight ('dislikes')."""
-        if self._params.negative_loss_on_query == QUERY_ALL:
-            return None
-        frozen = tf.stop_gradient(query)
-        if self._params.negative_loss_on_query == QUERY_NONE:
-            return frozen
-        types = DISLIKE_TYPE if self._params.negative_loss_on_query == QUERY_DISLIKES else None
-        direct = self.query_tower.direct_part(batch, types)
-        return frozen + direct - tf.stop_gradient(direct)
+    def loss_queries(self, query: tf.Tensor, batch: dict[str, tf.Tensor]) -> tuple[tf.Tensor, Optional[tf.Tensor]]:
+        """(the query the softmax scores with, the one the real-negative term scores with: None when the same).
 
-    def softmax_query(self, query: tf.Tensor, batch: dict[str, tf.Tensor]) -> tf.Tensor:
-        """The query the softmax scores with: `query`, except that with negative_loss_on_query 'dislikes' the
-        dislikes' direct weight is the real-negative term's alone. The softmax would hold it at its ceiling of 0
-        (a track the listener disliked is rarely one the softmax sees as a negative), and on a small log it then
-        hardly moves: a served thumbs-down changed nothing (docs/model-and-loss.md section 11)."""
-        if self._params.negative_loss_on_query != QUERY_DISLIKES:
-            return query
-        dislikes = self.query_tower.direct_part(batch, DISLIKE_TYPE)
-        return query - dislikes + tf.stop_gradient(dislikes)
+        All are `query` in value; negative_loss_on_query decides where gradient stops. The term's query: `query`
+        with 'all'; stopped everywhere with 'none'; everywhere but the direct feedback term with 'direct', or
+        but the dislikes' direct weight with 'dislikes'. With 'dislikes' that weight is also the term's alone: the
+        softmax would hold it at its ceiling of 0 (a disliked track is rarely a negative it sees), and on a small
+        log a served thumbs-down then changed nothing (docs/model-and-loss.md section 11)."""
+        moves = self._params.negative_loss_on_query
+        if moves == QUERY_ALL:
+            return query, None
+        frozen = tf.stop_gradient(query)
+        if moves == QUERY_NONE:
+            return query, frozen
+        direct = self.query_tower.direct_part(batch, DISLIKE_TYPE if moves == QUERY_DISLIKES else None)
+        direct_alone = direct - tf.stop_gradient(direct)  # 0 in value; carries only the direct weights' gradient
+        softmax_query = query - direct_alone if moves == QUERY_DISLIKES else query
+        return softmax_query, frozen + direct_alone
 
     def memory_weights(self) -> Optional[np.ndarray]:
         """[NUM_LABELS] offsets of the history memory term (None without it)."""
@@ -103,8 +99,7 @@ class RetrievalModel(tfrs.models.Model):
 
     def compute_loss(self, batch: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         query = self.query_tower(batch, training=training)
-        term_query = self.term_query(query, batch)
-        query = self.softmax_query(query, batch)
+        query, term_query = self.loss_queries(query, batch)
         positive_ids = batch[features.TARGET_TRACK_ID_XF]
         random_ids = hard_ids = None
         arguments: dict[str, Any] = dict(

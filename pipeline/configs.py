@@ -149,11 +149,11 @@ class PipelineConfig:
     negative_loss_on_query: str = "dislikes"
     """What of the query tower the pairwise / not-to-recommend term may move: 'all', 'direct' (only the direct
     feedback weights, not the transformer), 'dislikes' (only the dislikes' direct weight, which then only the
-    term trains) or 'none' (only the
-    candidate embeddings and the history memory offsets: a rejection then lowers the rejected track itself, not
-    the query's whole neighbourhood). With history_memory 'rejections', 'dislikes' keeps a thumbs-down's effect on
-    the next request, on the tests' 40k-play log too (served artist-share drop 0.050; 'none': 0.000), for
-    0.045 of recall@100 against 'none' on the default 200k preset (docs/model-and-loss.md section 11)."""
+    term trains) or 'none' (only the candidate embeddings and the history memory offsets: a rejection then lowers
+    the rejected track itself, not the query's whole neighbourhood). With history_memory 'rejections', 'dislikes'
+    keeps a thumbs-down's effect on the next request, on the tests' 40k-play log too (served artist-share drop
+    0.050; 'none': 0.000), for 0.045 of recall@100 against 'none' on the default 200k preset
+    (docs/model-and-loss.md section 11)."""
     temperature: float = 0.05
     """Softmax temperature on cosine scores."""
     embedding_dim: int = 64
