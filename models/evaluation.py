@@ -12,7 +12,7 @@ from typing import Callable, Mapping, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from models import features, memory, metrics
+from models import features, memory, metrics, neighbours
 from models.slice_rules import SliceRules
 from schema import contract
 
@@ -216,25 +216,37 @@ def rejection_popularity(collected: Collected, track_counts: np.ndarray) -> dict
 
 
 def embedding_scorer(query_tower: tf.keras.Model, candidate_embeddings: np.ndarray,
-                     memory_weights: Optional[np.ndarray] = None) -> Scorer:
+                     memory_weights: Optional[np.ndarray] = None,
+                     dislike_penalty: Optional[neighbours.DislikePenalty] = None, embedding_dim: int = 0) -> Scorer:
     """Cosine scores of the query tower's embedding against every candidate embedding, plus the history memory
-    offsets (models/memory.py) when the model has them."""
+    offsets (models/memory.py) and minus the dislike-neighbour penalty (models/neighbours.py) when the model has
+    them (embedding_dim: the candidate embeddings' unit-vector columns, needed with the penalty)."""
     candidates = tf.constant(candidate_embeddings)
+    units = None if dislike_penalty is None else neighbours.unit_part(candidate_embeddings, embedding_dim)
 
     def score(batch: dict[str, tf.Tensor]) -> np.ndarray:
         return with_memory(tf.matmul(query_tower(batch, training=False), candidates, transpose_b=True).numpy(),
-                           batch, memory_weights)
+                           batch, memory_weights, dislike_penalty, units)
 
     return score
 
 
-def with_memory(scores: np.ndarray, batch: dict[str, tf.Tensor], memory_weights: Optional[np.ndarray]) -> np.ndarray:
-    """[B, V] scores plus each row's history memory offsets (unchanged when memory_weights is None)."""
-    if memory_weights is None:
+def with_memory(scores: np.ndarray, batch: dict[str, tf.Tensor], memory_weights: Optional[np.ndarray],
+                dislike_penalty: Optional[neighbours.DislikePenalty] = None,
+                catalog_units: Optional[np.ndarray] = None) -> np.ndarray:
+    """[B, V] scores plus each row's history memory offsets, minus its dislike-neighbour penalties over
+    catalog_units [V, D] (each part skipped when its rule is None)."""
+    if memory_weights is None and dislike_penalty is None:
         return scores
-    return scores + memory.dense_offsets(memory_weights, batch[features.HISTORY_TRACK_IDS_XF].numpy(),
-                                         batch[features.HISTORY_LABELS_XF].numpy(),
-                                         batch[features.HISTORY_MASK].numpy(), np.shape(scores)[1])
+    history = (batch[features.HISTORY_TRACK_IDS_XF].numpy(), batch[features.HISTORY_LABELS_XF].numpy(),
+               batch[features.HISTORY_MASK].numpy())
+    if memory_weights is not None:
+        scores = scores + memory.dense_offsets(memory_weights, *history, np.shape(scores)[1])
+    if dislike_penalty is not None:
+        if catalog_units is None or len(catalog_units) != np.shape(scores)[1]:
+            raise ValueError("the dislike-neighbour penalty needs the unit vectors of every scored track")
+        scores = scores - neighbours.dense_penalties(dislike_penalty, catalog_units, *history)
+    return scores
 
 
 def popularity_scorer(track_counts: np.ndarray) -> Scorer:

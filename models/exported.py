@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from models import evaluation, export_format, features, memory
+from models import evaluation, export_format, features, memory, neighbours
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +111,16 @@ class ExportedModel:
         """[NUM_LABELS] history memory offsets (models/memory.py); None for a model without the term."""
         return memory.weights_of(self.config.get(export_format.HISTORY_MEMORY_KEY))
 
+    @property
+    def dislike_penalty(self) -> Optional[neighbours.DislikePenalty]:
+        """The dislike-neighbour rule (models/neighbours.py); None when off or for a model that predates it."""
+        return neighbours.DislikePenalty.of_training(self.config.get("training", {}))
+
+    @property
+    def embedding_dim(self) -> int:
+        """The candidate embeddings' unit-vector columns (an item bias is one more)."""
+        return int(self.config["tower"]["embedding_dim"])
+
     def query_embeddings(self, batch: dict[str, tf.Tensor]) -> tf.Tensor:
         outputs = self.query_signature(
             **{key: batch[key] for key in (features.HISTORY_TRACK_IDS_XF, features.HISTORY_LABELS_XF,
@@ -119,8 +129,10 @@ class ExportedModel:
 
     def scorer(self, id_map: Optional[IdMap] = None) -> evaluation.Scorer:
         """Scores over the reference run's catalog (this model's own when `id_map` is None)."""
-        candidates = tf.constant(self.candidate_embeddings if id_map is None
-                                 else self.candidate_embeddings[id_map.tracks])
+        embeddings = self.candidate_embeddings if id_map is None else self.candidate_embeddings[id_map.tracks]
+        candidates = tf.constant(embeddings)
+        penalty = self.dislike_penalty
+        units = None if penalty is None else neighbours.unit_part(embeddings, self.embedding_dim)
 
         def score(batch: dict[str, tf.Tensor]) -> np.ndarray:
             translated = batch
@@ -130,6 +142,6 @@ class ExportedModel:
                                                                       batch[features.HISTORY_TRACK_IDS_XF])
                 translated[features.STATION_ID_XF] = tf.gather(id_map.stations, batch[features.STATION_ID_XF])
             scores = tf.matmul(self.query_embeddings(translated), candidates, transpose_b=True).numpy()
-            return evaluation.with_memory(scores, batch, self.memory_weights)  # the reference run's ids, as the columns
+            return evaluation.with_memory(scores, batch, self.memory_weights, penalty, units)  # the reference run's ids, as the columns
 
         return score

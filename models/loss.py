@@ -365,10 +365,12 @@ class RetrievalLoss(tf.keras.layers.Layer):
 
     def __init__(self, negative_loss: str = PAIRWISE, negative_loss_weight: float = 1.0,
                  temperature: float = 1.0, hard_negative_weight: float = NO_WEIGHT, use_logq: bool = True,
-                 shared_columns: int = 0, **layer_kwargs: Any) -> None:
+                 shared_columns: int = 0, term_moves_candidates: bool = True, **layer_kwargs: Any) -> None:
         """shared_columns: trailing embedding columns that score every listener alike (the item bias); the
         real-negative term leaves them out, so one listener's rejection shapes what is personal to them and
-        not the track's standing with everyone (the softmax still trains them)."""
+        not the track's standing with everyone (the softmax still trains them).
+        term_moves_candidates: False stops the term's gradient into the positive's and the real negatives'
+        embeddings (pipeline/configs.py negative_loss_on_candidates); the score offsets still get it."""
         super().__init__(**layer_kwargs)
         if negative_loss not in NEGATIVE_LOSSES:
             raise ValueError(f"negative_loss must be one of {NEGATIVE_LOSSES}, got {negative_loss!r}")
@@ -379,6 +381,7 @@ class RetrievalLoss(tf.keras.layers.Layer):
         if shared_columns < 0:
             raise ValueError(f"shared_columns must be >= 0, got {shared_columns}")
         self.shared_columns = int(shared_columns)
+        self.term_moves_candidates = bool(term_moves_candidates)
         self.softmax = SampledSoftmaxLoss(temperature, hard_negative_weight, use_logq)
         self._positive = PositiveLogits()
         self._hard = HardNegativeLogits()
@@ -389,7 +392,8 @@ class RetrievalLoss(tf.keras.layers.Layer):
         own = {key: value for key, value in self.softmax.get_config().items()
                if key in ("temperature", "hard_negative_weight", "use_logq")}
         return {**super().get_config(), **own, "negative_loss": self.negative_loss,
-                "negative_loss_weight": self.negative_loss_weight, "shared_columns": self.shared_columns}
+                "negative_loss_weight": self.negative_loss_weight, "shared_columns": self.shared_columns,
+                "term_moves_candidates": self.term_moves_candidates}
 
     def per_example_loss(self, query: tf.Tensor, positive: tf.Tensor, positive_ids: tf.Tensor,
                          user_ids: tf.Tensor, positive_log_q: Optional[tf.Tensor] = None, *,
@@ -412,6 +416,8 @@ class RetrievalLoss(tf.keras.layers.Layer):
                 or not _given("hard", hard=hard, hard_ids=hard_ids, hard_mask=hard_mask)):
             return per_example
         query = query if term_query is None else term_query
+        if not self.term_moves_candidates:
+            positive, hard = tf.stop_gradient(positive), tf.stop_gradient(hard)
         if self.shared_columns:
             query, positive, hard = (tensor[..., :-self.shared_columns] for tensor in (query, positive, hard))
         hard_logits, valid = self._hard(query, hard, hard_ids, hard_mask, positive_ids)

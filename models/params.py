@@ -74,7 +74,10 @@ class TrainingParams:
     direct_feedback_scale: float
     history_memory: str
     negative_loss_on_bias: bool
+    negative_loss_on_candidates: bool
     negative_loss_on_query: str
+    dislike_neighbour_weight: float
+    dislike_neighbour_floor: float
     temperature: float
     embedding_dim: int
     num_layers: int
@@ -124,6 +127,10 @@ class TrainingParams:
         for name in ("temperature", "learning_rate", "hard_negative_weight", "direct_feedback_scale"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not self.dislike_neighbour_weight >= 0:
+            raise ValueError(f"dislike_neighbour_weight must be >= 0, got {self.dislike_neighbour_weight}")
+        if not 0.0 <= self.dislike_neighbour_floor < 1.0:
+            raise ValueError(f"dislike_neighbour_floor must be within [0, 1), got {self.dislike_neighbour_floor}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be within [0, 1), got {self.dropout}")
         if self.embedding_dim % self.num_heads:

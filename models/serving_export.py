@@ -17,7 +17,8 @@ Request semantics (the same for both):
 - `station_id` [B], '' for none; an unknown station gets the OOV station id.
 - A model with the history memory term (models/memory.py) rescores the retrieved candidates exactly and adds
   their offsets; the history's own catalog tracks join the candidates the same way (once each, unless already
-  retrieved), so a history track that the index did not return can still be served.
+  retrieved), so a history track that the index did not return can still be served. A model with the
+  dislike-neighbour rule (models/neighbours.py) is rescored the same way, minus each candidate's penalty.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from models import export_format, features, memory, metrics
+from models import export_format, features, memory, metrics, neighbours
 from models.exported import ExportedModel
 # The settings live in a module without TensorFlow; callers may keep naming them here.
 from models.serving_params import BRUTE_FORCE, INDEX_KINDS, SCANN, ScannParams, ServingParams  # noqa: F401
@@ -108,7 +109,10 @@ class RecommenderModule(tf.Module):
         self._track_oov_id = vocab.track_oov_id
         weights = model.memory_weights
         self._memory_weights = None if weights is None else tf.constant(weights, tf.float32)
-        self._candidates = None if weights is None else tf.constant(model.candidate_embeddings[:num_tracks])
+        self._dislike_penalty = model.dislike_penalty
+        self._embedding_dim = model.embedding_dim
+        self._rescores = weights is not None or self._dislike_penalty is not None
+        self._candidates = tf.constant(model.candidate_embeddings[:num_tracks]) if self._rescores else None
         # E is static in the signature: TF Serving has no optional inputs, and the index needs a fixed width.
         self.recommend = tf.function(self.recommend, input_signature=[
             tf.TensorSpec([None, None], tf.string, HISTORY_TRACK_IDS),
@@ -147,9 +151,11 @@ class RecommenderModule(tf.Module):
     def _with_memory(self, embedding: tf.Tensor, candidates: tf.Tensor,
                      history: tuple[tf.Tensor, tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
         """The retrieved candidates plus the history's catalog tracks not among them (each once), every score
-        the exact dot product plus its memory offset: [B, R + L]; a history position that adds nothing scores
-        below any exclusion. Exact, because ScaNN's scores are approximate (off by up to ~0.2 on the test
-        model) and a history track's must be comparable with them."""
+        the exact dot product plus its memory offset, minus its dislike-neighbour penalty: [B, R + L]; a history
+        position that adds nothing scores below any exclusion. Exact, because ScaNN's scores are approximate (off
+        by up to ~0.2 on the test model) and a history track's must be comparable with them. The penalty only
+        lowers scores, so the top-k is drawn from the R retrieved: a track it would have lifted past one of them
+        was not retrieved, and cannot be (the evaluator's exact scoring over the catalog can)."""
         ids, labels, mask = history
         scores = tf.einsum("bd,brd->br", embedding, tf.gather(self._candidates, candidates))
         positions = tf.range(self._max_history)
@@ -160,7 +166,15 @@ class RecommenderModule(tf.Module):
         own = tf.einsum("bd,bld->bl", embedding, tf.gather(self._candidates, tf.minimum(ids, self._track_oov_id - 1)))
         all_ids = tf.concat([candidates, ids], axis=1)
         all_scores = tf.concat([scores, tf.where(usable, own, -2.0 * EXCLUDED_SCORE_PENALTY)], axis=1)
-        return all_scores + memory.offsets(self._memory_weights, all_ids, ids, labels, mask), all_ids
+        if self._memory_weights is not None:
+            all_scores += memory.offsets(self._memory_weights, all_ids, ids, labels, mask)
+        if self._dislike_penalty is not None:
+            in_catalog = tf.minimum(ids, self._track_oov_id - 1)
+            disliked = mask & (ids < self._track_oov_id) & tf.equal(labels, neighbours.DISLIKE_ID)
+            all_scores -= neighbours.penalties(
+                self._dislike_penalty, tf.gather(self._candidates, tf.minimum(all_ids, self._track_oov_id - 1))[..., :self._embedding_dim],
+                tf.gather(self._candidates, in_catalog)[..., :self._embedding_dim], disliked)
+        return all_scores, all_ids
 
     def _retrieve(self, embedding: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """The index's best `retrieved` candidates per row.
@@ -190,7 +204,7 @@ class RecommenderModule(tf.Module):
         excluded = tf.concat([self.track_table.lookup(exclude_track_ids), disliked], axis=1)
         scores, candidates = self._retrieve(embedding)
         candidates = tf.cast(candidates, tf.int64)
-        if self._memory_weights is not None:
+        if self._rescores:
             scores, candidates = self._with_memory(embedding, candidates, history)
         scores, best = exclude(scores, candidates, excluded, self._k)
         track_ids = tf.gather(self._track_names, best)

@@ -21,7 +21,8 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tensorflow_transform as tft
 
-from models import distribution, evaluation, exported, features, inputs, loss, memory, optimizer, warm_start
+from models import (distribution, evaluation, exported, features, inputs, loss, memory, neighbours, optimizer,
+                    warm_start)
 from models.export_format import (CANDIDATE_EMBEDDINGS_FILE, FEEDBACK_EMBEDDINGS_FILE, HISTORY_MEMORY_KEY, MODEL_CONFIG_FILE,
                                   QUERY_EMBEDDING, QUERY_MODEL_DIR, STATION_VOCABULARY_FILE,
                                   TRACK_VOCABULARY_FILE, TRAINING_HISTORY_FILE)
@@ -58,6 +59,7 @@ class RetrievalModel(tfrs.models.Model):
             negative_loss=params.negative_loss, negative_loss_weight=params.negative_loss_weight,
             temperature=params.temperature, hard_negative_weight=params.hard_negative_weight,
             shared_columns=1 if params.item_bias and not params.negative_loss_on_bias else 0,
+            term_moves_candidates=params.negative_loss_on_candidates,
         )
         self._sampler = loss.CandidateSampler(track_counts, params.sampler, params.sampler_alpha)
         self._positive_log_q = tf.constant(loss.in_batch_log_q(track_counts, params.batch_size), dtype=tf.float32)
@@ -88,6 +90,12 @@ class RetrievalModel(tfrs.models.Model):
     def memory_weights(self) -> Optional[np.ndarray]:
         """[NUM_LABELS] offsets of the history memory term (None without it)."""
         return None if self.memory is None else self.memory.label_weights().numpy()
+
+    def scorer(self, embeddings: np.ndarray) -> evaluation.Scorer:
+        """What every later scorer of this model computes: the towers, the memory, the dislike-neighbour rule."""
+        penalty = neighbours.DislikePenalty.of_training(dataclasses.asdict(self._params))
+        return evaluation.embedding_scorer(self.query_tower, embeddings, self.memory_weights(), penalty,
+                                           self._params.embedding_dim)
 
     def _offsets(self, batch: dict[str, tf.Tensor], **candidate_ids: Optional[tf.Tensor]) -> loss.ScoreOffsets:
         if self.memory is None:
@@ -209,9 +217,7 @@ class EvalAndHistory(tf.keras.callbacks.Callback):
         self._train_seconds += epoch_seconds
         embeddings = candidate_embeddings(self._retrieval.candidate_tower, self._num_track_ids)
         result = evaluation.ranking_and_pairs(
-            self._eval_dataset, evaluation.embedding_scorer(self._retrieval.query_tower, embeddings,
-                                                            self._retrieval.memory_weights())
-        )
+            self._eval_dataset, self._retrieval.scorer(embeddings))
         accuracy = result["pairwise_accuracy"]
         logs[EARLY_STOPPING_METRIC] = early_stopping_value(self._early_stopping, accuracy, result["recall_at_k"][100],
                                                            self._recall_floor)

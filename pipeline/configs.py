@@ -146,6 +146,10 @@ class PipelineConfig:
     negative_loss_on_bias: bool = False
     """Whether the pairwise / not-to-recommend term also moves the item bias (False: only the personal part
     of the score, the cosine; one listener's skip then says 'not for me', not 'worse for everyone')."""
+    negative_loss_on_candidates: bool = True
+    """Whether the pairwise / not-to-recommend term moves the candidate embeddings (False: it trains only the
+    history memory offsets and what negative_loss_on_query lets it move of the query; the softmax still has
+    the real negatives in its denominator)."""
     negative_loss_on_query: str = "dislikes"
     """What of the query tower the pairwise / not-to-recommend term may move: 'all', 'direct' (only the direct
     feedback weights, not the transformer), 'dislikes' (only the dislikes' direct weight, which then only the
@@ -154,6 +158,12 @@ class PipelineConfig:
     keeps a thumbs-down's effect on the next request, on the tests' 40k-play log too (served artist-share drop
     0.050; 'none': 0.000), for 0.045 of recall@100 against 'none' on the default 200k preset
     (docs/model-and-loss.md section 11)."""
+    dislike_neighbour_weight: float = 0.0
+    """How much a track disliked in the history lowers the tracks most like it, everywhere a score is made: each
+    candidate loses this times max(0, cosine - dislike_neighbour_floor) / (1 - dislike_neighbour_floor) per
+    disliked history track (models/neighbours.py). A fixed rule, not trained; 0 turns it off."""
+    dislike_neighbour_floor: float = 0.5
+    """The cosine to a disliked history track at or below which a candidate loses nothing (within [0, 1))."""
     temperature: float = 0.05
     """Softmax temperature on cosine scores."""
     embedding_dim: int = 64

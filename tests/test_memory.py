@@ -94,3 +94,25 @@ def test_a_term_query_with_its_gradient_stopped_moves_the_candidates_and_offsets
     np.testing.assert_allclose(frozen[1], kept[1], rtol=1e-6)  # the candidates and the offsets: the full term
     np.testing.assert_allclose(frozen[2], kept[2], rtol=1e-6)
     assert (frozen[2] > 0).all(), "a descent step lowers both real negatives' offsets"
+
+
+def test_a_term_kept_off_the_candidates_and_the_query_moves_only_the_offsets():
+    inputs = one_row_with_two_hard_negatives()
+    query, hard, positive = (tf.Variable(inputs.pop(name)) for name in ("query", "hard", "positive"))
+    hard_offset = tf.Variable(f32([[0.0, 0.0]]))
+
+    def gradients(weight: float, on_candidates: bool) -> list:
+        layer = loss.RetrievalLoss(loss.PAIRWISE, negative_loss_weight=weight, temperature=0.5, use_logq=False,
+                                   term_moves_candidates=on_candidates)
+        with tf.GradientTape() as tape:
+            value = layer(query=query, hard=hard, positive=positive, offsets=loss.ScoreOffsets(hard=hard_offset),
+                          term_query=tf.stop_gradient(query), **inputs)
+        return [g.numpy() for g in tape.gradient(value, [positive, hard, hard_offset])]
+
+    softmax_only, kept, offsets_only = gradients(0.0, True), gradients(1.0, True), gradients(1.0, False)
+    for index in (0, 1):  # the positive and the real negatives: the softmax's gradient alone
+        np.testing.assert_allclose(offsets_only[index], softmax_only[index], rtol=1e-6)
+        assert not np.allclose(kept[index], softmax_only[index]), "on the candidates, the term adds to their gradient"
+    np.testing.assert_allclose(offsets_only[2], kept[2], rtol=1e-6)
+    assert (offsets_only[2] > 0).all(), "a descent step still lowers both real negatives' offsets"
+    assert loss.RetrievalLoss(term_moves_candidates=False).get_config()["term_moves_candidates"] is False

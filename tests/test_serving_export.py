@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from models import export_format, memory, serving_export
+from models import export_format, memory, neighbours, serving_export
 from models.exported import ExportedModel
 from pipeline import configs
 from schema import contract
@@ -229,3 +229,46 @@ def test_history_memory_rescores_retrieved_tracks_and_brings_in_history_tracks(t
     offsets = {tracks[worst]: 5.0, tracks[best]: -5.0}
     expected = [exact[tracks.index(t)] + offsets.get(t, 0.0) for t in ids]
     np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", serving_export.INDEX_KINDS)
+def test_a_dislike_lowers_its_neighbours_in_the_served_top_k_by_the_rule(trained_pipeline, kind):
+    """With the dislike-neighbour rule (models/neighbours.py) and no memory: every served score is the exact dot
+    product minus the track's penalty, and the top-10 moves away from the disliked track."""
+    model = ExportedModel.load(trained_pipeline.result.outputs["Trainer"]["model"][0])
+    tracks = list(model.vocabularies.tracks)
+    plain_config = {**model.config, export_format.HISTORY_MEMORY_KEY: None,
+                    "training": {**model.config["training"], "dislike_neighbour_weight": 0.0}}
+    rule = neighbours.DislikePenalty(weight=2.0, floor=0.5)
+    ruled_config = {**plain_config, "training": {**plain_config["training"], "dislike_neighbour_weight": rule.weight,
+                                                 "dislike_neighbour_floor": rule.floor}}
+    units = neighbours.unit_part(model.candidate_embeddings[: len(tracks)], model.embedding_dim)
+
+    def served(config: dict, history: list[tuple[str, str]]) -> tuple[list[str], np.ndarray]:
+        model.config = config
+        module = serving_export.RecommenderModule(model, kind, CONFIG.serving_params(), CONFIG.scann_params())
+        out = module.recommend(history_track_ids=tf.constant([[t for t, _ in history]]),
+                               history_feedback=tf.constant([[label for _, label in history]]),
+                               station_id=tf.constant([""]),
+                               exclude_track_ids=tf.constant([[""] * CONFIG.serving_max_exclusions]))
+        return [t.decode() for t in out["track_ids"].numpy()[0]], out["scores"].numpy()[0]
+
+    listened, _ = served(plain_config, [(tracks[3], "listen")])
+    history = [(tracks[3], "listen"), (listened[0], "dislike")]
+    plain_ids, _ = served(plain_config, history)
+    ruled_ids, ruled_scores = served(ruled_config, history)
+    disliked = tracks.index(listened[0])
+    closeness = units @ units[disliked]
+    penalty = rule.weight * np.maximum(closeness - rule.floor, 0.0) / (1.0 - rule.floor)
+    module = serving_export.RecommenderModule(model, kind, CONFIG.serving_params(), CONFIG.scann_params())
+    embedding = module.query_embedding(history_track_ids=tf.constant([[t for t, _ in history]]),
+                                       history_feedback=tf.constant([[label for _, label in history]]),
+                                       station_id=tf.constant([""]))["query_embedding"].numpy()[0]
+    exact = model.candidate_embeddings[: len(tracks)] @ embedding
+    expected = [exact[tracks.index(t)] - penalty[tracks.index(t)] for t in ruled_ids]
+    np.testing.assert_allclose(ruled_scores, expected, rtol=1e-5, atol=1e-5)
+    assert np.all(np.diff(ruled_scores) <= 1e-6) and len(set(ruled_ids)) == CONFIG.serving_top_k
+    top = 10
+    assert penalty[[tracks.index(t) for t in plain_ids[:top]]].sum() > 0, "the disliked track has no neighbour served"
+    assert np.mean(closeness[[tracks.index(t) for t in ruled_ids[:top]]]) < \
+        np.mean(closeness[[tracks.index(t) for t in plain_ids[:top]]])

@@ -1,0 +1,83 @@
+"""A thumbs-down lowers the disliked track's nearest neighbours, and nothing else.
+
+The query tower can answer a dislike only by moving the whole query vector (the dislikes' direct weight,
+models/towers.py), which re-ranks everything the listener might hear; on the default 200k preset that answer cost
+0.045 of recall@100 (docs/model-and-loss.md section 11). This rule acts where a listener expects it, on tracks
+close to the one they rejected:
+
+    score(c) -= weight * sum over the history's disliked tracks h of  max(0, cos(c, h) - floor) / (1 - floor)
+
+so a candidate identical to a disliked track loses `weight` per dislike, one at cosine `floor` or below loses
+nothing. It is a fixed rule, not trained (a learned weight would be pulled to 0 by the softmax, as the dislikes'
+direct weight was); weight and floor come from an ablation over seeds on both presets. Every scorer applies it:
+the Trainer's per-epoch evaluation, the evaluator (`models.exported.ExportedModel.scorer`) and the served top-k
+(models/serving_export.py).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from schema import contract
+
+DISLIKE_ID = contract.LABELS.index(contract.DISLIKE)
+
+
+@dataclasses.dataclass(frozen=True)
+class DislikePenalty:
+    """The rule's two settings (pipeline/configs.py dislike_neighbour_weight, dislike_neighbour_floor)."""
+
+    weight: float
+    floor: float
+
+    def __post_init__(self) -> None:
+        if not self.weight >= 0:
+            raise ValueError(f"dislike_neighbour_weight must be >= 0, got {self.weight}")
+        if not 0.0 <= self.floor < 1.0:
+            raise ValueError(f"dislike_neighbour_floor must be within [0, 1), got {self.floor}")
+
+    @property
+    def active(self) -> bool:
+        return self.weight > 0
+
+    @classmethod
+    def of_training(cls, training: Mapping[str, Any]) -> Optional["DislikePenalty"]:
+        """The rule of a model config's "training" entry; None when off or when the model predates it."""
+        if "dislike_neighbour_weight" not in training:
+            return None
+        rule = cls(float(training["dislike_neighbour_weight"]), float(training["dislike_neighbour_floor"]))
+        return rule if rule.active else None
+
+
+def _closeness(rule: DislikePenalty, cosines):
+    return rule.weight * np.maximum(cosines - rule.floor, 0.0) / (1.0 - rule.floor)
+
+
+def penalties(rule: DislikePenalty, candidate_units: tf.Tensor, history_units: tf.Tensor,
+              disliked: tf.Tensor) -> tf.Tensor:
+    """[B, K] amounts to subtract: candidate_units [B, K, D], history_units [B, L, D] (unit vectors), disliked
+    [B, L] bool (a real history token with feedback 'dislike')."""
+    cosines = tf.einsum("bkd,bld->bkl", candidate_units, history_units)
+    closeness = rule.weight * tf.nn.relu(cosines - rule.floor) / (1.0 - rule.floor)
+    return tf.einsum("bkl,bl->bk", closeness, tf.cast(disliked, closeness.dtype))
+
+
+def dense_penalties(rule: DislikePenalty, catalog_units: np.ndarray, history_ids: np.ndarray,
+                    history_labels: np.ndarray, history_mask: np.ndarray) -> np.ndarray:
+    """[B, V] amounts to subtract from every track id's score: what `penalties` gives for the whole catalog
+    (catalog_units [V, D]), computed for the disliked positions alone (most rows have none)."""
+    history_ids = np.asarray(history_ids)
+    result = np.zeros((len(history_ids), len(catalog_units)), dtype=np.float32)
+    rows, positions = np.nonzero(np.asarray(history_mask, dtype=bool) & (np.asarray(history_labels) == DISLIKE_ID))
+    if len(rows):
+        cosines = catalog_units[history_ids[rows, positions]] @ catalog_units.T  # [P, V]
+        np.add.at(result, rows, _closeness(rule, cosines).astype(np.float32))
+    return result
+
+
+def unit_part(embeddings: np.ndarray, embedding_dim: int) -> np.ndarray:
+    """The unit-vector columns of candidate embeddings (the item bias, when there is one, is the last column)."""
+    return np.ascontiguousarray(embeddings[:, :embedding_dim], dtype=np.float32)
