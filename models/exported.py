@@ -142,6 +142,7 @@ class ExportedModel:
                                                                       batch[features.HISTORY_TRACK_IDS_XF])
                 translated[features.STATION_ID_XF] = tf.gather(id_map.stations, batch[features.STATION_ID_XF])
             scores = tf.matmul(self.query_embeddings(translated), candidates, transpose_b=True).numpy()
-            return evaluation.with_memory(scores, batch, self.memory_weights, penalty, units)  # the reference run's ids, as the columns
+            # the reference run's ids, as the columns
+            return evaluation.with_memory(scores, batch, self.memory_weights, penalty, units)
 
         return score

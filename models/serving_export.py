@@ -169,11 +169,12 @@ class RecommenderModule(tf.Module):
         if self._memory_weights is not None:
             all_scores += memory.offsets(self._memory_weights, all_ids, ids, labels, mask)
         if self._dislike_penalty is not None:
-            in_catalog = tf.minimum(ids, self._track_oov_id - 1)
+            def units(track_ids: tf.Tensor) -> tf.Tensor:
+                in_catalog = tf.minimum(track_ids, self._track_oov_id - 1)
+                return tf.gather(self._candidates, in_catalog)[..., :self._embedding_dim]
+
             disliked = mask & (ids < self._track_oov_id) & tf.equal(labels, neighbours.DISLIKE_ID)
-            all_scores -= neighbours.penalties(
-                self._dislike_penalty, tf.gather(self._candidates, tf.minimum(all_ids, self._track_oov_id - 1))[..., :self._embedding_dim],
-                tf.gather(self._candidates, in_catalog)[..., :self._embedding_dim], disliked)
+            all_scores -= neighbours.penalties(self._dislike_penalty, units(all_ids), units(ids), disliked)
         return all_scores, all_ids
 
     def _retrieve(self, embedding: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
