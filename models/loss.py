@@ -42,7 +42,8 @@ from typing import Any, Optional, Union
 import numpy as np
 import tensorflow as tf
 
-from models.params import NEGATIVE_LOSSES, NOT_TO_RECOMMEND, PAIRWISE, POPULARITY, SAMPLERS, SOFTMAX, UNIFORM
+from models.params import (CANDIDATES_ALL, CANDIDATES_NEW, CANDIDATES_NONE, NEGATIVE_LOSSES, NOT_TO_RECOMMEND, PAIRWISE,
+                           POPULARITY, SAMPLERS, SOFTMAX, TERM_CANDIDATES, UNIFORM)
 
 MASKED_LOGIT = -1e9
 """The logit of a masked column: finite (no inf - inf = NaN), and exp(MASKED_LOGIT - any real logit) == 0."""
@@ -365,12 +366,13 @@ class RetrievalLoss(tf.keras.layers.Layer):
 
     def __init__(self, negative_loss: str = PAIRWISE, negative_loss_weight: float = 1.0,
                  temperature: float = 1.0, hard_negative_weight: float = NO_WEIGHT, use_logq: bool = True,
-                 shared_columns: int = 0, term_moves_candidates: bool = True, **layer_kwargs: Any) -> None:
+                 shared_columns: int = 0, term_moves_candidates: str = CANDIDATES_ALL, **layer_kwargs: Any) -> None:
         """shared_columns: trailing embedding columns that score every listener alike (the item bias); the
         real-negative term leaves them out, so one listener's rejection shapes what is personal to them and
         not the track's standing with everyone (the softmax still trains them).
-        term_moves_candidates: False stops the term's gradient into the positive's and the real negatives'
-        embeddings (pipeline/configs.py negative_loss_on_candidates); the score offsets still get it."""
+        term_moves_candidates: which embeddings the term's gradient reaches (pipeline/configs.py
+        negative_loss_on_candidates): 'all'; 'new', all but the real negatives that `hard_in_history` marks;
+        'none', neither the positive's nor the real negatives'. The score offsets get it in every case."""
         super().__init__(**layer_kwargs)
         if negative_loss not in NEGATIVE_LOSSES:
             raise ValueError(f"negative_loss must be one of {NEGATIVE_LOSSES}, got {negative_loss!r}")
@@ -381,7 +383,9 @@ class RetrievalLoss(tf.keras.layers.Layer):
         if shared_columns < 0:
             raise ValueError(f"shared_columns must be >= 0, got {shared_columns}")
         self.shared_columns = int(shared_columns)
-        self.term_moves_candidates = bool(term_moves_candidates)
+        if term_moves_candidates not in TERM_CANDIDATES:
+            raise ValueError(f"term_moves_candidates must be one of {TERM_CANDIDATES}, got {term_moves_candidates!r}")
+        self.term_moves_candidates = term_moves_candidates
         self.softmax = SampledSoftmaxLoss(temperature, hard_negative_weight, use_logq)
         self._positive = PositiveLogits()
         self._hard = HardNegativeLogits()
@@ -400,11 +404,13 @@ class RetrievalLoss(tf.keras.layers.Layer):
                          random: Optional[tf.Tensor] = None, random_ids: Optional[tf.Tensor] = None,
                          random_log_q: Optional[tf.Tensor] = None, hard: Optional[tf.Tensor] = None,
                          hard_ids: Optional[tf.Tensor] = None, hard_mask: Optional[tf.Tensor] = None,
-                         offsets: ScoreOffsets = NO_OFFSETS, term_query: Optional[tf.Tensor] = None) -> tf.Tensor:
+                         offsets: ScoreOffsets = NO_OFFSETS, term_query: Optional[tf.Tensor] = None,
+                         hard_in_history: Optional[tf.Tensor] = None) -> tf.Tensor:
         """[B]: each row's softmax cross-entropy plus its weighted real-negative term (both with `offsets`).
 
         term_query: the query the real-negative term scores with, when it must differ from `query` (equal in
-        value, with some of its gradient stopped: pipeline/configs.py negative_loss_on_query)."""
+        value, with some of its gradient stopped: pipeline/configs.py negative_loss_on_query).
+        hard_in_history: [B, H] bool, the real negatives that are in the row's history (for 'new')."""
         logits = self.softmax.logits(
             query, positive, positive_ids, user_ids, positive_log_q,
             random=random, random_ids=random_ids, random_log_q=random_log_q,
@@ -416,8 +422,12 @@ class RetrievalLoss(tf.keras.layers.Layer):
                 or not _given("hard", hard=hard, hard_ids=hard_ids, hard_mask=hard_mask)):
             return per_example
         query = query if term_query is None else term_query
-        if not self.term_moves_candidates:
+        if self.term_moves_candidates == CANDIDATES_NONE:
             positive, hard = tf.stop_gradient(positive), tf.stop_gradient(hard)
+        elif self.term_moves_candidates == CANDIDATES_NEW:
+            if hard_in_history is None:
+                raise ValueError("term_moves_candidates='new' needs hard_in_history")
+            hard = tf.where(hard_in_history[..., None], tf.stop_gradient(hard), hard)
         if self.shared_columns:
             query, positive, hard = (tensor[..., :-self.shared_columns] for tensor in (query, positive, hard))
         hard_logits, valid = self._hard(query, hard, hard_ids, hard_mask, positive_ids)
@@ -435,12 +445,12 @@ class RetrievalLoss(tf.keras.layers.Layer):
              random_ids: Optional[tf.Tensor] = None, random_log_q: Optional[tf.Tensor] = None,
              hard: Optional[tf.Tensor] = None, hard_ids: Optional[tf.Tensor] = None,
              hard_mask: Optional[tf.Tensor] = None, offsets: ScoreOffsets = NO_OFFSETS,
-             term_query: Optional[tf.Tensor] = None) -> tf.Tensor:
+             term_query: Optional[tf.Tensor] = None, hard_in_history: Optional[tf.Tensor] = None) -> tf.Tensor:
         """The batch mean of `per_example_loss` (a scalar)."""
         return tf.reduce_mean(self.per_example_loss(
             query, positive, positive_ids, user_ids, positive_log_q, random=random, random_ids=random_ids,
             random_log_q=random_log_q, hard=hard, hard_ids=hard_ids, hard_mask=hard_mask, offsets=offsets,
-            term_query=term_query))
+            term_query=term_query, hard_in_history=hard_in_history))
 
 
 def _given(block: str, **tensors: Optional[tf.Tensor]) -> bool:

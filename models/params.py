@@ -43,6 +43,12 @@ QUERY_DISLIKES = "dislikes"
 QUERY_NONE = "none"
 TERM_QUERY_PARTS: tuple[str, ...] = (QUERY_ALL, QUERY_DIRECT, QUERY_DISLIKES, QUERY_NONE)
 """What of the query tower the real-negative term may move (models.trainer.RetrievalModel.loss_queries)."""
+CANDIDATES_ALL = "all"
+CANDIDATES_NEW = "new"
+CANDIDATES_NONE = "none"
+TERM_CANDIDATES: tuple[str, ...] = (CANDIDATES_ALL, CANDIDATES_NEW, CANDIDATES_NONE)
+"""Which candidate embeddings the real-negative term may move (models.loss.RetrievalLoss): every one it scores,
+all but the real negatives already in the row's history (their repeats are the history memory's), or none."""
 ADAM = "adam"
 LAZY_ADAM = "lazy_adam"
 OPTIMIZERS: tuple[str, ...] = (ADAM, LAZY_ADAM)
@@ -74,7 +80,7 @@ class TrainingParams:
     direct_feedback_scale: float
     history_memory: str
     negative_loss_on_bias: bool
-    negative_loss_on_candidates: bool
+    negative_loss_on_candidates: str
     negative_loss_on_query: str
     dislike_neighbour_weight: float
     dislike_neighbour_floor: float
@@ -109,6 +115,9 @@ class TrainingParams:
         if self.negative_loss_on_query not in TERM_QUERY_PARTS:
             raise ValueError(f"negative_loss_on_query must be one of {TERM_QUERY_PARTS}, "
                              f"got {self.negative_loss_on_query!r}")
+        if self.negative_loss_on_candidates not in TERM_CANDIDATES:
+            raise ValueError(f"negative_loss_on_candidates must be one of {TERM_CANDIDATES}, "
+                             f"got {self.negative_loss_on_candidates!r}")
         if self.history_memory not in DIRECT_FEEDBACK:
             raise ValueError(f"history_memory must be one of {DIRECT_FEEDBACK}, got {self.history_memory!r}")
         if self.early_stopping not in EARLY_STOPPING_RULES:

@@ -132,12 +132,19 @@ class RetrievalModel(tfrs.models.Model):
                 hard=self.candidate_tower(hard_ids, training=training),
                 hard_ids=hard_ids,
                 hard_mask=batch[features.HARD_NEGATIVE_MASK],
+                hard_in_history=in_history(hard_ids, batch[features.HISTORY_TRACK_IDS_XF], batch[features.HISTORY_MASK]),
             )
         arguments["term_query"] = term_query
         arguments["offsets"] = self._offsets(batch, positive=positive_ids[:, None], in_batch=positive_ids,
                                              random=random_ids, hard=hard_ids)
         # Each replica's mean loss over its share of the batch; gradients are summed over replicas.
         return self._loss(**arguments) / tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def in_history(track_ids: tf.Tensor, history_ids: tf.Tensor, history_mask: tf.Tensor) -> tf.Tensor:
+    """[B, K] bool: track_ids [B, K] that are a real token of the row's history [B, L]."""
+    same = tf.equal(track_ids[:, :, None], tf.cast(history_ids, track_ids.dtype)[:, None, :])
+    return tf.reduce_any(same & history_mask[:, None, :], axis=-1)
 
 
 def candidate_embeddings(candidate_tower: tf.keras.Model, num_track_ids: int) -> np.ndarray:

@@ -191,7 +191,7 @@ def params(batch_size: int = 4, sampler: str = "popularity") -> TrainingParams:
                           sampler_alpha=1.0, hard_negatives_in_loss=True, hard_negative_weight=1.0, negative_loss="pairwise",
                           negative_loss_weight=1.0, item_bias=False, item_bias_prior_scale=1.0, history_gains="off",
                           history_pooling="all", direct_feedback="off", direct_feedback_scale=1.0, history_memory="all",
-                          negative_loss_on_bias=True, negative_loss_on_candidates=True, negative_loss_on_query="all",
+                          negative_loss_on_bias=True, negative_loss_on_candidates="all", negative_loss_on_query="all",
                           dislike_neighbour_weight=0.0, dislike_neighbour_floor=0.5, temperature=0.05,
                           embedding_dim=8, num_layers=1, num_heads=1, dropout=0.0, learning_rate=0.01,
                           optimizer="adam",

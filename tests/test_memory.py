@@ -6,6 +6,8 @@ import pytest
 import tensorflow as tf
 
 from models import evaluation, features, loss, memory
+from models.trainer import in_history
+from models.params import CANDIDATES_ALL, CANDIDATES_NEW, CANDIDATES_NONE
 from schema import contract
 from tests.test_loss import assert_close, f32, i64, one_row_with_two_hard_negatives
 
@@ -96,23 +98,39 @@ def test_a_term_query_with_its_gradient_stopped_moves_the_candidates_and_offsets
     assert (frozen[2] > 0).all(), "a descent step lowers both real negatives' offsets"
 
 
-def test_a_term_kept_off_the_candidates_and_the_query_moves_only_the_offsets():
+def test_a_term_kept_off_the_candidates_moves_only_the_offsets_or_the_new_negatives():
     inputs = one_row_with_two_hard_negatives()
     query, hard, positive = (tf.Variable(inputs.pop(name)) for name in ("query", "hard", "positive"))
     hard_offset = tf.Variable(f32([[0.0, 0.0]]))
+    first_in_history = tf.constant([[True, False]])
 
-    def gradients(weight: float, on_candidates: bool) -> list:
+    def gradients(weight: float, moves: str) -> list:
         layer = loss.RetrievalLoss(loss.PAIRWISE, negative_loss_weight=weight, temperature=0.5, use_logq=False,
-                                   term_moves_candidates=on_candidates)
+                                   term_moves_candidates=moves)
         with tf.GradientTape() as tape:
             value = layer(query=query, hard=hard, positive=positive, offsets=loss.ScoreOffsets(hard=hard_offset),
-                          term_query=tf.stop_gradient(query), **inputs)
+                          term_query=tf.stop_gradient(query), hard_in_history=first_in_history, **inputs)
         return [g.numpy() for g in tape.gradient(value, [positive, hard, hard_offset])]
 
-    softmax_only, kept, offsets_only = gradients(0.0, True), gradients(1.0, True), gradients(1.0, False)
-    for index in (0, 1):  # the positive and the real negatives: the softmax's gradient alone
+    softmax_only, kept = gradients(0.0, CANDIDATES_ALL), gradients(1.0, CANDIDATES_ALL)
+    offsets_only, new_only = gradients(1.0, CANDIDATES_NONE), gradients(1.0, CANDIDATES_NEW)
+    for index in (0, 1):  # 'none': the positive and the real negatives get the softmax's gradient alone
         np.testing.assert_allclose(offsets_only[index], softmax_only[index], rtol=1e-6)
         assert not np.allclose(kept[index], softmax_only[index]), "on the candidates, the term adds to their gradient"
-    np.testing.assert_allclose(offsets_only[2], kept[2], rtol=1e-6)
+    # 'new': the negative already in the history gets the softmax's gradient, the other and the positive the term's
+    np.testing.assert_allclose(new_only[1][0, 0], softmax_only[1][0, 0], rtol=1e-6)
+    np.testing.assert_allclose(new_only[1][0, 1], kept[1][0, 1], rtol=1e-6)
+    np.testing.assert_allclose(new_only[0], kept[0], rtol=1e-6)
+    for moved in (offsets_only, new_only):
+        np.testing.assert_allclose(moved[2], kept[2], rtol=1e-6)
     assert (offsets_only[2] > 0).all(), "a descent step still lowers both real negatives' offsets"
-    assert loss.RetrievalLoss(term_moves_candidates=False).get_config()["term_moves_candidates"] is False
+    with pytest.raises(ValueError, match="needs hard_in_history"):
+        loss.RetrievalLoss(loss.PAIRWISE, term_moves_candidates=CANDIDATES_NEW, use_logq=False)(
+            query=query, hard=hard, positive=positive, **inputs)
+    with pytest.raises(ValueError, match="term_moves_candidates must be one of"):
+        loss.RetrievalLoss(term_moves_candidates="some")
+
+
+def test_in_history_marks_real_history_tokens_only():
+    got = in_history(tf.constant([[8, 5, 3]], tf.int64), tf.constant(history()[0][:1]), tf.constant(history()[2][:1]))
+    assert got.numpy().tolist() == [[True, False, False]]  # 5 is only in a padded slot, 3 nowhere
