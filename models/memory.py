@@ -91,6 +91,11 @@ class HistoryMemory(tf.keras.layers.Layer):
     def weights_variable(self) -> tf.Variable:
         return self._variables
 
+    def assign_label_weights(self, weights: np.ndarray) -> None:
+        """Sets the offsets to `weights` [NUM_LABELS] (a warm start's); the types outside `types` stay at 0."""
+        value = np.asarray(weights, np.float32) / WEIGHT_SCALE * self._chosen.numpy()
+        self._variables.assign(self._variables.constraint(tf.constant(value)))
+
     def label_weights(self) -> tf.Tensor:
         """[NUM_LABELS]: each feedback type's offset."""
         return WEIGHT_SCALE * self._variables * self._chosen

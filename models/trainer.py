@@ -374,6 +374,9 @@ def train(fn_args, params: TrainingParams, strategy: Optional[tf.distribute.Stra
             warm_started = warm_start.maybe_apply(model.query_tower, model.candidate_tower, tower_config,
                                                   getattr(fn_args, "base_model", None),
                                                   exported.Vocabularies.of_transform(tf_transform_output))
+            if warm_started is not None:
+                warm_started = dataclasses.replace(warm_started, memory_offsets_copied=warm_start.apply_memory(
+                    model.memory, warm_started.base_model))
         model.compile(optimizer=optimizer.make_optimizer(params.optimizer, params.learning_rate))
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     history = EvalAndHistory(model, eval_dataset, tower_config.num_track_ids, train_examples,

@@ -4,7 +4,8 @@ Each run's Transform numbers tracks and stations by its own vocabulary, so embed
 (`exported.IdMap`): tracks and stations both runs know keep their learned rows, new ones keep their fresh
 initialisation. Every other weight is copied as is; the architecture (dimension, layers, heads, history length)
 must match, or the error says which setting to change. The Trainer writes the towers' weights as a TF
-checkpoint into each export (`write_weights`) for this purpose.
+checkpoint into each export (`write_weights`) for this purpose. The history memory's offsets (models/memory.py)
+come from the base model's model_config.json (`apply_memory`).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import Any, Optional
 import numpy as np
 import tensorflow as tf
 
-from models import export_format, exported, features
+from models import export_format, exported, features, memory
 from models.towers import CandidateTower, QueryTower, TowerConfig, build_towers
 
 ARCHITECTURE_FIELDS = ("embedding_dim", "num_layers", "num_heads", "max_history", "item_bias", "history_gains", "history_pooling",
@@ -36,6 +37,7 @@ class WarmStart:
     stations_copied: int
     stations_new: int
     variables_copied: int
+    memory_offsets_copied: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -135,6 +137,19 @@ def apply(query_tower: QueryTower, candidate_tower: CandidateTower, config: Towe
              export_dir, result.tracks_copied, len(id_map.tracks), result.stations_copied, len(id_map.stations),
              result.variables_copied)
     return result
+
+
+def apply_memory(history_memory: Optional[memory.HistoryMemory], base_model: str) -> int:
+    """The base model's history memory offsets (model_config.json) into `history_memory`; returns how many
+    nonzero offsets it now holds (0 when either model has no memory term: the offsets then start at 0)."""
+    if history_memory is None:
+        return 0
+    with tf.io.gfile.GFile(os.path.join(export_dir_of(base_model), export_format.MODEL_CONFIG_FILE)) as handle:
+        weights = memory.weights_of(json.load(handle).get(export_format.HISTORY_MEMORY_KEY))
+    if weights is None:
+        return 0
+    history_memory.assign_label_weights(weights)
+    return int(np.count_nonzero(history_memory.label_weights().numpy()))
 
 
 def maybe_apply(query_tower: QueryTower, candidate_tower: CandidateTower, config: TowerConfig,

@@ -131,6 +131,8 @@ def test_resumed_trainer_warm_starts_from_the_first_blessed_model(scheduled_runs
     assert warm["base_model"] == first_model
     assert warm["tracks_copied"] > 100 and warm["variables_copied"] > 10
     assert warm["tracks_copied"] + warm["tracks_new"] == model_config(scheduled_runs.resumed)["tower"]["num_track_ids"]
+    first_offsets = model_config(scheduled_runs.first)[export_format.HISTORY_MEMORY_KEY]
+    assert warm["memory_offsets_copied"] == sum(1 for value in first_offsets.values() if value != 0)
 
 
 def test_report_names_the_spans_and_the_cached_steps(scheduled_runs, capsys):

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models import export_format, exported, features, trainer, warm_start
+from models import export_format, exported, features, memory, params, trainer, warm_start
 from models.towers import TowerConfig, build_towers
+from schema import contract
 
 BASE_TRACKS = ["a", "b", "c"]
 BASE_STATIONS = ["s1", "s2"]
@@ -94,3 +95,22 @@ def test_no_blessed_model_yet_means_a_cold_start(tmp_path):
     assert warm_start.maybe_apply(query, candidate, config, None, exported.Vocabularies(NEW_TRACKS, NEW_STATIONS)) is None
     with pytest.raises(FileNotFoundError, match="no Trainer export"):
         warm_start.maybe_apply(query, candidate, config, str(tmp_path), exported.Vocabularies(NEW_TRACKS, []))
+
+
+def test_the_history_memory_offsets_carry_over_for_the_types_the_new_model_holds(tmp_path):
+    export = tmp_path / "base"
+    export.mkdir()
+    offsets = {contract.LIKE: 0.4, contract.LISTEN: 0.0, contract.SKIP: -0.8, contract.DISLIKE: -2.0}
+    (export / export_format.MODEL_CONFIG_FILE).write_text(json.dumps({export_format.HISTORY_MEMORY_KEY: offsets}))
+    rejections = memory.HistoryMemory(params.DIRECT_REJECTIONS)
+    assert warm_start.apply_memory(rejections, str(export)) == 2
+    expected = {**offsets, contract.LIKE: 0.0}  # a type the new model holds at 0 stays there
+    np.testing.assert_allclose(rejections.label_weights().numpy(), [expected[label] for label in contract.LABELS],
+                               rtol=1e-6)
+    every_type = memory.HistoryMemory(params.DIRECT_ALL)
+    assert warm_start.apply_memory(every_type, str(export)) == 3
+    assert warm_start.apply_memory(None, str(export)) == 0  # the new model has no memory term
+    (export / export_format.MODEL_CONFIG_FILE).write_text(json.dumps({export_format.HISTORY_MEMORY_KEY: None}))
+    fresh = memory.HistoryMemory(params.DIRECT_REJECTIONS)
+    assert warm_start.apply_memory(fresh, str(export)) == 0  # the base had none: the offsets start at 0
+    assert not fresh.label_weights().numpy().any()
