@@ -61,7 +61,7 @@ def penalties(rule: DislikePenalty, candidate_units: tf.Tensor, history_units: t
     """[B, K] amounts to subtract: candidate_units [B, K, D], history_units [B, L, D] (unit vectors), disliked
     [B, L] bool (a real history token with feedback 'dislike')."""
     cosines = tf.einsum("bkd,bld->bkl", candidate_units, history_units)
-    closeness = rule.weight * tf.nn.relu(cosines - rule.floor) / (1.0 - rule.floor)
+    closeness = tf.nn.relu(cosines - rule.floor) * (rule.weight / (1.0 - rule.floor))
     return tf.einsum("bkl,bl->bk", closeness, tf.cast(disliked, closeness.dtype))
 
 

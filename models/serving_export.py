@@ -110,9 +110,10 @@ class RecommenderModule(tf.Module):
         weights = model.memory_weights
         self._memory_weights = None if weights is None else tf.constant(weights, tf.float32)
         self._dislike_penalty = model.dislike_penalty
-        self._embedding_dim = model.embedding_dim
         self._rescores = weights is not None or self._dislike_penalty is not None
         self._candidates = tf.constant(model.candidate_embeddings[:num_tracks]) if self._rescores else None
+        self._units = None if self._dislike_penalty is None else tf.constant(
+            neighbours.unit_part(model.candidate_embeddings[:num_tracks], model.embedding_dim))
         # E is static in the signature: TF Serving has no optional inputs, and the index needs a fixed width.
         self.recommend = tf.function(self.recommend, input_signature=[
             tf.TensorSpec([None, None], tf.string, HISTORY_TRACK_IDS),
@@ -170,11 +171,13 @@ class RecommenderModule(tf.Module):
             all_scores += memory.offsets(self._memory_weights, all_ids, ids, labels, mask)
         if self._dislike_penalty is not None:
             def units(track_ids: tf.Tensor) -> tf.Tensor:
-                in_catalog = tf.minimum(track_ids, self._track_oov_id - 1)
-                return tf.gather(self._candidates, in_catalog)[..., :self._embedding_dim]
+                return tf.gather(self._units, tf.minimum(track_ids, self._track_oov_id - 1))
 
             disliked = mask & (ids < self._track_oov_id) & tf.equal(labels, neighbours.DISLIKE_ID)
-            all_scores -= neighbours.penalties(self._dislike_penalty, units(all_ids), units(ids), disliked)
+            all_scores -= tf.cond(  # a request without a dislike skips the work
+                tf.reduce_any(disliked),
+                lambda: neighbours.penalties(self._dislike_penalty, units(all_ids), units(ids), disliked),
+                lambda: tf.zeros_like(all_scores))
         return all_scores, all_ids
 
     def _retrieve(self, embedding: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
