@@ -245,7 +245,8 @@ def with_memory(scores: np.ndarray, batch: dict[str, tf.Tensor], memory_weights:
     if dislike_penalty is not None:
         if catalog_units is None or len(catalog_units) != np.shape(scores)[1]:
             raise ValueError("the dislike-neighbour penalty needs the unit vectors of every scored track")
-        scores = scores - neighbours.dense_penalties(dislike_penalty, catalog_units, *history)
+        scores = neighbours.subtract_penalties(np.array(scores, dtype=np.float32), dislike_penalty, catalog_units,
+                                               *history)
     return scores
 
 
