@@ -18,7 +18,8 @@ Request semantics (the same for both):
 - A model with the history memory term (models/memory.py) rescores the retrieved candidates exactly and adds
   their offsets; the history's own catalog tracks join the candidates the same way (once each, unless already
   retrieved), so a history track that the index did not return can still be served. A model with the
-  dislike-neighbour rule (models/neighbours.py) is rescored the same way, minus each candidate's penalty.
+  dislike-neighbour rule (models/neighbours.py) is rescored the same way, minus each candidate's penalty; an
+  exact index then rescores the whole catalog, since the rule can lower any number of retrieved tracks.
 """
 from __future__ import annotations
 
@@ -98,6 +99,10 @@ class RecommenderModule(tf.Module):
             raise ValueError(f"top_k + max_exclusions + max_history = {self._retrieved} exceeds the catalog of "
                              f"{num_tracks} tracks; lower serving_top_k or serving_max_exclusions")
         self._k = serving.top_k
+        if model.dislike_penalty is not None and (kind == BRUTE_FORCE or not scann.uses_scann(num_tracks)):
+            # The rule can lower any number of retrieved tracks below ones the index left out; an exact index
+            # stays exact only by rescoring the whole catalog (ScaNN's answers are approximate either way).
+            self._retrieved = num_tracks
         self.query_model = tf.saved_model.load(os.path.join(model.directory, export_format.QUERY_MODEL_DIR))
         self.track_table = _lookup_table(vocab.tracks, range(num_tracks), vocab.track_oov_id)
         self.station_table = _lookup_table(
@@ -155,8 +160,8 @@ class RecommenderModule(tf.Module):
         the exact dot product plus its memory offset, minus its dislike-neighbour penalty: [B, R + L]; a history
         position that adds nothing scores below any exclusion. Exact, because ScaNN's scores are approximate (off
         by up to ~0.2 on the test model) and a history track's must be comparable with them. The penalty only
-        lowers scores, so the top-k is drawn from the R retrieved: a track it would have lifted past one of them
-        was not retrieved, and cannot be (the evaluator's exact scoring over the catalog can)."""
+        lowers scores, so the top-k is drawn from the R retrieved: with ScaNN, a track it would have lifted past
+        one of them was not retrieved and cannot be (an exact index retrieves the whole catalog for the rule)."""
         ids, labels, mask = history
         scores = tf.einsum("bd,brd->br", embedding, tf.gather(self._candidates, candidates))
         positions = tf.range(self._max_history)

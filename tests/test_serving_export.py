@@ -204,7 +204,9 @@ def test_history_memory_rescores_retrieved_tracks_and_brings_in_history_tracks(t
     tracks = list(model.vocabularies.tracks)
     weights = {label: 0.0 for label in contract.LABELS}
     weights.update({contract.LIKE: 5.0, contract.SKIP: -5.0})
-    model.config = {**model.config, export_format.HISTORY_MEMORY_KEY: weights}
+    # the memory alone: with the dislike-neighbour rule an exact index would rescore the whole catalog
+    model.config = {**model.config, export_format.HISTORY_MEMORY_KEY: weights,
+                    "training": {**model.config["training"], "dislike_neighbour_weight": 0.0}}
     module = serving_export.RecommenderModule(model, kind, CONFIG.serving_params(), CONFIG.scann_params())
 
     def exact_scores(history: list[tuple[str, str]]) -> np.ndarray:
@@ -268,6 +270,10 @@ def test_a_dislike_lowers_its_neighbours_in_the_served_top_k_by_the_rule(trained
     expected = [exact[tracks.index(t)] - penalty[tracks.index(t)] for t in ruled_ids]
     np.testing.assert_allclose(ruled_scores, expected, rtol=1e-5, atol=1e-5)
     assert np.all(np.diff(ruled_scores) <= 1e-6) and len(set(ruled_ids)) == CONFIG.serving_top_k
+    if kind == serving_export.BRUTE_FORCE:  # exact: the whole catalog rescored, however many tracks the rule lowers
+        ruled = exact - penalty
+        ruled[disliked] = -np.inf
+        assert ruled_ids == [tracks[i] for i in np.argsort(-ruled)[: CONFIG.serving_top_k]]
     top = 10
     assert penalty[[tracks.index(t) for t in plain_ids[:top]]].sum() > 0, "the disliked track has no neighbour served"
     assert np.mean(closeness[[tracks.index(t) for t in ruled_ids[:top]]]) < \
