@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from models import features, memory, metrics, neighbours
+from models.params import DislikePenalty
 from models.slice_rules import SliceRules
 from schema import contract
 
@@ -217,7 +218,7 @@ def rejection_popularity(collected: Collected, track_counts: np.ndarray) -> dict
 
 def embedding_scorer(query_tower: tf.keras.Model, candidate_embeddings: np.ndarray,
                      memory_weights: Optional[np.ndarray] = None,
-                     dislike_penalty: Optional[neighbours.DislikePenalty] = None, embedding_dim: int = 0) -> Scorer:
+                     dislike_penalty: Optional[DislikePenalty] = None, embedding_dim: int = 0) -> Scorer:
     """Cosine scores of the query tower's embedding against every candidate embedding, plus the history memory
     offsets (models/memory.py) and minus the dislike-neighbour penalty (models/neighbours.py) when the model has
     them (embedding_dim: the candidate embeddings' unit-vector columns, needed with the penalty)."""
@@ -232,7 +233,7 @@ def embedding_scorer(query_tower: tf.keras.Model, candidate_embeddings: np.ndarr
 
 
 def with_memory(scores: np.ndarray, batch: dict[str, tf.Tensor], memory_weights: Optional[np.ndarray],
-                dislike_penalty: Optional[neighbours.DislikePenalty] = None,
+                dislike_penalty: Optional[DislikePenalty] = None,
                 catalog_units: Optional[np.ndarray] = None) -> np.ndarray:
     """[B, V] scores plus each row's history memory offsets, minus its dislike-neighbour penalties over
     catalog_units [V, D] (each part skipped when its rule is None)."""

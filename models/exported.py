@@ -17,6 +17,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from models import evaluation, export_format, features, memory, neighbours
+from models.params import DislikePenalty
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,9 +113,9 @@ class ExportedModel:
         return memory.weights_of(self.config.get(export_format.HISTORY_MEMORY_KEY))
 
     @property
-    def dislike_penalty(self) -> Optional[neighbours.DislikePenalty]:
+    def dislike_penalty(self) -> Optional[DislikePenalty]:
         """The dislike-neighbour rule (models/neighbours.py); None when off or for a model that predates it."""
-        return neighbours.DislikePenalty.of_training(self.config.get("training", {}))
+        return DislikePenalty.of_training(self.config.get("training", {}))
 
     @property
     def embedding_dim(self) -> int:

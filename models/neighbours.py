@@ -15,41 +15,13 @@ the Trainer's per-epoch evaluation, the evaluator (`models.exported.ExportedMode
 """
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Mapping, Optional
-
 import numpy as np
 import tensorflow as tf
 
+from models.params import DislikePenalty
 from schema import contract
 
 DISLIKE_ID = contract.LABELS.index(contract.DISLIKE)
-
-
-@dataclasses.dataclass(frozen=True)
-class DislikePenalty:
-    """The rule's two settings (pipeline/configs.py dislike_neighbour_weight, dislike_neighbour_floor)."""
-
-    weight: float
-    floor: float
-
-    def __post_init__(self) -> None:
-        if not self.weight >= 0:
-            raise ValueError(f"dislike_neighbour_weight must be >= 0, got {self.weight}")
-        if not 0.0 <= self.floor < 1.0:
-            raise ValueError(f"dislike_neighbour_floor must be within [0, 1), got {self.floor}")
-
-    @property
-    def active(self) -> bool:
-        return self.weight > 0
-
-    @classmethod
-    def of_training(cls, training: Mapping[str, Any]) -> Optional["DislikePenalty"]:
-        """The rule of a model config's "training" entry; None when off or when the model predates it."""
-        if "dislike_neighbour_weight" not in training:
-            return None
-        rule = cls(float(training["dislike_neighbour_weight"]), float(training["dislike_neighbour_floor"]))
-        return rule if rule.active else None
 
 
 def penalties(rule: DislikePenalty, candidate_units: tf.Tensor, history_units: tf.Tensor,
@@ -81,13 +53,6 @@ def subtract_penalties(scores: np.ndarray, rule: DislikePenalty, catalog_units: 
     for row, start, count in zip(disliking_rows[~single], starts[~single], counts[~single]):
         scores[row] -= closeness[start:start + count].sum(axis=0)
     return scores
-
-
-def dense_penalties(rule: DislikePenalty, catalog_units: np.ndarray, history_ids: np.ndarray,
-                    history_labels: np.ndarray, history_mask: np.ndarray) -> np.ndarray:
-    """[B, V] amounts to subtract from every track id's score: what `penalties` gives for the whole catalog."""
-    zeros = np.zeros((len(np.asarray(history_ids)), len(catalog_units)), dtype=np.float32)
-    return -subtract_penalties(zeros, rule, catalog_units, history_ids, history_labels, history_mask)
 
 
 def unit_part(embeddings: np.ndarray, embedding_dim: int) -> np.ndarray:

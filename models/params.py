@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 UNIFORM = "uniform"
 POPULARITY = "popularity"
@@ -59,6 +59,34 @@ MIRRORED_STRATEGY = "mirrored"
 MULTI_WORKER_STRATEGY = "multi_worker_mirrored"
 STRATEGIES: tuple[str, ...] = (DEFAULT_STRATEGY, MIRRORED_STRATEGY, MULTI_WORKER_STRATEGY)
 """tf.distribute strategies the Trainer can run under (models.distribution.make_strategy)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DislikePenalty:
+    """The dislike-neighbour rule's two settings (models/neighbours.py; pipeline/configs.py dislike_neighbour_weight,
+    dislike_neighbour_floor)."""
+
+    weight: float
+    floor: float
+
+    def __post_init__(self) -> None:
+        if not self.weight >= 0:
+            raise ValueError(f"dislike_neighbour_weight must be >= 0, got {self.weight}")
+        if not 0.0 <= self.floor < 1.0:
+            raise ValueError(f"dislike_neighbour_floor must be within [0, 1), got {self.floor}")
+
+    @property
+    def active(self) -> bool:
+        return self.weight > 0
+
+    @classmethod
+    def of_training(cls, training: Mapping[str, Any]) -> Optional["DislikePenalty"]:
+        """The rule of a model config's "training" entry; None when off or when the model predates it."""
+        if "dislike_neighbour_weight" not in training:
+            return None
+        rule = cls(float(training["dislike_neighbour_weight"]), float(training["dislike_neighbour_floor"]))
+        return rule if rule.active else None
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,10 +164,7 @@ class TrainingParams:
         for name in ("temperature", "learning_rate", "hard_negative_weight", "direct_feedback_scale"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if not self.dislike_neighbour_weight >= 0:
-            raise ValueError(f"dislike_neighbour_weight must be >= 0, got {self.dislike_neighbour_weight}")
-        if not 0.0 <= self.dislike_neighbour_floor < 1.0:
-            raise ValueError(f"dislike_neighbour_floor must be within [0, 1), got {self.dislike_neighbour_floor}")
+        DislikePenalty(self.dislike_neighbour_weight, self.dislike_neighbour_floor)  # validates both
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be within [0, 1), got {self.dropout}")
         if self.embedding_dim % self.num_heads:

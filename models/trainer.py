@@ -21,13 +21,13 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tensorflow_transform as tft
 
-from models import (distribution, evaluation, exported, features, inputs, loss, memory, neighbours, optimizer,
-                    warm_start)
+from models import distribution, evaluation, exported, features, inputs, loss, memory, optimizer, warm_start
 from models.export_format import (CANDIDATE_EMBEDDINGS_FILE, FEEDBACK_EMBEDDINGS_FILE, HISTORY_MEMORY_KEY, MODEL_CONFIG_FILE,
                                   QUERY_EMBEDDING, QUERY_MODEL_DIR, STATION_VOCABULARY_FILE,
                                   TRACK_VOCABULARY_FILE, TRAINING_HISTORY_FILE)
-from models.params import (ACCURACY_WITH_RECALL_FLOOR, DIRECT_OFF, EARLY_STOPPING_RULES, PAIRWISE_ACCURACY,
-                           PAIRWISE_PLUS_RECALL, QUERY_ALL, QUERY_DISLIKES, QUERY_NONE, RECALL_AT_100,
+from models.params import (ACCURACY_WITH_RECALL_FLOOR, CANDIDATES_NEW, DIRECT_OFF, EARLY_STOPPING_RULES,
+                           PAIRWISE_ACCURACY, PAIRWISE_PLUS_RECALL, DislikePenalty, QUERY_ALL, QUERY_DISLIKES,
+                           QUERY_NONE, RECALL_AT_100,
                            TrainingParams)
 from models.towers import QueryTower, TowerConfig, build_towers, popularity_prior
 from schema import contract
@@ -93,7 +93,7 @@ class RetrievalModel(tfrs.models.Model):
 
     def scorer(self, embeddings: np.ndarray) -> evaluation.Scorer:
         """What every later scorer of this model computes: the towers, the memory, the dislike-neighbour rule."""
-        penalty = neighbours.DislikePenalty.of_training(dataclasses.asdict(self._params))
+        penalty = DislikePenalty.of_training(dataclasses.asdict(self._params))
         return evaluation.embedding_scorer(self.query_tower, embeddings, self.memory_weights(), penalty,
                                            self._params.embedding_dim)
 
@@ -132,8 +132,10 @@ class RetrievalModel(tfrs.models.Model):
                 hard=self.candidate_tower(hard_ids, training=training),
                 hard_ids=hard_ids,
                 hard_mask=batch[features.HARD_NEGATIVE_MASK],
-                hard_in_history=in_history(hard_ids, batch[features.HISTORY_TRACK_IDS_XF], batch[features.HISTORY_MASK]),
             )
+            if self._params.negative_loss_on_candidates == CANDIDATES_NEW:
+                arguments["hard_in_history"] = in_history(hard_ids, batch[features.HISTORY_TRACK_IDS_XF],
+                                                          batch[features.HISTORY_MASK])
         arguments["term_query"] = term_query
         arguments["offsets"] = self._offsets(batch, positive=positive_ids[:, None], in_batch=positive_ids,
                                              random=random_ids, hard=hard_ids)

@@ -8,15 +8,21 @@ import pytest
 import tensorflow as tf
 
 from models import evaluation, features, memory, neighbours
-from models.params import TrainingParams
+from models.params import DislikePenalty, TrainingParams
 from pipeline import configs
 from schema import contract
 from tests.test_loss import assert_close
 
 LIKE, SKIP, DISLIKE = (contract.LABEL_IDS[name] for name in (contract.LIKE, contract.SKIP, contract.DISLIKE))
-RULE = neighbours.DislikePenalty(weight=0.3, floor=0.5)
+RULE = DislikePenalty(weight=0.3, floor=0.5)
 # Track 0 and its neighbours: cosines 1, 0.8, 0.6, 0, -1 to track 0.
 UNITS = np.array([[1.0, 0.0], [0.8, 0.6], [0.6, 0.8], [0.0, 1.0], [-1.0, 0.0]], np.float32)
+
+
+def dense_penalties(rule: DislikePenalty, units: np.ndarray, ids: np.ndarray, labels: np.ndarray,
+                    mask: np.ndarray) -> np.ndarray:
+    """[B, V] what the scorers subtract: subtract_penalties applied to zeros, negated."""
+    return -neighbours.subtract_penalties(np.zeros((len(ids), len(units)), np.float32), rule, units, ids, labels, mask)
 
 
 def history() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -28,7 +34,7 @@ def history() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def test_only_real_dislikes_lower_their_neighbours_by_closeness_above_the_floor():
-    got = neighbours.dense_penalties(RULE, UNITS, *history())
+    got = dense_penalties(RULE, UNITS, *history())
     # Row 0: weight x (cos - 0.5) / 0.5 for cosines 1, 0.8, 0.6 to track 0; nothing at or below the floor.
     assert_close(got[0], [0.3, 0.18, 0.06, 0.0, 0.0])
     # Row 1: a skip and a padded dislike lower nothing.
@@ -42,7 +48,7 @@ def test_the_per_candidate_form_agrees_with_the_dense_catalog():
     candidates = np.array([[0, 1, 4], [0, 1, 4], [1, 2, 3]])
     disliked = mask & (labels == DISLIKE)
     got = neighbours.penalties(RULE, tf.constant(UNITS[candidates]), tf.constant(UNITS[ids]), tf.constant(disliked))
-    dense = neighbours.dense_penalties(RULE, UNITS, ids, labels, mask)
+    dense = dense_penalties(RULE, UNITS, ids, labels, mask)
     assert_close(got, np.take_along_axis(dense, candidates, axis=1))
 
 
@@ -54,7 +60,7 @@ def test_scorers_subtract_the_penalty_after_the_memory_and_need_the_catalog():
     weights[DISLIKE] = -1.0
     scores = np.ones((3, 5), np.float32)
     expected = (1.0 + memory.dense_offsets(weights, ids, labels, mask, 5)
-                - neighbours.dense_penalties(RULE, UNITS, ids, labels, mask))
+                - dense_penalties(RULE, UNITS, ids, labels, mask))
     assert_close(evaluation.with_memory(scores, batch, weights, RULE, UNITS), expected)
     with pytest.raises(ValueError, match="unit vectors of every scored track"):
         evaluation.with_memory(scores, batch, None, RULE, UNITS[:4])
@@ -62,13 +68,13 @@ def test_scorers_subtract_the_penalty_after_the_memory_and_need_the_catalog():
 
 def test_the_rule_is_read_from_the_training_settings_and_validated():
     params = configs.PipelineConfig(dislike_neighbour_weight=0.3, dislike_neighbour_floor=0.5).training_params()
-    assert neighbours.DislikePenalty.of_training(dataclasses.asdict(params)) == RULE
-    assert neighbours.DislikePenalty.of_training({"dislike_neighbour_weight": 0.0, "dislike_neighbour_floor": 0.5}) is None
-    assert neighbours.DislikePenalty.of_training({}) is None  # a model exported before the rule
+    assert DislikePenalty.of_training(dataclasses.asdict(params)) == RULE
+    assert DislikePenalty.of_training({"dislike_neighbour_weight": 0.0, "dislike_neighbour_floor": 0.5}) is None
+    assert DislikePenalty.of_training({}) is None  # a model exported before the rule
     with pytest.raises(ValueError, match="dislike_neighbour_floor"):
         configs.PipelineConfig(dislike_neighbour_floor=1.0).training_params()
     with pytest.raises(ValueError, match="dislike_neighbour_weight"):
-        neighbours.DislikePenalty(weight=-0.1, floor=0.5)
+        DislikePenalty(weight=-0.1, floor=0.5)
     assert isinstance(params, TrainingParams)
 
 

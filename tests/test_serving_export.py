@@ -14,6 +14,7 @@ import tensorflow_recommenders as tfrs
 
 from models import export_format, memory, neighbours, serving_export
 from models.exported import ExportedModel
+from models.params import DislikePenalty
 from pipeline import configs
 from schema import contract
 from tests.conftest import TrainedPipeline
@@ -241,7 +242,7 @@ def test_a_dislike_lowers_its_neighbours_in_the_served_top_k_by_the_rule(trained
     tracks = list(model.vocabularies.tracks)
     plain_config = {**model.config, export_format.HISTORY_MEMORY_KEY: None,
                     "training": {**model.config["training"], "dislike_neighbour_weight": 0.0}}
-    rule = neighbours.DislikePenalty(weight=2.0, floor=0.5)
+    rule = DislikePenalty(weight=2.0, floor=0.5)
     ruled_config = {**plain_config, "training": {**plain_config["training"], "dislike_neighbour_weight": rule.weight,
                                                  "dislike_neighbour_floor": rule.floor}}
     units = neighbours.unit_part(model.candidate_embeddings[: len(tracks)], model.embedding_dim)
