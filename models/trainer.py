@@ -26,9 +26,8 @@ from models.export_format import (CANDIDATE_EMBEDDINGS_FILE, FEEDBACK_EMBEDDINGS
                                   QUERY_EMBEDDING, QUERY_MODEL_DIR, STATION_VOCABULARY_FILE,
                                   TRACK_VOCABULARY_FILE, TRAINING_HISTORY_FILE)
 from models.params import (ACCURACY_WITH_RECALL_FLOOR, CANDIDATES_NEW, DIRECT_OFF, EARLY_STOPPING_RULES,
-                           PAIRWISE_ACCURACY, PAIRWISE_PLUS_RECALL, DislikePenalty, QUERY_ALL, QUERY_DISLIKES,
-                           QUERY_NONE, RECALL_AT_100,
-                           TrainingParams)
+                           MOST_POPULAR_FLOOR_RULES, PAIRWISE_ACCURACY, PAIRWISE_PLUS_RECALL, DislikePenalty,
+                           QUERY_ALL, QUERY_DISLIKES, QUERY_NONE, RECALL_AT_100, SUM_WITH_FLOORS, TrainingParams)
 from models.towers import QueryTower, TowerConfig, build_towers, popularity_prior
 from schema import contract
 
@@ -156,14 +155,19 @@ def candidate_embeddings(candidate_tower: tf.keras.Model, num_track_ids: int) ->
 
 
 def early_stopping_value(rule: str, pairwise_accuracy: float, recall_at_100: float,
-                         recall_floor: Optional[float] = None) -> float:
-    """What early stopping maximises: pairwise accuracy, recall@100, their sum, or (the default) pairwise
-    accuracy among the epochs whose recall@100 reaches `recall_floor` (most-popular's on the eval split).
+                         recall_floor: Optional[float] = None, accuracy_floor: Optional[float] = None) -> float:
+    """What early stopping maximises: pairwise accuracy, recall@100, their sum, or one of two rules with
+    most-popular's eval numbers as floors (the blessing's `beats_most_popular` rule applied while training):
 
-    The last is the blessing's `beats_most_popular` rule applied while training: an epoch that retrieves worse
-    than popularity can never be kept over one that does not (its value, recall - floor, is below 0, and the
-    others' 1 + accuracy is above 1), and among those that do the most accurate wins. Recall@100 alone when
-    the eval split has no real negative to pair with.
+    - (the default) their sum among the epochs whose pairwise accuracy reaches `accuracy_floor` and whose
+      recall@100 reaches `recall_floor`. With the real-negative term accuracy peaks an epoch or two before
+      recall has finished rising; the best accuracy alone then kept models that gave up 0.03-0.05 of recall@100
+      for 0.005 of accuracy (docs/model-and-loss.md section 13);
+    - pairwise accuracy among the epochs whose recall@100 reaches `recall_floor`.
+
+    An epoch under a floor can never be kept over one that reaches both: its value is its worst margin (below
+    0), the others' 2 + the sum (1 + accuracy for the second rule). Recall@100 alone when the eval split has no
+    real negative to pair with; a missing (NaN) accuracy floor is no floor.
     """
     if rule == RECALL_AT_100 or not np.isfinite(pairwise_accuracy):
         return recall_at_100
@@ -171,10 +175,18 @@ def early_stopping_value(rule: str, pairwise_accuracy: float, recall_at_100: flo
         return pairwise_accuracy
     if rule == PAIRWISE_PLUS_RECALL:
         return pairwise_accuracy + recall_at_100
+    if rule in MOST_POPULAR_FLOOR_RULES and recall_floor is None:
+        raise ValueError(f"early_stopping={rule!r} needs the most-popular recall floor")
     if rule == ACCURACY_WITH_RECALL_FLOOR:
-        if recall_floor is None:
-            raise ValueError(f"early_stopping={rule!r} needs the most-popular recall floor")
         return 1.0 + pairwise_accuracy if recall_at_100 >= recall_floor else recall_at_100 - recall_floor
+    if rule == SUM_WITH_FLOORS:
+        if accuracy_floor is None:
+            raise ValueError(f"early_stopping={rule!r} needs the most-popular accuracy floor")
+        margins = [recall_at_100 - recall_floor]
+        if np.isfinite(accuracy_floor):
+            margins.append(pairwise_accuracy - accuracy_floor)
+        worst = min(margins)
+        return 2.0 + pairwise_accuracy + recall_at_100 if worst >= 0 else worst
     raise ValueError(f"early_stopping must be one of {EARLY_STOPPING_RULES}, got {rule!r}")
 
 
@@ -187,19 +199,21 @@ class EvalAndHistory(tf.keras.callbacks.Callback):
 
     def __init__(self, model: RetrievalModel, eval_dataset: tf.data.Dataset, num_track_ids: int,
                  train_examples: int, history_path: str, log_dir: str,
-                 early_stopping: str = ACCURACY_WITH_RECALL_FLOOR,
+                 early_stopping: str = SUM_WITH_FLOORS,
                  track_counts: Optional[np.ndarray] = None, eval_examples_in_split: Optional[int] = None) -> None:
-        """track_counts (training plays per track id) set the most-popular recall floor, once, before epoch 1.
+        """track_counts (training plays per track id) set the most-popular floors, once, before epoch 1.
         eval_examples_in_split: how many examples the eval split holds when eval_dataset is a sample of it."""
         super().__init__()
         self._eval_examples_in_split = eval_examples_in_split
         self._early_stopping = early_stopping
         self._recall_floor: Optional[float] = None
-        if early_stopping == ACCURACY_WITH_RECALL_FLOOR:
+        self._accuracy_floor: Optional[float] = None
+        if early_stopping in MOST_POPULAR_FLOOR_RULES:
             if track_counts is None:
                 raise ValueError(f"early_stopping={early_stopping!r} needs the track counts of the training split")
             baseline = evaluation.ranking_and_pairs(eval_dataset, evaluation.popularity_scorer(track_counts))
             self._recall_floor = float(baseline["recall_at_k"][100])
+            self._accuracy_floor = float(baseline["pairwise_accuracy"])
         self._retrieval = model
         self._eval_dataset = eval_dataset
         self._num_track_ids = num_track_ids
@@ -229,7 +243,7 @@ class EvalAndHistory(tf.keras.callbacks.Callback):
             self._eval_dataset, self._retrieval.scorer(embeddings))
         accuracy = result["pairwise_accuracy"]
         logs[EARLY_STOPPING_METRIC] = early_stopping_value(self._early_stopping, accuracy, result["recall_at_k"][100],
-                                                           self._recall_floor)
+                                                           self._recall_floor, self._accuracy_floor)
         row = {
             "epoch": epoch + 1,
             "train_seconds": round(epoch_seconds, 3),
@@ -246,6 +260,7 @@ class EvalAndHistory(tf.keras.callbacks.Callback):
             "eval_mrr": result["mrr"],
             "eval_early_stopping_value": logs[EARLY_STOPPING_METRIC],
             "eval_recall_floor": self._recall_floor,
+            "eval_accuracy_floor": self._accuracy_floor,
         }
         self.rows.append(row)
         with self._writer.as_default(step=epoch + 1):

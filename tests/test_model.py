@@ -251,6 +251,29 @@ def test_early_stopping_watches_accuracy_recall_or_their_sum():
         early_stopping_value("ndcg", 0.6, 0.4)
 
 
+def test_early_stopping_by_the_sum_keeps_only_epochs_that_beat_most_popular_on_both():
+    from models.trainer import early_stopping_value
+
+    rule = "pairwise_accuracy+recall_at_100_with_floors"
+    floors = {"recall_floor": 0.45, "accuracy_floor": 0.6}
+    # The seed-42 trajectory that motivated the rule: accuracy peaks in epoch 3, recall keeps rising.
+    epochs = [(0.708, 0.480), (0.704, 0.516), (0.703, 0.527)]
+    values = [early_stopping_value(rule, accuracy, recall, **floors) for accuracy, recall in epochs]
+    assert values == pytest.approx([2 + 0.708 + 0.480, 2 + 0.704 + 0.516, 2 + 0.703 + 0.527])
+    assert max(range(3), key=values.__getitem__) == 2
+    under_accuracy = early_stopping_value(rule, 0.58, 0.9, **floors)  # best sum, but loses on accuracy
+    under_recall = early_stopping_value(rule, 0.95, 0.40, **floors)
+    assert under_accuracy == pytest.approx(-0.02) and under_recall == pytest.approx(-0.05)
+    assert min(values) > under_accuracy > under_recall  # the nearer miss ranks higher, every pass above both
+    assert early_stopping_value(rule, 0.6, 0.45, **floors) == pytest.approx(3.05)  # a floor counts as reached
+    assert early_stopping_value(rule, 0.3, 0.5, recall_floor=0.45, accuracy_floor=float("nan")) == pytest.approx(2.8)
+    assert early_stopping_value(rule, float("nan"), 0.5, **floors) == 0.5  # no pairs in eval: recall alone
+    with pytest.raises(ValueError, match="accuracy floor"):
+        early_stopping_value(rule, 0.6, 0.5, recall_floor=0.45)
+    with pytest.raises(ValueError, match="recall floor"):
+        early_stopping_value(rule, 0.6, 0.5, accuracy_floor=0.6)
+
+
 @pytest.mark.parametrize("gains, start", [("signed", -1.0), ("zero", 0.0), ("learned", 1.0)])
 def test_history_gains_start_per_feedback_type_and_are_trained(gains, start):
     config = dataclasses.replace(CONFIG, history_gains=gains)
