@@ -23,9 +23,9 @@ SUM_WITH_FLOORS = "pairwise_accuracy+recall_at_100_with_floors"
 """Best sum of eval pairwise accuracy and recall@100 among the epochs that reach most-popular's on both."""
 EARLY_STOPPING_RULES: tuple[str, ...] = (SUM_WITH_FLOORS, ACCURACY_WITH_RECALL_FLOOR, PAIRWISE_PLUS_RECALL,
                                          PAIRWISE_ACCURACY, RECALL_AT_100)
+"""What the Trainer's early stopping maximises on the eval split (models.trainer.early_stopping_value)."""
 MOST_POPULAR_FLOOR_RULES: tuple[str, ...] = (SUM_WITH_FLOORS, ACCURACY_WITH_RECALL_FLOOR)
 """The rules that need most-popular's eval numbers (the Trainer computes them once, before epoch 1)."""
-"""What the Trainer's early stopping maximises on the eval split (models.trainer.early_stopping_value)."""
 HISTORY_GAINS_OFF = "off"
 HISTORY_GAIN_STARTS: dict[str, float] = {"signed": -1.0, "zero": 0.0, "learned": 1.0}
 """Where the learned gain on a skipped or disliked history track's embedding starts (models.towers.QueryTower);

@@ -9,7 +9,7 @@ from typing import Any, Iterable
 
 from components.feedback_labeler.sequences import LabelingParams
 from components.retrieval_evaluator.blessing import EvaluationParams
-from models.params import DEFAULT_STRATEGY, LAZY_ADAM, MULTI_WORKER_STRATEGY, TrainingParams
+from models.params import DEFAULT_STRATEGY, LAZY_ADAM, MULTI_WORKER_STRATEGY, SUM_WITH_FLOORS, TrainingParams
 from models.serving_params import BRUTE_FORCE, SCANN, ScannParams, ServingParams
 from schema import contract
 
@@ -194,7 +194,7 @@ class PipelineConfig:
     """Most training epochs (early stopping may end sooner; the best epoch's weights are kept)."""
     patience: int = 3
     """Early stopping: epochs without a better early_stopping value before training stops."""
-    early_stopping: str = "pairwise_accuracy+recall_at_100_with_floors"
+    early_stopping: str = SUM_WITH_FLOORS
     """What early stopping maximises on the eval split: 'pairwise_accuracy', 'recall_at_100', their sum
     ('pairwise_accuracy+recall_at_100'), the best accuracy among the epochs whose recall@100 reaches most-popular's
     ('pairwise_accuracy_with_recall_floor'), or (the default) the best sum among the epochs that reach
